@@ -1,0 +1,42 @@
+# rayfleet: `make demo` runs the main job on the local backend; `make test` runs lint, import
+# contracts and the whole test suite. Both create .venv and install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv test lint contracts pytest bench demo clean
+
+venv: $(STAMP)
+
+# Re-install when pyproject.toml changes (the stamp is older than it) or the venv is missing.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check platform train_apps serve_apps benchmarks tests
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint contracts pytest
+
+bench: $(STAMP)
+	@set -e; for script in benchmarks/*.py; do \
+		echo "== $$script"; $(BIN)/python $$script; \
+	done
+
+demo: $(STAMP)
+	$(BIN)/rayfleet demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

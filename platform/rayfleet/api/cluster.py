@@ -1,0 +1,57 @@
+"""Clusters: a provisioned Ray cluster and the backend that runs it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import Document, Duration, MemoryQuantity, Model, Name
+
+
+class LocalBackendSpec(Model):
+    object_store_memory: MemoryQuantity = Field(default=128 * 2**20, description="Object store per simulated host.")
+    cpus_per_host: float = Field(default=0.5, gt=0, description="Ray CPUs each simulated host advertises (real CPU is shared).")
+    head_cpus: float = Field(default=2, ge=0, description="Ray CPUs on the head node (drivers, Serve proxy, controller).")
+    temp_dir: str | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
+    dashboard_port: int | None = Field(default=None, ge=1, le=65535, description="Ray dashboard port; default: a free port.")
+
+
+class KubeRaySpec(Model):
+    namespace: Name = Field(default="rayfleet", description="Namespace the RayClusters live in.")
+    kubeconfig: str | None = Field(default=None, description="Path of a kubeconfig; empty uses in-cluster config or the default kubeconfig.")
+    context: str | None = Field(default=None, description="kubeconfig context.")
+    in_cluster: bool = Field(default=False, description="Use the pod's service account.")
+    image: str = Field(default="rayproject/ray:2.60.0-py311", description="Ray image for head and workers.")
+    ray_version: str = Field(default="2.60.0", description="Ray version (RayCluster spec.rayVersion).")
+    ttl_seconds_after_finished: int = Field(default=300, ge=0, description="RayJob ttlSecondsAfterFinished.")
+    head_cpu: str = Field(default="4", description="Head pod CPU.")
+    head_memory: str = Field(default="16Gi", description="Head pod memory.")
+
+
+class ClusterSpec(Model):
+    backend: Literal["local", "kuberay"] = Field(default="local", description="Where Ray runs: local processes, or KubeRay on GKE.")
+    pools: list[Name] = Field(default_factory=list, description="Pools in this cluster; empty means every pool of the config.")
+    local: LocalBackendSpec = Field(default_factory=LocalBackendSpec, description="Local backend settings.")
+    kuberay: KubeRaySpec | None = Field(default=None, description="KubeRay settings (backend: kuberay).")
+    start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
+
+    @model_validator(mode="after")
+    def _backend(self) -> ClusterSpec:
+        if self.backend == "kuberay" and self.kuberay is None:
+            object.__setattr__(self, "kuberay", KubeRaySpec())
+        return self
+
+
+class ClusterStatus(Model):
+    state: Literal["Down", "Starting", "Up", "Degraded", "Stopping"] = Field(default="Down", description="Lifecycle state.")
+    address: str | None = Field(default=None, description="Ray GCS address.")
+    dashboard_url: str | None = Field(default=None, description="Ray dashboard / Jobs API URL.")
+    message: str = Field(default="", description="Why the cluster is in its state.")
+
+
+class Cluster(Document):
+    KIND = "Cluster"
+    kind: Literal["Cluster"] = "Cluster"
+    spec: ClusterSpec = Field(default_factory=ClusterSpec, description="Backend and pools.")
+    status: ClusterStatus = Field(default_factory=ClusterStatus, description="Observed state.")

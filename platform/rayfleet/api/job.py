@@ -1,0 +1,122 @@
+"""Training jobs: Ray Train gangs admitted whole through quota."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources
+from .pool import Accelerator
+
+
+class PlacementStrategy(StrEnum):
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
+class GangSpec(Model):
+    workers: int = Field(default=1, ge=1, le=4096, description="Number of workers (Ray Train ScalingConfig.num_workers); all start together or none does.")
+    resources_per_worker: Resources = Field(default_factory=lambda: {"cpu": 1000}, description="Resources each worker needs, e.g. {cpu: 1, nvidia.com/gpu: 8}.")
+    accelerator: Accelerator | None = Field(default=None, description="Accelerator the workers need (GKE name); restricts the job to flavors of matching pools.")
+    placement_strategy: PlacementStrategy | None = Field(default=None, description="Placement group strategy; default PACK for GPUs, STRICT_SPREAD (one host each, one slice) for multi-host TPU.")
+
+    @model_validator(mode="after")
+    def _accel(self) -> GangSpec:
+        wants = [r for r in ACCELERATOR_RESOURCES if self.resources_per_worker.get(r)]
+        if len(wants) > 1:
+            raise ValueError("resourcesPerWorker: a worker asks for either nvidia.com/gpu or google.com/tpu, not both")
+        if self.accelerator is not None:
+            need = self.accelerator.resource
+            if wants and wants[0] != need:
+                raise ValueError(f"accelerator: {self.accelerator.value} is requested by {need}, but resourcesPerWorker asks for {wants[0]}")
+        elif wants:
+            pass  # any pool offering the resource will do
+        return self
+
+    def total(self) -> dict[str, int]:
+        return {k: v * self.workers for k, v in self.resources_per_worker.items()}
+
+
+class TrainAppRef(Model):
+    module: str = Field(pattern=r"^[A-Za-z_][\w.]*$", description="Python module of a train app, e.g. train_apps.ddp_synthetic.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Keyword config passed to the app's train loop.")
+
+
+class CheckpointSpec(Model):
+    storage_path: str | None = Field(default=None, description="Where checkpoints are kept (a directory or gs:// path); default: the service's data directory.")
+    num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept per job.")
+
+
+class FailurePolicy(Model):
+    max_restarts: int = Field(default=3, ge=0, le=1000, description="Restarts after failures (not counting preemptions) before the job fails with its last error.")
+
+
+class TrainJobSpec(Model):
+    entrypoint: str | None = Field(default=None, min_length=1, description="Shell command run as the job's driver (as in `ray job submit -- CMD`).")
+    train_app: TrainAppRef | None = Field(default=None, description="A train app run by rayfleet's TorchTrainer launcher; alternative to entrypoint.")
+    queue: Name = Field(description="Queue (ClusterQueue) the job is admitted through.")
+    priority_class: Name | None = Field(default=None, description="Priority class; default: the class marked default, else priority 0.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels (team, cost centre, experiment) carried into metrics and cost reports.")
+    gang: GangSpec = Field(default_factory=GangSpec, description="The gang: workers x resources, all reserved at once.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage.")
+    failure_policy: FailurePolicy = Field(default_factory=FailurePolicy, description="How often to restart after failures.")
+    max_run_duration: Duration | None = Field(default=None, gt=0, description="Longest the job may run before it is stopped (activeDeadlineSeconds on GKE).")
+    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env (working_dir, pip, env_vars, ...).")
+
+    @model_validator(mode="after")
+    def _one_program(self) -> TrainJobSpec:
+        if (self.entrypoint is None) == (self.train_app is None):
+            raise ValueError("entrypoint: give exactly one of entrypoint or trainApp")
+        return self
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"          # waiting for quota
+    ADMITTED = "ADMITTED"      # quota granted, launch pending
+    STARTING = "STARTING"      # placement group / workers starting
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"        # stopped by a user
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)
+
+
+class Interruption(Model):
+    at: datetime = Field(description="When the interruption happened.")
+    attempt: int = Field(description="Attempt that was interrupted.")
+    reason: Literal["preempted", "host-failure", "failure", "capacity"] = Field(description="Why.")
+    message: str = Field(default="", description="Details.")
+    recovered_at: datetime | None = Field(default=None, description="When the next attempt was running again.")
+    resumed_from_step: int | None = Field(default=None, description="Checkpointed step the next attempt resumed from.")
+
+
+class TrainJobStatus(Model):
+    state: JobState = Field(default=JobState.QUEUED, description="Lifecycle state.")
+    attempt: int = Field(default=0, ge=0, description="Current attempt number (0 before the first launch).")
+    restarts: int = Field(default=0, ge=0, description="Restarts after failures so far.")
+    flavor: str | None = Field(default=None, description="Flavor quota admitted the job on.")
+    pool: str | None = Field(default=None, description="Pool the job runs on.")
+    borrowed: dict[str, int] = Field(default_factory=dict, description="Quota borrowed from the cohort for this admission.")
+    message: str = Field(default="", description="Why the job is in its state (waiting reason, last error).")
+    submitted_at: datetime | None = Field(default=None, description="When the job was accepted.")
+    started_at: datetime | None = Field(default=None, description="When the first attempt started running.")
+    finished_at: datetime | None = Field(default=None, description="When the job ended.")
+    interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
+    last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
+    ray_job_id: str | None = Field(default=None, description="Ray job submission id of the current attempt.")
+
+
+class TrainJob(Document):
+    KIND = "TrainJob"
+    kind: Literal["TrainJob"] = "TrainJob"
+    spec: TrainJobSpec = Field(description="What to run and with what.")
+    status: TrainJobStatus = Field(default_factory=TrainJobStatus, description="Observed state.")

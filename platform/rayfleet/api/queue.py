@@ -1,0 +1,283 @@
+"""Teams, queues (Kueue ClusterQueues), cohorts and priority classes."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, field_validator, model_serializer, model_validator
+
+from .base import RESOURCE_NAMES, Document, Model, Name, format_quantity, parse_quantity
+
+
+class QueueingStrategy(StrEnum):
+    STRICT_FIFO = "StrictFIFO"
+    BEST_EFFORT_FIFO = "BestEffortFIFO"
+
+
+class WithinClusterQueue(StrEnum):
+    NEVER = "Never"
+    LOWER_PRIORITY = "LowerPriority"
+    LOWER_OR_NEWER_EQUAL_PRIORITY = "LowerOrNewerEqualPriority"
+
+
+class ReclaimWithinCohort(StrEnum):
+    NEVER = "Never"
+    LOWER_PRIORITY = "LowerPriority"
+    ANY = "Any"
+
+
+class BorrowWithinCohortPolicy(StrEnum):
+    NEVER = "Never"
+    LOWER_PRIORITY = "LowerPriority"
+
+
+class WhenCanBorrow(StrEnum):
+    BORROW = "Borrow"
+    TRY_NEXT_FLAVOR = "TryNextFlavor"
+
+
+class WhenCanPreempt(StrEnum):
+    PREEMPT = "Preempt"
+    TRY_NEXT_FLAVOR = "TryNextFlavor"
+
+
+class ResourceQuotaSpec(Model):
+    name: str = Field(description="Resource name: cpu, memory, nvidia.com/gpu or google.com/tpu.")
+    nominal_quota: int = Field(description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi).")
+    borrowing_limit: int | None = Field(default=None, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
+    lending_limit: int | None = Field(default=None, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in RESOURCE_NAMES:
+            raise ValueError(f"unknown resource {v!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quantities(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"] in RESOURCE_NAMES:
+            data = dict(data)
+            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+                if data.get(key) is not None:
+                    try:
+                        data[key] = parse_quantity(data["name"], data[key])
+                    except ValueError as e:
+                        raise ValueError(f"{_camel(key)}: {e}") from None
+        return data
+
+    @model_serializer(mode="wrap")
+    def _format(self, handler, info):
+        data = handler(self)
+        if info.mode == "json":
+            resource = self.name
+            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+                if data.get(key) is not None:
+                    data[key] = format_quantity(resource, data[key])
+        return data
+
+    @model_validator(mode="after")
+    def _limits(self) -> ResourceQuotaSpec:
+        if self.lending_limit is not None and self.lending_limit > self.nominal_quota:
+            raise ValueError(f"lendingLimit: {self.lending_limit} exceeds nominalQuota {self.nominal_quota}")
+        return self
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class FlavorQuotas(Model):
+    name: Name = Field(description="Flavor name.")
+    resources: list[ResourceQuotaSpec] = Field(min_length=1, description="Quota per resource on this flavor.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> FlavorQuotas:
+        names = [r.name for r in self.resources]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ValueError(f"resources.{i}.name: resource {n!r} listed twice")
+        return self
+
+
+class ResourceGroup(Model):
+    covered_resources: list[str] = Field(min_length=1, description="Resources whose quota is given together, flavor by flavor.")
+    flavors: list[FlavorQuotas] = Field(min_length=1, description="Flavors in order of preference (the queue's flavor order).")
+
+    @field_validator("covered_resources")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for i, r in enumerate(v):
+            if r not in RESOURCE_NAMES:
+                raise ValueError(f"{i}: unknown resource {r!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cover(self) -> ResourceGroup:
+        covered = set(self.covered_resources)
+        for i, fq in enumerate(self.flavors):
+            got = [r.name for r in fq.resources]
+            if set(got) != covered:
+                raise ValueError(
+                    f"flavors.{i}.resources: flavor {fq.name!r} must give quota for exactly the covered resources {sorted(covered)}, got {got}"
+                )
+        return self
+
+
+class BorrowWithinCohort(Model):
+    policy: BorrowWithinCohortPolicy = Field(default=BorrowWithinCohortPolicy.NEVER, description="Whether a borrowing workload may preempt lower-priority workloads in the cohort.")
+    max_priority_threshold: int | None = Field(default=None, description="Only workloads with priority at or below this may be preempted while borrowing.")
+
+
+class PreemptionSpec(Model):
+    within_cluster_queue: WithinClusterQueue = Field(default=WithinClusterQueue.NEVER, description="Preempt workloads of the same queue.")
+    reclaim_within_cohort: ReclaimWithinCohort = Field(default=ReclaimWithinCohort.NEVER, description="Reclaim lent quota from cohort members that borrow it.")
+    borrow_within_cohort: BorrowWithinCohort = Field(default_factory=BorrowWithinCohort, description="Preempt in the cohort while borrowing.")
+
+
+class FlavorFungibility(Model):
+    when_can_borrow: WhenCanBorrow = Field(default=WhenCanBorrow.BORROW, description="Borrow on this flavor, or try the next flavor first.")
+    when_can_preempt: WhenCanPreempt = Field(default=WhenCanPreempt.TRY_NEXT_FLAVOR, description="Preempt on this flavor, or try the next flavor first.")
+
+
+class FairSharing(Model):
+    weight: float = Field(default=1.0, ge=0, description="Share weight: higher weights get a larger share of borrowed capacity.")
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class ScheduledQuota(Model):
+    flavor: Name = Field(description="Flavor whose quota changes in the window.")
+    resource: str = Field(description="Resource whose quota changes.")
+    nominal_quota: int = Field(description="Nominal quota during the window.")
+    borrowing_limit: int | None = Field(default=None, description="Borrowing limit during the window (empty: unchanged).")
+    lending_limit: int | None = Field(default=None, description="Lending limit during the window (empty: unchanged).")
+
+    @field_validator("resource")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in RESOURCE_NAMES:
+            raise ValueError(f"unknown resource {v!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quantities(cls, data):
+        if isinstance(data, dict) and data.get("resource") in RESOURCE_NAMES:
+            data = dict(data)
+            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+                if data.get(key) is not None:
+                    try:
+                        data[key] = parse_quantity(data["resource"], data[key])
+                    except ValueError as e:
+                        raise ValueError(f"{_camel(key)}: {e}") from None
+        return data
+
+
+    @model_serializer(mode="wrap")
+    def _format(self, handler, info):
+        data = handler(self)
+        if info.mode == "json":
+            resource = self.resource
+            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+                if data.get(key) is not None:
+                    data[key] = format_quantity(resource, data[key])
+        return data
+
+
+class QuotaWindow(Model):
+    name: str = Field(min_length=1, description="Name of the window, e.g. business-hours.")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
+    start: str = Field(description="Start time HH:MM (inclusive).")
+    end: str = Field(description="End time HH:MM (exclusive); an end before start wraps past midnight.")
+    timezone: str = Field(default="UTC", description="IANA time zone of start and end.")
+    quotas: list[ScheduledQuota] = Field(min_length=1, description="Quotas in force during the window.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"{v!r} is not a time of day HH:MM")
+        return v
+
+
+class QueueSpec(Model):
+    team: Name = Field(description="Team that owns the queue; its tokens submit here.")
+    cohort: Name | None = Field(default=None, description="Cohort whose members lend and borrow idle quota.")
+    compute_class: Name | None = Field(default=None, description="Compute class whose capacity fallback applies to this queue's flavors.")
+    resource_groups: list[ResourceGroup] = Field(min_length=1, description="Quota per flavor and resource (Kueue resourceGroups).")
+    queueing_strategy: QueueingStrategy = Field(default=QueueingStrategy.BEST_EFFORT_FIFO, description="StrictFIFO blocks behind the head; BestEffortFIFO lets later workloads that fit go first.")
+    preemption: PreemptionSpec = Field(default_factory=PreemptionSpec, description="Preemption policy.")
+    flavor_fungibility: FlavorFungibility = Field(default_factory=FlavorFungibility, description="When to move on to the next flavor.")
+    fair_sharing: FairSharing = Field(default_factory=FairSharing, description="Fair-sharing weight.")
+    quota_schedule: list[QuotaWindow] = Field(default_factory=list, description="Time windows with other quotas (e.g. inference by day, training by night).")
+
+    def flavor_order(self) -> list[str]:
+        out: list[str] = []
+        for group in self.resource_groups:
+            out.extend(f.name for f in group.flavors if f.name not in out)
+        return out
+
+    def quotas(self) -> dict[tuple[str, str], ResourceQuotaSpec]:
+        return {(f.name, r.name): r for g in self.resource_groups for f in g.flavors for r in f.resources}
+
+
+class QueueStatus(Model):
+    pending: int = Field(default=0, description="Workloads waiting.")
+    admitted: int = Field(default=0, description="Workloads admitted.")
+    usage: dict[str, dict[str, int]] = Field(default_factory=dict, description="Usage by flavor and resource.")
+    borrowed: dict[str, dict[str, int]] = Field(default_factory=dict, description="Borrowed from the cohort, by flavor and resource.")
+    lent: dict[str, dict[str, int]] = Field(default_factory=dict, description="Lent to the cohort, by flavor and resource.")
+
+
+class Queue(Document):
+    """Kueue's ClusterQueue, owned by a team."""
+
+    KIND = "Queue"
+    kind: Literal["Queue"] = "Queue"
+    spec: QueueSpec = Field(description="Quota and policies.")
+    status: QueueStatus = Field(default_factory=QueueStatus, description="Observed usage.")
+
+
+class CohortSpec(Model):
+    parent: Name | None = Field(default=None, description="Parent cohort (hierarchical cohorts).")
+    fair_sharing: FairSharing = Field(default_factory=FairSharing, description="Fair-sharing weight of the cohort in its parent.")
+
+
+class Cohort(Document):
+    KIND = "Cohort"
+    kind: Literal["Cohort"] = "Cohort"
+    spec: CohortSpec = Field(default_factory=CohortSpec, description="Parent and weight.")
+
+
+class PriorityClassSpec(Model):
+    value: int = Field(ge=-(2**31), le=10**9, description="Higher values are admitted first and may preempt lower ones.")
+    description: str = Field(default="", description="What the class is for.")
+    default: bool = Field(default=False, description="Used when a workload names no priority class.")
+
+
+class PriorityClass(Document):
+    """Kueue's WorkloadPriorityClass."""
+
+    KIND = "PriorityClass"
+    kind: Literal["PriorityClass"] = "PriorityClass"
+    spec: PriorityClassSpec = Field(description="Priority value.")
+
+
+class TeamSpec(Model):
+    display_name: str = Field(default="", description="Human name of the team.")
+    cost_center: str = Field(default="", description="Cost centre charged for the team's usage.")
+    monthly_budget: float | None = Field(default=None, ge=0, description="Budget in USD per month (reported against, not enforced).")
+    namespace: Name | None = Field(default=None, description="Kubernetes namespace of the team on GKE (defaults to the team name).")
+
+
+class Team(Document):
+    KIND = "Team"
+    kind: Literal["Team"] = "Team"
+    spec: TeamSpec = Field(default_factory=TeamSpec, description="Team details.")

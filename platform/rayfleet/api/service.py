@@ -1,0 +1,79 @@
+"""Serve services: replicas that are multi-host leader-worker groups."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources
+from .pool import Accelerator
+
+
+class ReplicaGroupSpec(Model):
+    hosts_per_replica: int = Field(default=1, ge=1, le=64, description="Hosts in one replica: a leader (host 0) and hostsPerReplica-1 workers.")
+    resources_per_host: Resources = Field(default_factory=lambda: {"cpu": 1000}, description="Resources of each host of a replica.")
+    accelerator: Accelerator | None = Field(default=None, description="Accelerator the replica needs (GKE name).")
+
+    @model_validator(mode="after")
+    def _accel(self) -> ReplicaGroupSpec:
+        wants = [r for r in ACCELERATOR_RESOURCES if self.resources_per_host.get(r)]
+        if len(wants) > 1:
+            raise ValueError("resourcesPerHost: a host asks for either nvidia.com/gpu or google.com/tpu, not both")
+        if self.accelerator is not None and wants and wants[0] != self.accelerator.resource:
+            raise ValueError(f"accelerator: {self.accelerator.value} is requested by {self.accelerator.resource}, not {wants[0]}")
+        return self
+
+
+class AutoscalingSpec(Model):
+    min_replicas: int = Field(default=1, ge=0, description="Replicas always kept (admitted as one workload).")
+    max_replicas: int = Field(default=1, ge=1, description="Most replicas; each above minReplicas is its own quota request.")
+    target_ongoing_requests: float = Field(default=2.0, gt=0, description="Ray Serve target of ongoing requests per replica.")
+    upscale_delay: Duration = Field(default=30.0, description="How long load must stay high before scaling up.")
+    downscale_delay: Duration = Field(default=600.0, description="How long load must stay low before scaling down.")
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas: {self.min_replicas} exceeds maxReplicas {self.max_replicas}")
+        return self
+
+
+class ServiceSpec(Model):
+    import_path: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="Serve application import path, module:attribute.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments for the application builder.")
+    replica_group: ReplicaGroupSpec = Field(default_factory=ReplicaGroupSpec, description="Shape of one replica (a leader-worker group).")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica bounds and Serve autoscaling.")
+    route_prefix: str = Field(default="/", pattern=r"^/[\w\-/.]*$", description="HTTP route prefix under the Serve proxy.")
+    queue: Name = Field(description="Queue whose quota the replicas draw on.")
+    priority_class: Name | None = Field(default=None, description="Priority class of the replicas.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels for metrics and cost.")
+    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env.")
+
+
+class ServiceState(StrEnum):
+    PENDING = "PENDING"
+    DEPLOYING = "DEPLOYING"
+    RUNNING = "RUNNING"
+    DEGRADED = "DEGRADED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+    FAILED = "FAILED"
+
+
+class ServiceStatus(Model):
+    state: ServiceState = Field(default=ServiceState.PENDING, description="Lifecycle state.")
+    replicas_wanted: int = Field(default=0, description="Replicas Serve autoscaling asks for.")
+    replicas_granted: int = Field(default=0, description="Replicas quota granted.")
+    replicas_running: int = Field(default=0, description="Replicas whole and routed to.")
+    flavor: str | None = Field(default=None, description="Flavor the replicas run on.")
+    url: str | None = Field(default=None, description="HTTP URL of the service.")
+    message: str = Field(default="", description="Why the replica counts differ.")
+
+
+class Service(Document):
+    KIND = "Service"
+    kind: Literal["Service"] = "Service"
+    spec: ServiceSpec = Field(description="The application and its replicas.")
+    status: ServiceStatus = Field(default_factory=ServiceStatus, description="Observed state.")

@@ -1,0 +1,118 @@
+"""The Backend protocol: what the controller asks of a place where Ray runs.
+
+Two implementations: ``local.LocalBackend`` (real Ray processes on this machine, simulated hosts as
+Ray nodes) and ``kuberay.client.KubeRayBackend`` (RayCluster/RayJob/RayService on GKE). The
+controller only ever talks to this protocol.
+
+Every launch is keyed by ``run_id`` = ``<job id>-<attempt>``: the controller writes the intent
+(job, attempt) to its store *before* calling ``launch``, and after a crash asks ``run_status`` /
+``list_runs`` whether that attempt exists, so a launch is never lost or done twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from ..api import Accelerator, PlacementStrategy, PoolSpec
+
+
+class RunState(StrEnum):
+    PENDING = "PENDING"        # placement group / RayJob created, not all workers up yet
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"          # the program failed (counts against maxRestarts)
+    STOPPED = "STOPPED"        # stopped on request (user stop or preemption)
+    LOST = "LOST"              # a host of the gang died, or the run vanished with its cluster
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.PENDING, RunState.RUNNING)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    name: str
+    backend: str
+    address: str | None            # Ray GCS address (local) or RayCluster name (kuberay)
+    dashboard_url: str | None      # Ray dashboard / Jobs API
+    serve_url: str | None = None   # Serve HTTP proxy
+
+
+@dataclass(frozen=True)
+class PoolCapacity:
+    pool: str
+    hosts: int            # hosts configured (max)
+    ready_hosts: int      # hosts alive now
+    free_hosts: int       # alive hosts with no gang bundle on them
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One attempt of an admitted train job, placed on one pool."""
+
+    job_id: str
+    attempt: int
+    pool: str
+    pool_spec: PoolSpec
+    workers: int
+    resources_per_worker: dict[str, int]          # canonical units (api.base)
+    accelerator: Accelerator | None
+    placement_strategy: PlacementStrategy | None  # None: PACK for GPU/CPU, STRICT_SPREAD for multi-host TPU
+    entrypoint: str | None = None                  # a shell command (Ray Jobs style) ...
+    train_app: str | None = None                   # ... or a train app module run by rayfleet's TorchTrainer launcher
+    train_config: dict[str, Any] = field(default_factory=dict)
+    runtime_env: dict[str, Any] = field(default_factory=dict)
+    checkpoint_dir: str | None = None              # stable across attempts: resume reads it
+    max_run_duration: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.job_id}-{self.attempt}"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    state: RunState
+    message: str = ""
+    started_at: float | None = None         # epoch seconds when all workers were running
+    finished_at: float | None = None
+    last_checkpoint_step: int | None = None
+    node_ids: tuple[str, ...] = ()           # Ray node ids of the gang's bundles
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the controller drives. Implementations must be safe to call from one thread at a time."""
+
+    name: str
+
+    def up(self) -> ClusterInfo:
+        """Bring the cluster up (idempotent: an up cluster is returned as is)."""
+
+    def down(self) -> None:
+        """Tear everything down; no process or cloud object of the cluster remains."""
+
+    def info(self) -> ClusterInfo | None:
+        """The cluster if it is up, else None."""
+
+    def capacity(self) -> dict[str, PoolCapacity]:
+        """Hosts per pool: configured, alive, free."""
+
+    def launch(self, req: LaunchRequest) -> str:
+        """Start one attempt; returns the run id. Idempotent per run id."""
+
+    def stop(self, run_id: str, *, reason: str = "stopped") -> None:
+        """Stop a run and free its gang (no-op if it is gone)."""
+
+    def run_status(self, run_id: str) -> RunStatus | None:
+        """Current state of a run, or None if the backend does not know it."""
+
+    def logs(self, run_id: str) -> str:
+        """Driver and worker output of a run so far."""
+
+    def list_runs(self) -> list[str]:
+        """Run ids the backend knows of (for reconciling after a controller restart)."""
