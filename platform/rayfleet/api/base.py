@@ -63,6 +63,22 @@ class ObjectMeta(Model):
     annotations: dict[str, str] = Field(default_factory=dict, description="Free-form annotations.")
 
 
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _check_job_id(value: Any) -> Any:
+    if isinstance(value, str) and not _JOB_ID_RE.match(value):
+        raise ValueError("must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+class WorkloadMeta(ObjectMeta):
+    """Metadata of submitted workloads: the name is the client-chosen id (Ray submission ids such as
+    ``raysubmit_Xe7cvjyGJCyuCvm2`` are valid)."""
+
+    name: Annotated[str, BeforeValidator(_check_job_id)] = Field(description="Client-chosen id; resubmitting the same id is idempotent.")
+
+
 class Document(Model):
     """A stored kind: apiVersion/kind/metadata/spec/status."""
 

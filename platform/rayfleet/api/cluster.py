@@ -34,6 +34,7 @@ class ClusterSpec(Model):
     pools: list[Name] = Field(default_factory=list, description="Pools in this cluster; empty means every pool of the config.")
     local: LocalBackendSpec = Field(default_factory=LocalBackendSpec, description="Local backend settings.")
     kuberay: KubeRaySpec | None = Field(default=None, description="KubeRay settings (backend: kuberay).")
+    fair_sharing: bool = Field(default=False, description="Kueue fair sharing: admission and preemption in a cohort prefer the queue with the lowest weighted share.")
     start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
 
     @model_validator(mode="after")

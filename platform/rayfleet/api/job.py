@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources
+from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources, WorkloadMeta
 from .pool import Accelerator
 
 
@@ -113,10 +113,13 @@ class TrainJobStatus(Model):
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
     ray_job_id: str | None = Field(default=None, description="Ray job submission id of the current attempt.")
+    stop_reason: Literal["user", "preempted", "deadline"] | None = Field(default=None, description="Why a STOPPING job is being stopped.")
+    queued_at: datetime | None = Field(default=None, description="When the job last entered the queue (submission or requeue).")
 
 
 class TrainJob(Document):
     KIND = "TrainJob"
     kind: Literal["TrainJob"] = "TrainJob"
+    metadata: WorkloadMeta = Field(description="Id and labels.")
     spec: TrainJobSpec = Field(description="What to run and with what.")
     status: TrainJobStatus = Field(default_factory=TrainJobStatus, description="Observed state.")

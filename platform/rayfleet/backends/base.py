@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from ..api import Accelerator, PlacementStrategy, PoolSpec
+from ..api import Accelerator, PlacementStrategy, PoolSpec, Service
 
 
 class RunState(StrEnum):
@@ -82,6 +82,20 @@ class RunStatus:
     finished_at: float | None = None
     last_checkpoint_step: int | None = None
     node_ids: tuple[str, ...] = ()           # Ray node ids of the gang's bundles
+    resumed_from_step: int | None = None     # checkpointed step this attempt resumed from (None: from scratch)
+
+
+@dataclass(frozen=True)
+class ServiceRunStatus:
+    """What the backend sees of a deployed Serve service."""
+
+    name: str
+    replicas_target: int            # replicas the deployment is allowed (what quota granted)
+    replicas_running: int           # whole leader-worker groups routed to
+    replicas_wanted: int            # what load asks for (Serve autoscaling's decision, uncapped)
+    url: str | None = None
+    healthy: bool = True
+    message: str = ""
 
 
 @runtime_checkable
@@ -116,3 +130,17 @@ class Backend(Protocol):
 
     def list_runs(self) -> list[str]:
         """Run ids the backend knows of (for reconciling after a controller restart)."""
+
+    def deploy_service(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
+        """Deploy or update a Serve service on ``pool`` with exactly ``replicas`` leader-worker groups
+        allowed (Serve autoscaling moves within [minReplicas, replicas]). Idempotent."""
+
+    def service_status(self, name: str) -> ServiceRunStatus | None:
+        """The deployed service's replicas and URL, or None if it is not deployed."""
+
+    def delete_service(self, name: str) -> None:
+        """Remove a service; requests in flight finish first (graceful drain). No-op if absent."""
+
+    def upload_package(self, uri: str, data: bytes) -> None:
+        """Make a runtime_env package (``gcs://_ray_pkg_<hash>.zip``, as uploaded by ``ray job
+        submit --working-dir``) available to the cluster, so a run's runtime_env can name it."""

@@ -1,0 +1,53 @@
+"""Where the CLI finds the control service and its token."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from ..client import FleetClient
+
+DEFAULT_URL = "http://127.0.0.1:8265"
+
+
+def home() -> Path:
+    """rayfleet's local state: ``$RAYFLEET_HOME``, default ``~/.rayfleet``."""
+    return Path(os.environ.get("RAYFLEET_HOME") or Path.home() / ".rayfleet")
+
+
+def data_dir() -> Path:
+    return home() / "data"
+
+
+def credentials() -> dict:
+    path = data_dir() / "credentials.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def resolve(url: str | None, token: str | None, team: str | None = None) -> tuple[str, str | None]:
+    """URL: --url, $RAYFLEET_URL, the running local service, the default. Token: --token,
+    $RAYFLEET_TOKEN, then the local credentials file (the team's token with --team, else admin)."""
+    if url is None:
+        url = os.environ.get("RAYFLEET_URL")
+    if url is None:
+        svc = data_dir() / "service.json"
+        url = json.loads(svc.read_text())["url"] if svc.exists() else DEFAULT_URL
+    if token is None:
+        token = os.environ.get("RAYFLEET_TOKEN")
+    if token is None:
+        creds = credentials()
+        token = creds.get("teams", {}).get(team) if team else creds.get("admin")
+    return url, token
+
+
+UrlOpt = typer.Option(None, "--url", help="Control service URL (default: $RAYFLEET_URL or the local service).")
+TokenOpt = typer.Option(None, "--token", help="API token (default: $RAYFLEET_TOKEN or the local admin token).")
+TeamOpt = typer.Option(None, "--team", help="Use this team's token from the local credentials.")
+
+
+def connect(url: str | None, token: str | None, team: str | None = None) -> FleetClient:
+    u, t = resolve(url, token, team)
+    return FleetClient(u, token=t)

@@ -1,0 +1,126 @@
+"""``rayfleet up | down | serve``: the embedded default on one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+
+from ..config import default_config_path, load_config
+from .common import credentials, data_dir
+from .output import console, err_console
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Cluster config files (default: cluster_configs/local.yaml).")
+
+
+def _configs(config: list[Path] | None) -> list[Path]:
+    return list(config) if config else [default_config_path()]
+
+
+def serve(
+    config: list[Path] = ConfigOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless told otherwise)."),
+    port: int = typer.Option(8265, "--port", help="Port: rayfleet's API and Ray's Jobs API (ray job submit --address)."),
+    data: Path = typer.Option(None, "--data-dir", help="Data directory (default: $RAYFLEET_HOME/data)."),
+) -> None:
+    """Run the control service in the foreground."""
+    from ..server.main import serve as run
+
+    run(_configs(config), data or data_dir(), host=host, port=port)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def up(
+    config: list[Path] = ConfigOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8265, "--port", help="Port of rayfleet's API and Ray Jobs API."),
+    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the cluster and service."),
+) -> None:
+    """Start the local Ray cluster and the control service in the background; print addresses and tokens."""
+    paths = _configs(config)
+    load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
+    ddir = data_dir()
+    ddir.mkdir(parents=True, exist_ok=True)
+    svc_file = ddir / "service.json"
+    if svc_file.exists():
+        svc = json.loads(svc_file.read_text())
+        if _pid_alive(svc.get("pid", -1)):
+            console.print(f"rayfleet is already up at {svc['url']} (pid {svc['pid']})")
+            _print_access(svc["url"])
+            return
+        svc_file.unlink()
+    log = open(ddir / "service.log", "ab")
+    cmd = [sys.executable, "-m", "rayfleet.cli", "serve", "--host", host, "--port", str(port), "--data-dir", str(ddir)]
+    for p in paths:
+        cmd += ["--config", str(p)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://{host}:{port}"
+    console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err_console.print(f"[red]the control service exited with code {proc.returncode}[/red]; last log lines:")
+            err_console.print((ddir / "service.log").read_text()[-3000:])
+            raise typer.Exit(1)
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200 and svc_file.exists():
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    else:
+        err_console.print(f"[red]rayfleet did not answer at {url} within {timeout:.0f}s[/red]")
+        raise typer.Exit(1)
+    _print_access(url)
+
+
+def _print_access(url: str) -> None:
+    creds = credentials()
+    console.print(f"[green]rayfleet is up[/green]\n  API and Ray Jobs API: {url}   (docs: {url}/docs)")
+    svc_file = data_dir() / "service.json"
+    ray_info = json.loads(svc_file.read_text()).get("ray") if svc_file.exists() else None
+    for key in ("address", "dashboard_url", "serve_url"):
+        if ray_info and ray_info.get(key):
+            console.print(f"  Ray {key.replace('_', ' ')}: {ray_info[key]}")
+    console.print(f"  admin token: {creds.get('admin')}")
+    for team, tok in sorted(creds.get("teams", {}).items()):
+        console.print(f"  team {team} token: {tok}")
+    console.print(f"  e.g. RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<team token> ray job submit --address {url} -- python -c 'print(1)'")
+
+
+def down(
+    config: list[Path] = ConfigOpt,
+    timeout: float = typer.Option(60, "--timeout", help="Seconds to wait for the service to stop."),
+) -> None:
+    """Stop the control service and the local Ray cluster (no Ray process is left)."""
+    ddir = data_dir()
+    svc_file = ddir / "service.json"
+    if svc_file.exists():
+        pid = json.loads(svc_file.read_text()).get("pid", -1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        svc_file.unlink(missing_ok=True)
+    from ..backends import make_backend
+
+    cfg = load_config(_configs(config))
+    make_backend(cfg, ddir).down()
+    console.print("rayfleet is down")

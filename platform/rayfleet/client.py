@@ -1,0 +1,209 @@
+"""HTTP client of the control service, shared by the laptop API (``rayfleet.connect``) and the CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from .api import Service, TrainJob
+from .errors import (
+    BackendError,
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    NotFound,
+    RayfleetError,
+    SpecError,
+    Unauthorized,
+)
+
+_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict}
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"message": resp.text}
+    message = body.get("message") or resp.text
+    if resp.status_code == 422 or body.get("problems"):
+        problems = [FieldProblem(field=p.get("field") or "?", problem=p.get("problem") or "") for p in body.get("problems") or []]
+        raise SpecError(problems or [FieldProblem(field=body.get("field") or "(request)", problem=message)])
+    cls = _BY_STATUS.get(resp.status_code)
+    if cls is not None:
+        raise cls(message, field=body.get("field"))
+    raise BackendError(f"rayfleet answered {resp.status_code}: {message}")
+
+
+class FleetClient:
+    """``fleet = rayfleet.connect(url, token=...)``."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ raw
+
+    def request(self, method: str, path: str, **kw) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise BackendError(f"cannot reach rayfleet at {self.url}: {e}") from None
+        _raise_for(resp)
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.text
+
+    # ------------------------------------------------------------ jobs
+
+    def submit(self, job: TrainJob | dict[str, Any]) -> JobHandle:
+        """Submit a TrainJob; resubmitting the same ``metadata.name`` is idempotent."""
+        body = job.to_dict() if isinstance(job, TrainJob) else job
+        body = {k: v for k, v in body.items() if k != "status"}
+        data = self.request("POST", "/api/v1/jobs", json=body)
+        return JobHandle(self, data["metadata"]["name"], data)
+
+    def job(self, name: str) -> JobHandle:
+        return JobHandle(self, name, self.request("GET", f"/api/v1/jobs/{name}"))
+
+    def jobs(self, *, state: list[str] | str | None = None, queue: str | None = None, team: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Every job the caller may see, following pages."""
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = [state] if isinstance(state, str) else list(state)
+        if queue:
+            params["queue"] = queue
+        if team:
+            params["team"] = team
+        out, cursor = [], 0
+        while cursor is not None:
+            page = self.request("GET", "/api/v1/jobs", params={**params, "cursor": cursor})
+            out += page["items"]
+            cursor = page["next"]
+        return out
+
+    # ------------------------------------------------------------ queues, pools
+
+    def queues(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/queues")
+
+    def queue(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/queues/{name}")
+
+    def pools(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/pools")
+
+    # ------------------------------------------------------------ services
+
+    def deploy(self, svc: Service | dict[str, Any]) -> ServiceHandle:
+        body = svc.to_dict() if isinstance(svc, Service) else svc
+        body = {k: v for k, v in body.items() if k != "status"}
+        data = self.request("POST", "/api/v1/services", json=body)
+        return ServiceHandle(self, data["metadata"]["name"], data)
+
+    def service(self, name: str) -> ServiceHandle:
+        return ServiceHandle(self, name, self.request("GET", f"/api/v1/services/{name}"))
+
+    def services(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/services")
+
+
+class JobHandle:
+    def __init__(self, fleet: FleetClient, name: str, data: dict[str, Any]):
+        self.fleet, self.name, self.data = fleet, name, data
+
+    def refresh(self) -> dict[str, Any]:
+        self.data = self.fleet.request("GET", f"/api/v1/jobs/{self.name}")
+        return self.data
+
+    def status(self) -> dict[str, Any]:
+        return self.refresh()["status"]
+
+    @property
+    def state(self) -> str:
+        return self.data["status"]["state"]
+
+    def wait(self, timeout: float | None = None, poll: float = 1.0) -> dict[str, Any]:
+        """Block until the job ends; returns its final status. TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if st["state"] in TERMINAL:
+                return st
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.name} still {st['state']} after {timeout}s: {st.get('message', '')}")
+            time.sleep(poll)
+
+    def logs(self, follow: bool = False, poll: float = 1.0) -> str | Iterator[str]:
+        """All logs so far, or (follow=True) an iterator of new text until the job ends."""
+        if not follow:
+            return self.fleet.request("GET", f"/api/v1/jobs/{self.name}/logs")
+        return self._follow(poll)
+
+    def _follow(self, poll: float) -> Iterator[str]:
+        sent = 0
+        while True:
+            state = self.status()["state"]
+            text = self.fleet.request("GET", f"/api/v1/jobs/{self.name}/logs")
+            if len(text) < sent:
+                sent = 0
+            if len(text) > sent:
+                yield text[sent:]
+                sent = len(text)
+            if state in TERMINAL:
+                return
+            time.sleep(poll)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.fleet.request("GET", f"/api/v1/jobs/{self.name}/events")
+
+    def stop(self) -> dict[str, Any]:
+        self.data = self.fleet.request("POST", f"/api/v1/jobs/{self.name}/stop")
+        return self.data["status"]
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.name} {self.data.get('status', {}).get('state')}>"
+
+
+class ServiceHandle:
+    def __init__(self, fleet: FleetClient, name: str, data: dict[str, Any]):
+        self.fleet, self.name, self.data = fleet, name, data
+
+    def status(self) -> dict[str, Any]:
+        self.data = self.fleet.request("GET", f"/api/v1/services/{self.name}")
+        return self.data["status"]
+
+    @property
+    def url(self) -> str | None:
+        return self.status().get("url")
+
+    def wait_running(self, timeout: float = 120.0, poll: float = 1.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if st["state"] == "RUNNING" and st.get("replicasRunning", 0) >= 1:
+                return st
+            if st["state"] == "FAILED":
+                raise RayfleetError(f"service {self.name} failed: {st.get('message')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {self.name} still {st['state']} after {timeout}s: {st.get('message', '')}")
+            time.sleep(poll)
+
+    def delete(self) -> None:
+        self.fleet.request("DELETE", f"/api/v1/services/{self.name}")

@@ -1,0 +1,41 @@
+"""Run the control service in the foreground: ``rayfleet serve`` (``rayfleet up`` starts this in the
+background). Brings the backend's cluster up, makes tokens, and serves HTTP with uvicorn."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from ..backends import make_backend
+from ..config import load_config
+from .app import create_app
+from .fleet import Fleet
+from .tokens import ensure_tokens
+
+
+def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
+    config = load_config(config_paths)
+    backend = make_backend(config, data_dir)
+    backend.up()
+    fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
+    ensure_tokens(fleet.store, config, data_dir / "credentials.json")
+    return fleet
+
+
+def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265) -> None:
+    logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fleet = build_fleet(config_paths, data_dir)
+    info = fleet.backend.info()
+    (data_dir / "service.json").write_text(json.dumps({
+        "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))
+    app = create_app(fleet)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto")
+    finally:
+        fleet.close()

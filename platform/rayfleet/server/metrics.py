@@ -1,0 +1,80 @@
+"""Prometheus metrics, computed at scrape time from the store and the quota state: queue depth,
+admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI and cost per team."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..api import JobState, TrainJob
+from .accounting import job_cost
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
+
+
+class FleetCollector:
+    def __init__(self, fleet: Fleet):
+        self.fleet = fleet
+
+    def collect(self):
+        fleet, now = self.fleet, time.time()
+        jobs = [r for r in fleet.store.list("TrainJob")]
+        by_state = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in jobs)  # type: ignore[attr-defined]
+        g = GaugeMetricFamily("rayfleet_jobs", "Training jobs by queue and state.", labels=["queue", "state"])
+        for (queue, state), n in sorted(by_state.items()):
+            g.add_metric([queue, state], n)
+        yield g
+        pending = GaugeMetricFamily("rayfleet_queue_pending_workloads", "Workloads waiting for quota.", labels=["queue"])
+        usage = GaugeMetricFamily("rayfleet_queue_usage", "Quota in use.", labels=["queue", "flavor", "resource"])
+        borrowed = GaugeMetricFamily("rayfleet_queue_borrowed", "Quota borrowed from the cohort.", labels=["queue", "flavor", "resource"])
+        lent = GaugeMetricFamily("rayfleet_queue_lent", "Nominal quota lent to the cohort.", labels=["queue", "flavor", "resource"])
+        for name in fleet.config.queues:
+            pending.add_metric([name], by_state.get((name, JobState.QUEUED.value), 0))
+            u = fleet.controller.quota.usage(name)
+            for (flavor, res), v in sorted(u.usage.items()):
+                usage.add_metric([name, flavor, res], v)
+            for (flavor, res), v in sorted(u.borrowed.items()):
+                borrowed.add_metric([name, flavor, res], v)
+            for (flavor, res), v in sorted(u.lent.items()):
+                lent.add_metric([name, flavor, res], v)
+        yield from (pending, usage, borrowed, lent)
+        interruptions = CounterMetricFamily("rayfleet_job_interruptions", "Interruptions of training jobs.", labels=["queue", "reason"])
+        counts = Counter((r.doc.spec.queue, i.reason) for r in jobs for i in r.doc.status.interruptions)  # type: ignore[attr-defined]
+        for (queue, reason), n in sorted(counts.items()):
+            interruptions.add_metric([queue, reason], n)
+        yield interruptions
+        mttr = GaugeMetricFamily("rayfleet_job_mttr_seconds", "Mean time to recover after an interruption.", labels=["job"])
+        mtbi = GaugeMetricFamily("rayfleet_job_mtbi_seconds", "Mean running time between interruptions.", labels=["job"])
+        cost = CounterMetricFamily("rayfleet_team_cost_usd", "Accelerator cost attributed to each team.", labels=["team", "cost_center"])
+        run_s = CounterMetricFamily("rayfleet_team_run_seconds", "Gang run time per team.", labels=["team"])
+        team_cost: dict[str, float] = defaultdict(float)
+        team_run: dict[str, float] = defaultdict(float)
+        for r in jobs:
+            job: TrainJob = r.doc  # type: ignore[assignment]
+            st = job.status
+            recovered = [i for i in st.interruptions if i.recovered_at]
+            if recovered:
+                mttr.add_metric([job.name], sum((i.recovered_at - i.at).total_seconds() for i in recovered) / len(recovered))  # type: ignore[operator]
+            events = fleet.store.events("TrainJob", job.name)
+            seconds, usd = job_cost(fleet.config, job, events, now)
+            if st.interruptions and seconds:
+                mtbi.add_metric([job.name], seconds / len(st.interruptions))
+            team_cost[r.team or ""] += usd
+            team_run[r.team or ""] += seconds
+        for team, usd in sorted(team_cost.items()):
+            t = fleet.config.teams.get(team)
+            cost.add_metric([team, t.spec.cost_center if t else ""], usd)
+            run_s.add_metric([team], team_run[team])
+        yield from (mttr, mtbi, cost, run_s)
+
+
+def render(fleet: Fleet) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(fleet))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

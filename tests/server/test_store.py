@@ -1,0 +1,104 @@
+"""The SQLite store on real files: versions, conflicts, events, migrations, tokens, durability."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+
+import pytest
+
+from rayfleet.api import JobState, TrainJob
+from rayfleet.errors import Conflict, NotFound
+from rayfleet.server.store import MIGRATIONS, Store
+
+
+def _job(name: str, queue: str = "team-a") -> TrainJob:
+    return TrainJob.model_validate({"metadata": {"name": name}, "spec": {"entrypoint": "echo hi", "queue": queue}})
+
+
+def test_create_get_update_and_versions(tmp_path):
+    s = Store(tmp_path / "db.sqlite")
+    rec = s.create(_job("a"), team="team-a")
+    assert rec.resource_version == 1
+    got = s.get("TrainJob", "a")
+    assert got.doc == _job("a") and got.team == "team-a"
+    job = got.doc
+    job.status.state = JobState.RUNNING
+    rec2 = s.update(job, expected_version=1, event="Running", message="go")
+    assert rec2.resource_version == 2
+    with pytest.raises(Conflict, match="expected 1"):
+        s.update(job, expected_version=1)
+    assert s.get("TrainJob", "a").doc.status.state == JobState.RUNNING
+    assert [e.type for e in s.events("TrainJob", "a")] == ["Created", "Running"]
+    with pytest.raises(Conflict):
+        s.create(_job("a"))
+    with pytest.raises(NotFound):
+        s.get("TrainJob", "nope")
+
+
+def test_list_filters_and_pages_in_submission_order(tmp_path):
+    s = Store(tmp_path / "db.sqlite")
+    for i in range(7):
+        s.create(_job(f"j{i}"), team="team-a" if i % 2 == 0 else "team-b")
+    assert [r.name for r in s.list("TrainJob", team="team-b")] == ["j1", "j3", "j5"]
+    page1, cur = s.page("TrainJob", team=None, states=None, limit=3, cursor=0)
+    page2, cur2 = s.page("TrainJob", team=None, states=None, limit=3, cursor=cur)
+    page3, cur3 = s.page("TrainJob", team=None, states=None, limit=3, cursor=cur2)
+    assert [r.name for r in page1 + page2 + page3] == [f"j{i}" for i in range(7)]
+    assert cur3 is None
+    assert s.count("TrainJob", states=["QUEUED"]) == 7
+
+
+def test_reopen_keeps_everything_and_schema_version(tmp_path):
+    path = tmp_path / "db.sqlite"
+    s = Store(path)
+    s.create(_job("keep"))
+    s.add_token("secret", team="team-a")
+    s.close()
+    s2 = Store(path)
+    assert s2.schema_version == len(MIGRATIONS)
+    assert s2.get("TrainJob", "keep").doc.name == "keep"
+    tok = s2.check_token("secret")
+    assert tok is not None and tok.team == "team-a" and not tok.admin
+    assert s2.check_token("other") is None
+    # only the hash is stored
+    raw = sqlite3.connect(path).execute("SELECT hash FROM tokens").fetchall()
+    assert raw and all("secret" not in r[0] for r in raw)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "db.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Store(path)
+
+
+def _writer(path: str, n: int, conn) -> None:
+    s = Store(path)
+    for i in range(n):
+        s.create(_job(f"w{i}"))
+        conn.send(i)  # acknowledged only after the commit returned
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("fork").Process(target=_writer, args=(path, 100000, child))
+    proc.start()
+    acked = -1
+    while acked < 150:
+        acked = parent.recv()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    while parent.poll():
+        acked = parent.recv()
+    s = Store(path)
+    names = {r.name for r in s.list("TrainJob")}
+    assert all(f"w{i}" in names for i in range(acked + 1))
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
