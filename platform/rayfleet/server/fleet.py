@@ -129,8 +129,8 @@ class Fleet:
         return d / f"{attempt}.log"
 
     def checkpoint_dir(self, job: TrainJob) -> str:
-        if job.spec.checkpoint.storage_path:
-            return str(Path(job.spec.checkpoint.storage_path) / job.name)
+        if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
+            return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
         return str(self.data_dir / "checkpoints" / job.name)
 
     def placement_flavors(self, job: TrainJob) -> tuple[str, ...]:

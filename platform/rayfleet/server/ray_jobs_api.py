@@ -6,7 +6,8 @@ admission as any other (its gang shape from the entrypoint resources, or from me
 then reaches Ray. A Ray ``submission_id`` is a TrainJob id.
 
 Metadata keys rayfleet reads (``--metadata-json``): ``queue``, ``priority`` (a priority class),
-``workers`` (gang size, default 1), ``accelerator`` (GKE name), ``placement`` (PACK, SPREAD, ...).
+``workers`` (gang size, default 1), ``accelerator`` (GKE name), ``placement`` (PACK, SPREAD, ...),
+``maxRestarts`` (default 0: like Ray, a failed entrypoint is not retried; preemptions always requeue).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pydantic
 import ray
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
+from ray.dashboard.modules.version import CURRENT_VERSION
 
 from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob
 from ..errors import FieldProblem, NotFound, RayfleetError, SpecError
@@ -151,6 +153,8 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
         spec["gang"]["accelerator"] = accelerator
     if metadata.get("placement"):
         spec["gang"]["placementStrategy"] = metadata["placement"]
+    # Ray Jobs never retry a failed entrypoint; keep that unless the submitter asks for restarts.
+    spec["failurePolicy"] = {"maxRestarts": metadata.get("maxRestarts", 0)}
     try:
         return TrainJob.model_validate({
             "metadata": {"name": submission_id, "annotations": {str(k): str(v) for k, v in metadata.items()}},
@@ -166,7 +170,7 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
             for ours, theirs in (("metadata.name", "submission_id"), ("spec.gang.workers", "metadata.workers"),
                                  ("spec.gang.accelerator", "metadata.accelerator"), ("spec.priorityClass", "metadata.priority"),
                                  ("spec.queue", "metadata.queue"), ("spec.gang.placementStrategy", "metadata.placement"),
-                                 ("spec.runtimeEnv", "runtime_env"), ("spec.gang.resourcesPerWorker", "entrypoint_resources")):
+                                 ("spec.runtimeEnv", "runtime_env"), ("spec.failurePolicy.maxRestarts", "metadata.maxRestarts"), ("spec.gang.resourcesPerWorker", "entrypoint_resources")):
                 if field.startswith(ours):
                     field = theirs + field[len(ours):]
             mapped.append(FieldProblem(field=field, problem=p.problem))
@@ -181,7 +185,7 @@ def _translate(err: SpecError) -> SpecError:
 
 @router.get("/api/version", include_in_schema=True, tags=["ray-jobs"], summary="Ray Jobs API: version handshake")
 def version() -> dict[str, Any]:
-    return {"version": "0", "ray_version": ray.__version__, "ray_commit": ray.__commit__, "session_name": "rayfleet"}
+    return {"version": CURRENT_VERSION, "ray_version": ray.__version__, "ray_commit": ray.__commit__, "session_name": "rayfleet"}
 
 
 @router.get("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"], summary="Ray Jobs API: does an uploaded package exist")

@@ -1,0 +1,782 @@
+"""The Backend protocol on a GKE (or any Kubernetes) cluster running KubeRay.
+
+Everything goes through the official ``kubernetes`` client: ``CustomObjectsApi`` for RayCluster,
+RayJob, RayService and ProvisioningRequest, ``CoreV1Api`` for PodTemplates, package ConfigMaps, the
+Ray token Secret and worker pods (capacity). Objects are validated against their CRD schemas before
+they are sent.
+
+Shape of a run (decided here, see :func:`.manifests.run_objects`): every attempt is one RayJob with
+its **own RayCluster** (a head plus one worker group on the admitted pool, sized to the gang,
+``shutdownAfterJobFinishes``). The gang's hosts come and go with the run, a stopped or failed run
+frees all of them at once, ``activeDeadlineSeconds`` bounds it, queued DWS flex-start pools get a
+ProvisioningRequest the workers consume, and it is the same RayJob Kueue would admit. The fleet
+RayCluster of :meth:`KubeRayBackend.up` (a head plus autoscaled, initially empty, worker groups per
+pool) is the cluster's interactive Ray endpoint.
+
+Status: a RayJob's ``jobDeploymentStatus`` / ``jobStatus`` / ``reason`` map to :class:`RunState`
+(:func:`map_rayjob_status`); logs and Serve status are read from the Ray dashboard of the run's or
+service's RayCluster, either at ``http://<raycluster>-head-svc.<ns>.svc.cluster.local:8265`` (in the
+cluster) or through the API server's service proxy (from outside), with the Ray token in the
+``X-Ray-Authorization`` header (the one header an API server proxy passes through).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+
+from ...api import KubeRaySpec, PoolSpec, Service
+from ...config import PlatformConfig
+from ...errors import BackendError, Conflict, NotFound
+from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
+from . import crd_schema
+from .manifests import (
+    ANN_RUN_ID,
+    ANN_SPEC_HASH,
+    LABEL_CLUSTER,
+    LABEL_ROLE,
+    MANAGED_BY,
+    cluster_kuberay,
+    cluster_pools,
+    fleet_raycluster,
+    k8s_name,
+    package_mount,
+    rayservice,
+    run_objects,
+    spec_hash,
+)
+
+log = logging.getLogger(__name__)
+
+#: kind -> (group, version, plural) of the custom objects this backend manages.
+CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
+    "RayCluster": ("ray.io", "v1", "rayclusters"),
+    "RayJob": ("ray.io", "v1", "rayjobs"),
+    "RayService": ("ray.io", "v1", "rayservices"),
+    "ProvisioningRequest": ("autoscaling.x-k8s.io", "v1", "provisioningrequests"),
+}
+#: A ConfigMap holds at most 1 MiB in total; leave room for metadata and base64.
+MAX_PACKAGE_BYTES = 700 * 1024
+TOKEN_KEY = "auth_token"
+ANN_REPLICAS_TARGET = "rayfleet.io/replicas-target"
+DASHBOARD_PORT = 8265
+SERVE_PORT = 8000
+
+
+# ---------------------------------------------------------------- the Kubernetes client, typed
+
+
+def api_client_for(kuberay: KubeRaySpec) -> k8s.ApiClient:
+    """An ApiClient from the config: the pod's service account, or a kubeconfig (file, context)."""
+    configuration = k8s.Configuration()
+    try:
+        if kuberay.in_cluster:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(config_file=kuberay.kubeconfig, context=kuberay.context, client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError) as e:
+        where = "the pod's service account" if kuberay.in_cluster else f"kubeconfig {kuberay.kubeconfig or '(default)'}"
+        raise BackendError(f"cannot reach Kubernetes through {where}: {e}") from None
+    return k8s.ApiClient(configuration)
+
+
+def _error(e: ApiException, what: str) -> Exception:
+    """An ApiException as a rayfleet error carrying the API server's Status message."""
+    message = e.reason or ""
+    try:
+        body = json.loads(e.body or "{}")
+        message = body.get("message") or message
+    except (TypeError, ValueError):
+        pass
+    if e.status == 404:
+        return NotFound(f"{what}: not found ({message})")
+    if e.status == 409:
+        return Conflict(f"{what}: {message}")
+    return BackendError(f"{what}: HTTP {e.status}: {message}")
+
+
+class KubeClient:
+    """create / get / replace / patch / delete / list / watch of custom and core objects,
+    with Kubernetes errors mapped to NotFound (404), Conflict (409) and BackendError."""
+
+    def __init__(self, api_client: k8s.ApiClient):
+        self.api_client = api_client
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+
+    # -- custom objects
+
+    def _gvp(self, kind: str) -> tuple[str, str, str]:
+        try:
+            return CUSTOM_KINDS[kind]
+        except KeyError:
+            raise ValueError(f"unknown kind {kind!r}") from None
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kind, ns = obj["kind"], obj["metadata"]["namespace"]
+        g, v, p = self._gvp(kind)
+        try:
+            return self.custom.create_namespaced_custom_object(g, v, ns, p, obj)
+        except ApiException as e:
+            raise _error(e, f"create {kind}/{obj['metadata']['name']}") from None
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        g, v, p = self._gvp(kind)
+        try:
+            return self.custom.get_namespaced_custom_object(g, v, namespace, p, name)
+        except ApiException as e:
+            raise _error(e, f"get {kind}/{name}") from None
+
+    def find(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        try:
+            return self.get(kind, name, namespace)
+        except NotFound:
+            return None
+
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the object's resourceVersion: Conflict if it changed since it was read."""
+        kind, name, ns = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
+        g, v, p = self._gvp(kind)
+        try:
+            return self.custom.replace_namespaced_custom_object(g, v, ns, p, name, obj)
+        except ApiException as e:
+            raise _error(e, f"replace {kind}/{name}") from None
+
+    def patch(self, kind: str, name: str, namespace: str, patch: dict[str, Any], *, status: bool = False) -> dict[str, Any]:
+        """JSON merge patch (RFC 7386) of the object or of its status subresource."""
+        g, v, p = self._gvp(kind)
+        fn = self.custom.patch_namespaced_custom_object_status if status else self.custom.patch_namespaced_custom_object
+        try:
+            return fn(g, v, namespace, p, name, patch)
+        except ApiException as e:
+            raise _error(e, f"patch {kind}/{name}{'/status' if status else ''}") from None
+
+    def delete(self, kind: str, name: str, namespace: str) -> bool:
+        """Delete (background propagation); False if it was already gone."""
+        g, v, p = self._gvp(kind)
+        try:
+            self.custom.delete_namespaced_custom_object(g, v, namespace, p, name, propagation_policy="Background")
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise _error(e, f"delete {kind}/{name}") from None
+
+    def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_with_version(kind, namespace, label_selector)[0]
+
+    def list_with_version(self, kind: str, namespace: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Items and the list's resourceVersion (to watch from)."""
+        g, v, p = self._gvp(kind)
+        try:
+            out = self.custom.list_namespaced_custom_object(g, v, namespace, p, label_selector=label_selector)
+        except ApiException as e:
+            raise _error(e, f"list {kind}") from None
+        return list(out.get("items") or []), str((out.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch(
+        self, kind: str, namespace: str, *, label_selector: str | None = None, resource_version: str | None = None, timeout_seconds: int = 30
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) pairs: ADDED, MODIFIED, DELETED, until the server ends the watch."""
+        g, v, p = self._gvp(kind)
+        w = k8s_watch.Watch()
+        kwargs: dict[str, Any] = {"label_selector": label_selector, "timeout_seconds": timeout_seconds}
+        if resource_version:
+            kwargs["resource_version"] = resource_version
+        try:
+            for event in w.stream(self.custom.list_namespaced_custom_object, g, v, namespace, p, **kwargs):
+                yield event["type"], event["raw_object"]
+        except ApiException as e:
+            raise _error(e, f"watch {kind}") from None
+        finally:
+            w.stop()
+
+    def api_resources(self, group: str, version: str) -> list[str]:
+        """Resource names the API server serves for group/version (discovery)."""
+        try:
+            out = self.custom.get_api_resources(group, version)
+        except ApiException as e:
+            raise _error(e, f"discovery of {group}/{version}") from None
+        return [r.name for r in out.resources or []]
+
+    # -- core objects (raw JSON: no model round trip)
+
+    def _core(self, fn: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            resp = fn(*args, _preload_content=False, **kwargs)
+        except ApiException as e:
+            raise _error(e, what) from None
+        return json.loads(resp.data or b"null")
+
+    def create_core(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+        fn = {
+            "PodTemplate": self.core.create_namespaced_pod_template,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "Secret": self.core.create_namespaced_secret,
+        }[kind]
+        return self._core(fn, f"create {kind}/{name}", ns, obj)
+
+    def get_core(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        fn = {
+            "PodTemplate": self.core.read_namespaced_pod_template,
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "Secret": self.core.read_namespaced_secret,
+        }[kind]
+        try:
+            return self._core(fn, f"get {kind}/{name}", name, namespace)
+        except NotFound:
+            return None
+
+    def delete_core(self, kind: str, name: str, namespace: str) -> bool:
+        fn = {
+            "PodTemplate": self.core.delete_namespaced_pod_template,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+            "Secret": self.core.delete_namespaced_secret,
+        }[kind]
+        try:
+            self._core(fn, f"delete {kind}/{name}", name, namespace)
+            return True
+        except NotFound:
+            return False
+
+    def list_core(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        fn = {
+            "Pod": self.core.list_namespaced_pod,
+            "PodTemplate": self.core.list_namespaced_pod_template,
+            "ConfigMap": self.core.list_namespaced_config_map,
+        }[kind]
+        out = self._core(fn, f"list {kind}", namespace, label_selector=label_selector)
+        return list((out or {}).get("items") or [])
+
+
+# ---------------------------------------------------------------- status mapping
+
+
+def _epoch(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def map_rayjob_status(status: dict[str, Any] | None) -> tuple[RunState, str]:
+    """A RayJob's status -> (RunState, message).
+
+    ``jobDeploymentStatus`` is KubeRay's lifecycle (New/Initializing/Running/Complete/Failed/
+    Suspending/Suspended/Retrying/Waiting/ValidationFailed), ``jobStatus`` the Ray job's
+    (PENDING/RUNNING/STOPPED/SUCCEEDED/FAILED), ``reason`` why a RayJob failed.
+    """
+    st = status or {}
+    jds = st.get("jobDeploymentStatus") or ""
+    js = st.get("jobStatus") or ""
+    reason = st.get("reason") or ""
+    msg = st.get("message") or ""
+    if jds in ("", "New", "Initializing", "Waiting", "Retrying"):
+        return RunState.PENDING, msg or ("retrying" if jds == "Retrying" else "creating the RayCluster")
+    if jds == "Running":
+        if js == "RUNNING":
+            return RunState.RUNNING, msg
+        if js == "SUCCEEDED":
+            return RunState.SUCCEEDED, msg
+        if js == "FAILED":
+            return RunState.FAILED, msg or "the Ray job failed"
+        if js == "STOPPED":
+            return RunState.STOPPED, msg or "the Ray job was stopped"
+        return RunState.PENDING, msg or "job submitted, waiting for workers"
+    if jds == "Complete":
+        if js == "FAILED":
+            return RunState.FAILED, msg or "the Ray job failed"
+        if js == "STOPPED":
+            return RunState.STOPPED, msg or "the Ray job was stopped"
+        return RunState.SUCCEEDED, msg
+    if jds in ("Suspending", "Suspended"):
+        return RunState.STOPPED, msg or "the RayJob was suspended"
+    if jds == "ValidationFailed":
+        return RunState.FAILED, msg or "KubeRay rejected the RayJob"
+    if jds == "Failed":
+        if reason == "DeadlineExceeded":
+            return RunState.STOPPED, msg or "stopped: activeDeadlineSeconds (maxRunDuration) exceeded"
+        if reason == "PreRunningDeadlineExceeded":
+            return RunState.LOST, msg or "the RayCluster did not start in time (capacity)"
+        if reason in ("AppFailed", "SubmissionFailed", "ValidationFailed") or js == "FAILED":
+            return RunState.FAILED, msg or f"the Ray job failed ({reason or js})"
+        if js == "STOPPED":
+            return RunState.STOPPED, msg or "the Ray job was stopped"
+        return RunState.LOST, msg or f"the RayJob failed ({reason or 'unknown reason'})"
+    return RunState.PENDING, msg or f"unknown jobDeploymentStatus {jds!r}"
+
+
+def provisioning_problem(provreq: dict[str, Any] | None) -> str | None:
+    """Why a ProvisioningRequest will not deliver (Failed / CapacityRevoked / BookingExpired), or None."""
+    for c in ((provreq or {}).get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Failed", "CapacityRevoked", "BookingExpired"):
+            return f"ProvisioningRequest {c['type']}: {c.get('message') or c.get('reason', '')}".strip()
+    return None
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    st = pod.get("status") or {}
+    if st.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+
+
+# ---------------------------------------------------------------- the backend
+
+
+DashboardURL = Callable[[str, str], str]  # (RayCluster name, namespace) -> dashboard base URL
+ServeAppBuilder = Callable[[Service, str, PoolSpec, int], dict[str, Any]]
+
+
+class KubeRayBackend:
+    """:class:`~rayfleet.backends.base.Backend` on KubeRay.
+
+    ``api_client``: a ``kubernetes.client.ApiClient`` (default: from the Cluster's ``kuberay``
+    settings: in-cluster, or a kubeconfig and context). ``dashboard_url``: how to reach a RayCluster's
+    dashboard (default: the head service's cluster DNS name when in-cluster, else the API server's
+    service proxy). ``serve_app``: the Serve application of a Service (default:
+    :func:`.manifests.serve_config`; the control service can pass rayfleet.serve's
+    ``service_app_config`` so that KubeRay runs the same application as the local backend).
+    """
+
+    name = "kuberay"
+
+    def __init__(
+        self,
+        config: PlatformConfig,
+        api_client: k8s.ApiClient | None = None,
+        *,
+        dashboard_url: DashboardURL | None = None,
+        serve_app: ServeAppBuilder | None = None,
+        http_timeout: float = 10.0,
+    ):
+        self.config = config
+        self.cluster, self.kuberay = cluster_kuberay(config)
+        self.namespace = self.kuberay.namespace
+        self.kube = KubeClient(api_client or api_client_for(self.kuberay))
+        self._dashboard_url = dashboard_url
+        self._serve_app = serve_app
+        self._http_timeout = http_timeout
+        self._token: str | None = None
+        self.auth_secret = f"{self.cluster}-ray-token"[:253]
+        # KubeRay submits a RayJob once its RayCluster is ready (every worker pod up), so the driver
+        # waits for its placement group only while the hosts register with Ray.
+        self.placement_timeout_s = config.cluster.spec.start_timeout if config.cluster else 600.0
+
+    # ------------------------------------------------------------ selectors
+
+    def _selector(self, role: str | None = None) -> str:
+        sel = f"{MANAGED_BY}=rayfleet,{LABEL_CLUSTER}={self.cluster}"
+        return f"{sel},{LABEL_ROLE}={role}" if role else sel
+
+    @staticmethod
+    def run_name(run_id: str) -> str:
+        return k8s_name("rf", run_id)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _check_crds(self) -> None:
+        try:
+            served = self.kube.api_resources("ray.io", "v1")
+        except NotFound:
+            raise BackendError("the KubeRay CRDs (ray.io/v1) are not installed in the cluster") from None
+        missing = [p for p in ("rayclusters", "rayjobs", "rayservices") if p not in served]
+        if missing:
+            raise BackendError(f"the cluster does not serve ray.io/v1 {', '.join(missing)}: install or upgrade the KubeRay operator")
+
+    def _ensure_token(self) -> str:
+        """The Ray token of rayfleet's clusters (Secret ``<cluster>-ray-token``, key ``auth_token``);
+        created once, shared by every RayCluster through ``authOptions.secretName``."""
+        if self._token:
+            return self._token
+        secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
+        if secret is None:
+            token = secrets.token_urlsafe(32)
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": self.auth_secret, "namespace": self.namespace, "labels": {MANAGED_BY: "rayfleet", LABEL_CLUSTER: self.cluster}},
+                "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+            }
+            try:
+                self.kube.create_core(body)
+            except Conflict:  # created concurrently: read it back
+                secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
+            else:
+                self._token = token
+                return token
+        data = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
+        if not data:
+            raise BackendError(f"Secret {self.auth_secret} has no {TOKEN_KEY!r} key")
+        self._token = base64.b64decode(data).decode()
+        return self._token
+
+    def _read_token(self) -> str | None:
+        if self._token:
+            return self._token
+        secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
+        data = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
+        if data:
+            self._token = base64.b64decode(data).decode()
+        return self._token
+
+    def _validated(self, obj: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return crd_schema.check(obj)
+        except crd_schema.ManifestInvalid as e:
+            raise BackendError(str(e)) from None
+
+    def up(self) -> ClusterInfo:
+        """Create the fleet RayCluster, or adopt it: an existing rayfleet-managed cluster whose spec
+        differs from the config is replaced (optimistic concurrency, retried on conflicts); a cluster
+        of that name not managed by rayfleet is refused."""
+        self._check_crds()
+        self._ensure_token()
+        wanted = self._validated(fleet_raycluster(self.config, auth_secret=self.auth_secret))
+        for _ in range(5):
+            current = self.kube.find("RayCluster", self.cluster, self.namespace)
+            if current is None:
+                try:
+                    self.kube.create(wanted)
+                except Conflict:
+                    continue  # created meanwhile: adopt it on the next pass
+                return self._info()
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            if labels.get(MANAGED_BY) != "rayfleet":
+                raise Conflict(f"RayCluster {self.namespace}/{self.cluster} exists and is not managed by rayfleet")
+            have = ((current.get("metadata") or {}).get("annotations") or {}).get(ANN_SPEC_HASH)
+            if have == wanted["metadata"]["annotations"][ANN_SPEC_HASH]:
+                return self._info()
+            updated = dict(current)
+            updated["metadata"] = {
+                **current["metadata"],
+                "labels": {**labels, **wanted["metadata"]["labels"]},
+                "annotations": {**(current["metadata"].get("annotations") or {}), **wanted["metadata"]["annotations"]},
+            }
+            updated["spec"] = wanted["spec"]
+            try:
+                self.kube.replace(updated)
+            except Conflict:
+                continue  # changed since read: read again
+            return self._info()
+        raise Conflict(f"RayCluster {self.namespace}/{self.cluster} kept changing; gave up updating it")
+
+    def _info(self) -> ClusterInfo:
+        return ClusterInfo(name=self.cluster, backend=self.name, address=self.cluster, dashboard_url=self.dashboard_base(self.cluster))
+
+    def info(self) -> ClusterInfo | None:
+        if self.kube.find("RayCluster", self.cluster, self.namespace) is None:
+            return None
+        return self._info()
+
+    def down(self) -> None:
+        """Delete every object of this cluster: runs, services, DWS requests, packages, the fleet
+        RayCluster and the token Secret."""
+        for kind in ("RayJob", "RayService", "ProvisioningRequest", "RayCluster"):
+            for obj in self.kube.list(kind, self.namespace, self._selector()):
+                self.kube.delete(kind, obj["metadata"]["name"], self.namespace)
+        for kind in ("PodTemplate", "ConfigMap"):
+            for obj in self.kube.list_core(kind, self.namespace, self._selector()):
+                self.kube.delete_core(kind, obj["metadata"]["name"], self.namespace)
+        self.kube.delete_core("Secret", self.auth_secret, self.namespace)
+        self._token = None
+
+    # ------------------------------------------------------------ capacity
+
+    def capacity(self) -> dict[str, PoolCapacity]:
+        """Per pool: hosts configured (``maxReplicas`` x hosts per slice), hosts with a Ready Ray
+        worker pod (fleet, run or service), and of those the fleet's (no gang or replica on them)."""
+        pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker")
+        ready: dict[str, int] = {}
+        free: dict[str, int] = {}
+        for pod in pods:
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            pool = labels.get("rayfleet.io/pool")
+            if pool is None or not _pod_ready(pod):
+                continue
+            ready[pool] = ready.get(pool, 0) + 1
+            if labels.get(LABEL_ROLE) == "fleet":
+                free[pool] = free.get(pool, 0) + 1
+        out = {}
+        for name in cluster_pools(self.config):
+            spec = self.config.pools[name].spec
+            out[name] = PoolCapacity(pool=name, hosts=spec.max_hosts, ready_hosts=ready.get(name, 0), free_hosts=free.get(name, 0))
+        return out
+
+    # ------------------------------------------------------------ runs
+
+    def _packages(self, runtime_env: dict[str, Any]) -> list[str]:
+        uris = []
+        wd = runtime_env.get("working_dir")
+        if isinstance(wd, str) and wd.startswith("gcs://"):
+            uris.append(wd)
+        uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str) and m.startswith("gcs://")]
+        for uri in uris:
+            cm, _, _ = package_mount(uri)
+            if self.kube.get_core("ConfigMap", cm, self.namespace) is None:
+                raise BackendError(f"runtime_env package {uri} was not uploaded (no ConfigMap {cm})")
+        return uris
+
+    def launch(self, req: LaunchRequest) -> str:
+        """Create the run's PodTemplate + ProvisioningRequest (queued DWS pools) and RayJob.
+        Idempotent: a RayJob that already carries this run id is the launch."""
+        name = self.run_name(req.run_id)
+        existing = self.kube.find("RayJob", name, self.namespace)
+        if existing is not None:
+            return self._same_run(existing, req.run_id)
+        packages = self._packages(req.runtime_env)
+        self._ensure_token()
+        try:
+            objs = run_objects(
+                req, cluster=self.cluster, kuberay=self.kuberay, packages=packages, auth_secret=self.auth_secret,
+                placement_timeout_s=self.placement_timeout_s,
+            )
+        except ValueError as e:
+            raise BackendError(f"run {req.run_id}: {e}") from None
+        for obj in objs.objects():
+            self._validated(obj)
+        if objs.pod_template is not None:
+            try:
+                self.kube.create_core(objs.pod_template)
+            except Conflict:
+                pass  # left by an interrupted launch of this run (names derive from the run id)
+        if objs.provisioning_request is not None:
+            try:
+                self.kube.create(objs.provisioning_request)
+            except Conflict:
+                pass
+        try:
+            self.kube.create(objs.rayjob)
+        except Conflict:
+            current = self.kube.get("RayJob", name, self.namespace)
+            return self._same_run(current, req.run_id)
+        return req.run_id
+
+    @staticmethod
+    def _same_run(obj: dict[str, Any], run_id: str) -> str:
+        have = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID)
+        if have != run_id:
+            raise Conflict(f"RayJob {obj['metadata']['name']} belongs to run {have!r}, not {run_id!r}")
+        return run_id
+
+    def _run_job(self, run_id: str) -> dict[str, Any] | None:
+        job = self.kube.find("RayJob", self.run_name(run_id), self.namespace)
+        if job is None:
+            return None
+        if ((job.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID) != run_id:
+            return None
+        return job
+
+    def stop(self, run_id: str, *, reason: str = "stopped") -> None:
+        """Delete the run's RayJob (KubeRay stops the Ray job and deletes its RayCluster) and its
+        DWS request. No-op for a run that is gone."""
+        name = self.run_name(run_id)
+        if self._run_job(run_id) is not None:
+            log.info("stopping run %s (%s)", run_id, reason)
+            self.kube.delete("RayJob", name, self.namespace)
+        self.kube.delete("ProvisioningRequest", name, self.namespace)
+        self.kube.delete_core("PodTemplate", f"{name}-workers", self.namespace)
+
+    def run_status(self, run_id: str) -> RunStatus | None:
+        job = self._run_job(run_id)
+        if job is None:
+            return None
+        status = job.get("status") or {}
+        state, message = map_rayjob_status(status)
+        if state == RunState.PENDING:
+            provreq = self.kube.find("ProvisioningRequest", self.run_name(run_id), self.namespace)
+            problem = provisioning_problem(provreq)
+            if problem:
+                state, message = RunState.LOST, problem
+            elif provreq is not None and not status.get("message"):
+                message = f"waiting for DWS flex-start capacity (ProvisioningRequest {provreq['metadata']['name']})"
+        info = status.get("rayJobInfo") or {}
+        started = _epoch(info.get("startTime")) if state != RunState.PENDING else None
+        if started is None and state not in (RunState.PENDING,):
+            started = _epoch(status.get("startTime"))
+        finished = _epoch(status.get("endTime") or info.get("endTime")) if state.terminal else None
+        return RunStatus(run_id=run_id, state=state, message=message, started_at=started, finished_at=finished)
+
+    def list_runs(self) -> list[str]:
+        out = []
+        for job in self.kube.list("RayJob", self.namespace, self._selector("run")):
+            run_id = ((job.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID)
+            if run_id:
+                out.append(run_id)
+        return sorted(out)
+
+    def watch_runs(self, *, timeout_seconds: int = 30, resource_version: str | None = None) -> Iterator[tuple[str, RunStatus | None]]:
+        """(run id, status) as RayJobs change; status None when a RayJob is deleted."""
+        for event_type, obj in self.kube.watch(
+            "RayJob", self.namespace, label_selector=self._selector("run"), resource_version=resource_version, timeout_seconds=timeout_seconds
+        ):
+            run_id = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID)
+            if not run_id:
+                continue
+            if event_type == "DELETED":
+                yield run_id, None
+                continue
+            state, message = map_rayjob_status(obj.get("status"))
+            yield run_id, RunStatus(run_id=run_id, state=state, message=message)
+
+    # ------------------------------------------------------------ dashboard
+
+    def dashboard_base(self, raycluster: str) -> str:
+        if self._dashboard_url is not None:
+            return self._dashboard_url(raycluster, self.namespace).rstrip("/")
+        if self.kuberay.in_cluster:
+            return f"http://{raycluster}-head-svc.{self.namespace}.svc.cluster.local:{DASHBOARD_PORT}"
+        host = self.kube.api_client.configuration.host.rstrip("/")
+        return f"{host}/api/v1/namespaces/{self.namespace}/services/{raycluster}-head-svc:{DASHBOARD_PORT}/proxy"
+
+    def _dashboard_get(self, raycluster: str, path: str) -> Any:
+        """GET a dashboard path of a RayCluster; parsed JSON."""
+        headers = {}
+        token = self._read_token()
+        if token:
+            headers["X-Ray-Authorization"] = f"Bearer {token}"
+        if self._dashboard_url is None and not self.kuberay.in_cluster:
+            try:
+                resp = self.kube.core.connect_get_namespaced_service_proxy_with_path(
+                    f"{raycluster}-head-svc:{DASHBOARD_PORT}", self.namespace, path.lstrip("/"),
+                    _headers=headers, _preload_content=False, _request_timeout=self._http_timeout,
+                )
+            except ApiException as e:
+                raise _error(e, f"dashboard of {raycluster}: GET {path}") from None
+            return json.loads(resp.data or b"null")
+        url = self.dashboard_base(raycluster) + path
+        try:
+            r = httpx.get(url, headers=headers, timeout=self._http_timeout)
+        except httpx.HTTPError as e:
+            raise BackendError(f"dashboard of {raycluster}: GET {path}: {e}") from None
+        if r.status_code == 404:
+            raise NotFound(f"dashboard of {raycluster}: GET {path}: not found")
+        if r.status_code != 200:
+            raise BackendError(f"dashboard of {raycluster}: GET {path}: HTTP {r.status_code}: {r.text[:300]}")
+        return r.json()
+
+    def logs(self, run_id: str) -> str:
+        """The Ray job's driver output so far, from its RayCluster's dashboard."""
+        job = self._run_job(run_id)
+        if job is None:
+            raise NotFound(f"run {run_id} is not known to the cluster")
+        status = job.get("status") or {}
+        raycluster = status.get("rayClusterName")
+        submission = status.get("jobId") or (job.get("spec") or {}).get("jobId")
+        if not raycluster or not submission:
+            return ""
+        body = self._dashboard_get(raycluster, f"/api/jobs/{submission}/logs")
+        return (body or {}).get("logs") or ""
+
+    # ------------------------------------------------------------ packages
+
+    def upload_package(self, uri: str, data: bytes) -> None:
+        """Keep a runtime_env package in a ConfigMap; runs that name it mount it into their RayJob
+        submitter pod, whose ``ray job submit`` uploads it to the run's own RayCluster."""
+        if len(data) > MAX_PACKAGE_BYTES:
+            raise BackendError(
+                f"package {uri} is {len(data) / 2**20:.1f} MiB; the KubeRay backend keeps packages in ConfigMaps "
+                f"(at most {MAX_PACKAGE_BYTES // 1024} KiB): use a gs:// working_dir for larger code"
+            )
+        cm, key, _ = package_mount(uri)
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": cm,
+                "namespace": self.namespace,
+                "labels": {MANAGED_BY: "rayfleet", LABEL_CLUSTER: self.cluster, LABEL_ROLE: "package"},
+                "annotations": {"rayfleet.io/package-uri": uri},
+            },
+            "binaryData": {key: base64.b64encode(data).decode()},
+            "immutable": True,
+        }
+        self._validated(body)
+        try:
+            self.kube.create_core(body)
+        except Conflict:
+            pass  # package names are content hashes: the same name holds the same bytes
+
+    # ------------------------------------------------------------ services
+
+    def _service_object(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> dict[str, Any]:
+        app = self._serve_app(svc, pool, pool_spec, replicas) if self._serve_app else None
+        try:
+            obj = rayservice(svc, self.config, pool=pool, granted=replicas, auth_secret=self.auth_secret, app=app)
+        except ValueError as e:
+            raise BackendError(f"service {svc.name}: {e}") from None
+        obj["metadata"]["annotations"][ANN_REPLICAS_TARGET] = str(replicas)
+        obj["metadata"]["annotations"][ANN_SPEC_HASH] = spec_hash(obj["spec"])
+        return self._validated(obj)
+
+    def deploy_service(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
+        """Create or update the Service's RayService with at most ``replicas`` replicas. Idempotent."""
+        self._ensure_token()
+        wanted = self._service_object(svc, pool, pool_spec, replicas)
+        for _ in range(5):
+            current = self.kube.find("RayService", svc.name, self.namespace)
+            if current is None:
+                try:
+                    self.kube.create(wanted)
+                except Conflict:
+                    continue
+                return
+            have = ((current.get("metadata") or {}).get("annotations") or {})
+            if have.get(ANN_SPEC_HASH) == wanted["metadata"]["annotations"][ANN_SPEC_HASH]:
+                return
+            updated = {**current, "spec": wanted["spec"]}
+            updated["metadata"] = {**current["metadata"], "annotations": {**have, **wanted["metadata"]["annotations"]}}
+            try:
+                self.kube.replace(updated)
+            except Conflict:
+                continue
+            return
+        raise Conflict(f"RayService {svc.name} kept changing; gave up updating it")
+
+    def service_status(self, name: str) -> ServiceRunStatus | None:
+        """Replica counts from Serve (the active RayCluster's dashboard), health from KubeRay."""
+        obj = self.kube.find("RayService", name, self.namespace)
+        if obj is None:
+            return None
+        meta = obj.get("metadata") or {}
+        target = int((meta.get("annotations") or {}).get(ANN_REPLICAS_TARGET, "0"))
+        status = obj.get("status") or {}
+        active = status.get("activeServiceStatus") or {}
+        raycluster = active.get("rayClusterName")
+        url = f"http://{name}-serve-svc.{self.namespace}.svc.cluster.local:{SERVE_PORT}"
+        app_status = ((active.get("applicationStatuses") or {}).get(name) or {}).get("status", "")
+        if not raycluster:
+            return ServiceRunStatus(name, target, 0, 0, url=None, healthy=False, message="the RayService has no active RayCluster yet")
+        try:
+            details = self._dashboard_get(raycluster, "/api/serve/applications/")
+        except (BackendError, NotFound) as e:
+            return ServiceRunStatus(name, target, 0, 0, url=url, healthy=False, message=f"Serve status unavailable: {e}")
+        app = ((details or {}).get("applications") or {}).get(name) or {}
+        deployments = list((app.get("deployments") or {}).values())
+        dep = deployments[0] if len(deployments) == 1 else next(
+            (d for d in deployments if d.get("deployment_config", {}).get("autoscaling_config")), {}
+        )
+        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+        wanted = int(dep.get("target_num_replicas") or 0)
+        healthy = (app.get("status") or app_status) == "RUNNING"
+        message = dep.get("message") or app.get("message") or ""
+        return ServiceRunStatus(name, target, running, wanted, url=url + (app.get("route_prefix") or "/").rstrip("/"), healthy=healthy, message=message)
+
+    def delete_service(self, name: str) -> None:
+        self.kube.delete("RayService", name, self.namespace)
+

@@ -1,0 +1,26 @@
+"""Builders shared by the KubeRay backend tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rayfleet.api import Service, TrainJob
+
+GKE_EXAMPLE = Path(__file__).resolve().parents[2] / "cluster_configs" / "gke-example.yaml"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def train_job(name: str, *, queue: str = "training", workers: int = 1, per_worker: dict | None = None,
+              accelerator: str | None = None, max_run: str | None = "2h", **spec) -> TrainJob:
+    gang: dict = {"workers": workers, "resourcesPerWorker": per_worker or {"cpu": "1"}}
+    if accelerator:
+        gang["accelerator"] = accelerator
+    body = {"entrypoint": "python train.py", "queue": queue, "gang": gang, **spec}
+    if max_run:
+        body["maxRunDuration"] = max_run
+    return TrainJob.model_validate({"metadata": {"name": name}, "spec": body})
+
+
+def service(name: str, **spec) -> Service:
+    body = {"importPath": "serve_apps.llm:app", "queue": "inference", **spec}
+    return Service.model_validate({"metadata": {"name": name}, "spec": body})
