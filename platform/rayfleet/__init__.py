@@ -10,9 +10,7 @@ Laptop API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import (  # noqa: E402
+from .api import (
     Accelerator,
     AutoscalingSpec,
     GangSpec,
@@ -22,7 +20,8 @@ from .api import (  # noqa: E402
     TrainJob,
     TrainJobSpec,
 )
-from .errors import RayfleetError  # noqa: E402
+from .errors import RayfleetError
+from .version import __version__
 
 
 def connect(url: str = "http://127.0.0.1:8265", token: str | None = None, *, timeout: float = 30.0):

@@ -15,6 +15,7 @@ class LocalBackendSpec(Model):
     head_cpus: float = Field(default=2, ge=0, description="Ray CPUs on the head node (drivers, Serve proxy, controller).")
     temp_dir: str | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
     dashboard_port: int | None = Field(default=None, ge=1, le=65535, description="Ray dashboard port; default: a free port.")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="Port of Serve's HTTP proxy: services answer at http://127.0.0.1:<servePort>/<routePrefix>.")
 
 
 class KubeRaySpec(Model):

@@ -136,7 +136,7 @@ class PoolSpec(Model):
     hosts_per_slice: int | None = Field(default=None, ge=1, description="Hosts in one TPU slice; derived from the topology (chips / acceleratorsPerHost); if given it must agree.")
     cpu_per_host: CpuQuantity = Field(default=8000, description="Allocatable CPU of one host (cores or millicores, e.g. 8 or 7500m).")
     memory_per_host: MemoryQuantity = Field(default=32 * 2**30, description="Allocatable memory of one host (e.g. 64Gi).")
-    min_replicas: int = Field(default=0, ge=0, description="Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) kept; KubeRay worker group minReplicas.")
+    min_replicas: int = Field(default=0, ge=0, description="Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) the node pool keeps (GKE node-pool minimum; local: always all hosts).")
     max_replicas: int = Field(ge=1, description="Most hosts (GPU/CPU pools) or slices (multi-host TPU pools); KubeRay worker group maxReplicas.")
     provisioning: Provisioning = Field(default_factory=lambda: OnDemandProvisioning(mode="on-demand"), description="Where the capacity comes from: reservation, dws-flex, dws-calendar, spot or on-demand.")
     price_per_host_hour: float = Field(default=0.0, ge=0, description="Price of one host for one hour, in USD (for cost attribution).")

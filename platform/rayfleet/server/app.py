@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from .. import __version__
+from ..version import __version__
 from . import errors_http, ray_jobs_api, routes
 from .fleet import Fleet
 

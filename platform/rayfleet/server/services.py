@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 from ..api import Service, ServiceState
 from ..errors import Conflict
 from ..quota.types import Admit, PodSet, Wait, Workload
+from ..serve.deployer import base_replicas
 from . import admission
 from .auth import Principal
+from .serving import serving_for
 from .store import Record
 
 if TYPE_CHECKING:
@@ -47,16 +49,14 @@ def parse_id(workload_id: str) -> tuple[str, int | None] | None:
     return (name, None) if tail == "base" else (name, int(tail)) if tail.isdigit() else None
 
 
-def base_groups(svc: Service) -> int:
-    return max(svc.spec.autoscaling.min_replicas, 1)
-
-
 class ServiceManager:
     def __init__(self, fleet: Fleet):
         self.fleet = fleet
         self.store = fleet.store
         self._wanted: dict[str, int] = {}
         self._requested_at: dict[str, float] = {}
+        cluster = fleet.config.cluster
+        self.serving = serving_for(fleet.backend, cluster.spec.local.serve_port if cluster else 8000)
 
     # ------------------------------------------------------------ API side
 
@@ -107,8 +107,8 @@ class ServiceManager:
             if svc.status.flavor is None or svc.status.state == ServiceState.DELETING:
                 continue
             flavors = (svc.status.flavor,)
-            quota.restore_workload(self._workload(svc, base_id(svc.name), base_groups(svc), flavors, 0.0), svc.status.flavor)
-            for i in range(base_groups(svc), svc.status.replicas_granted):
+            quota.restore_workload(self._workload(svc, base_id(svc.name), base_replicas(svc), flavors, 0.0), svc.status.flavor)
+            for i in range(base_replicas(svc), svc.status.replicas_granted):
                 quota.restore_workload(self._workload(svc, group_id(svc.name, i), 1, flavors, 0.0), svc.status.flavor)
 
     def pending(self, quota: QuotaBridge) -> list[Workload]:
@@ -119,10 +119,10 @@ class ServiceManager:
             created = self._created(svc)
             if not quota.is_admitted(base_id(svc.name)):
                 flavors = admission.check_service(self.fleet.config, svc).flavors
-                out.append(self._workload(svc, base_id(svc.name), base_groups(svc), flavors, created))
+                out.append(self._workload(svc, base_id(svc.name), base_replicas(svc), flavors, created))
                 continue
-            wanted = min(max(self._wanted.get(svc.name, 0), base_groups(svc)), svc.spec.autoscaling.max_replicas)
-            for i in range(base_groups(svc), wanted):
+            wanted = min(max(self._wanted.get(svc.name, 0), base_replicas(svc)), svc.spec.autoscaling.max_replicas)
+            for i in range(base_replicas(svc), wanted):
                 wid = group_id(svc.name, i)
                 if not quota.is_admitted(wid):
                     out.append(self._workload(svc, wid, 1, (svc.status.flavor or "",), self._requested_at.setdefault(wid, time.time())))
@@ -175,9 +175,9 @@ class ServiceManager:
             return
         svc: Service = rec.doc  # type: ignore[assignment]
         if index is None:  # the whole service loses its quota: release every group, undeploy
-            for i in range(base_groups(svc), svc.spec.autoscaling.max_replicas):
+            for i in range(base_replicas(svc), svc.spec.autoscaling.max_replicas):
                 self.fleet.controller.quota.release(group_id(name, i))
-            self.fleet.backend.delete_service(name)
+            self.serving.delete(name)
             svc.status.state, svc.status.replicas_granted, svc.status.replicas_running = ServiceState.PENDING, 0, 0
             svc.status.flavor = None
         svc.status.message = f"{'service' if index is None else f'replica group {index}'} preempted: {message}"
@@ -196,16 +196,16 @@ class ServiceManager:
     def granted(self, svc: Service, quota: QuotaBridge) -> int:
         if not quota.is_admitted(base_id(svc.name)):
             return 0
-        n = base_groups(svc)
-        n += sum(1 for i in range(base_groups(svc), svc.spec.autoscaling.max_replicas) if quota.is_admitted(group_id(svc.name, i)))
+        n = base_replicas(svc)
+        n += sum(1 for i in range(base_replicas(svc), svc.spec.autoscaling.max_replicas) if quota.is_admitted(group_id(svc.name, i)))
         return n
 
     def _reconcile_one(self, svc: Service, quota: QuotaBridge) -> None:
-        backend = self.fleet.backend
+        serving = self.serving
         if svc.status.state == ServiceState.DELETING:
-            backend.delete_service(svc.name)
+            serving.delete(svc.name)
             quota.release(base_id(svc.name))
-            for i in range(base_groups(svc), svc.spec.autoscaling.max_replicas):
+            for i in range(base_replicas(svc), svc.spec.autoscaling.max_replicas):
                 quota.release(group_id(svc.name, i))
             svc.status.state, svc.status.replicas_granted, svc.status.replicas_running = ServiceState.DELETED, 0, 0
             svc.status.url = None
@@ -217,17 +217,18 @@ class ServiceManager:
         # the highest-numbered groups were the last granted).
         wanted = self._wanted.get(svc.name)
         if wanted is not None:
-            for i in range(svc.spec.autoscaling.max_replicas - 1, max(wanted, base_groups(svc)) - 1, -1):
+            for i in range(svc.spec.autoscaling.max_replicas - 1, max(wanted, base_replicas(svc)) - 1, -1):
                 if quota.is_admitted(group_id(svc.name, i)):
                     quota.release(group_id(svc.name, i))
             granted = self.granted(svc, quota)
         st = svc.status.model_copy(deep=True)
         if granted and st.flavor:
-            pool = self.fleet.config.flavors[st.flavor].spec.pool
-            current = backend.service_status(svc.name)
+            flavor = self.fleet.config.flavors[st.flavor]
+            pool = flavor.spec.pool
+            current = serving.status(svc.name)
             if current is None or current.replicas_target != granted:
-                backend.deploy_service(svc, pool, self.fleet.config.pools[pool].spec, granted)
-                current = backend.service_status(svc.name)
+                serving.deploy(svc, pool, self.fleet.config.pools[pool].spec, granted, flavor.spec.node_labels)
+                current = serving.status(svc.name)
             if current is not None:
                 self._wanted[svc.name] = current.replicas_wanted
                 st.replicas_wanted = current.replicas_wanted
