@@ -8,12 +8,15 @@ from ..config import PlatformConfig
 from .base import Backend, ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
 
 
-def make_backend(config: PlatformConfig, data_dir: str | Path) -> Backend:
+def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None) -> Backend:
+    """``serve_app(svc, pool, pool_spec, granted) -> Serve app dict``: how a Service becomes the
+    RayService's serveConfigV2 application on KubeRay (given by the server layer, which may import
+    ``rayfleet.serve``; backends may not)."""
     kind = config.cluster.spec.backend if config.cluster else "local"
     if kind == "kuberay":
         from .kuberay.client import KubeRayBackend
 
-        return KubeRayBackend(config)
+        return KubeRayBackend(config, serve_app=serve_app)
     from .local import LocalBackend
 
     return LocalBackend.from_config(config, Path(data_dir) / "ray")

@@ -25,7 +25,9 @@ def simulate_cmd(
     at: str | None = typer.Option(None, "--at", help="Time of the first cycle, RFC 3339 (2026-03-02T09:00:00Z) or epoch seconds; default: the file's `now`, else now."),
     cycles: int = typer.Option(1, "--cycles", min=1, help="Cycles to run."),
     step: str = typer.Option("60s", "--step", help="Time between cycles (e.g. 30s, 10m); workloads with a runtime finish in between."),
-    fair_sharing: bool = typer.Option(False, "--fair-sharing", help="Enable fair sharing (dominant resource share) for admission order and preemption."),
+    fair_sharing: bool | None = typer.Option(
+        None, "--fair-sharing/--no-fair-sharing", help="Fair sharing (dominant resource share) for admission order and preemption; default: the Cluster's spec.fairSharing."
+    ),
 ) -> None:
     """Print, as JSON, what the quota layer decides: admitted (with flavor and borrowing), preempted
     (with reason) and waiting (with reason, blocking quota and what it could preempt), per cycle,

@@ -66,6 +66,9 @@ class Controller:
             job: TrainJob = rec.doc  # type: ignore[assignment]
             self.quota.restore(job, self.fleet.placement_flavors(job))
         self.fleet.services.restore(self.quota)
+        # A quota cut made while the service was down: what is now over a limit is reclaimed by
+        # the normal rules in the first pass.
+        self._startup_reclaims = self.quota.state.reconcile(time.time())
 
     def start(self) -> None:
         if self._thread is None:
@@ -209,7 +212,8 @@ class Controller:
     # ------------------------------------------------------------ 3. quota
 
     def _schedule(self, now: float) -> None:
-        for preempt in self.quota.tick(now):
+        reclaims, self._startup_reclaims = self._startup_reclaims, []
+        for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}")
         pending = [r.doc for r in self.store.list("TrainJob", states=[JobState.QUEUED.value])]
         workloads = [self.quota.workload(job, self.fleet.placement_flavors(job)) for job in pending]  # type: ignore[arg-type]

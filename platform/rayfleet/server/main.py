@@ -18,9 +18,17 @@ from .fleet import Fleet
 from .tokens import ensure_tokens
 
 
+def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
+    """A Service as a RayService serveConfigV2 application: the same leader-worker placement as on
+    the local backend; bundle CPU from the spec (real hosts), Serve's proxy set by KubeRay."""
+    from ..serve.deployer import ServeOptions, service_app_config
+
+    return service_app_config(svc, pool, pool_spec, granted=granted, options=ServeOptions(cpu_per_bundle=None))
+
+
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
     config = load_config(config_paths)
-    backend = make_backend(config, data_dir)
+    backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
     backend.up()
     fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
     ensure_tokens(fleet.store, config, data_dir / "credentials.json")
