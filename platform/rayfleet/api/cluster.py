@@ -11,8 +11,8 @@ from .base import Document, Duration, MemoryQuantity, Model, Name
 
 class LocalBackendSpec(Model):
     object_store_memory: MemoryQuantity = Field(default=128 * 2**20, description="Object store per simulated host.")
-    cpus_per_host: float = Field(default=0.5, gt=0, description="Ray CPUs each simulated host advertises (real CPU is shared).")
-    head_cpus: float = Field(default=2, ge=0, description="Ray CPUs on the head node (drivers, Serve proxy, controller).")
+    cpus_per_host: int = Field(default=1, ge=1, description="Ray CPUs each simulated host advertises (whole CPUs, as `ray start` takes; real CPU is shared).")
+    head_cpus: int = Field(default=2, ge=0, description="Ray CPUs on the head node (job drivers, Serve proxy and controller), whole CPUs.")
     temp_dir: str | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
     dashboard_port: int | None = Field(default=None, ge=1, le=65535, description="Ray dashboard port; default: a free port.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port of Serve's HTTP proxy: services answer at http://127.0.0.1:<servePort>/<routePrefix>.")

@@ -141,7 +141,7 @@ class Controller:
                 if st.interruptions and st.interruptions[-1].recovered_at is None:
                     last = st.interruptions[-1]
                     last.recovered_at = _now_dt(rs.started_at or now)
-                    last.resumed_from_step = st.last_checkpoint_step
+                    last.resumed_from_step = rs.resumed_from_step if rs.resumed_from_step is not None else st.last_checkpoint_step
                     event, message = "Recovered", f"attempt {st.attempt} running; resumes from step {st.last_checkpoint_step}"
                 else:
                     event, message = "Running", f"attempt {st.attempt} running on {st.pool}"
@@ -301,7 +301,8 @@ class Controller:
             runtime_env=dict(job.spec.runtime_env),
             checkpoint_dir=self.fleet.checkpoint_dir(job),
             max_run_duration=job.spec.max_run_duration,
-            metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue, **job.spec.labels},
+            metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue,
+                      "checkpoint_num_to_keep": str(job.spec.checkpoint.num_to_keep), **job.spec.labels},
         )
 
     # ------------------------------------------------------------ helpers

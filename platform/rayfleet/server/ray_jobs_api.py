@@ -325,7 +325,13 @@ async def tail(websocket: WebSocket, job_id: str) -> None:
                 sent = len(text)
             if job.status.state.terminal:
                 break
-            await asyncio.sleep(0.5)
+            if job.status.state in (JobState.STARTING, JobState.RUNNING) and job.status.attempt:
+                # The run may have ended before the controller's next pass: have it look now, so
+                # the follower learns the end as soon as Ray does.
+                run = await asyncio.to_thread(fleet.backend.run_status, f"{job_id}-{job.status.attempt}")
+                if run is not None and run.state.terminal:
+                    fleet.controller.wake()
+            await asyncio.sleep(0.25)
         await websocket.close()
     except WebSocketDisconnect:
         return

@@ -1,0 +1,1059 @@
+"""The local backend: a real Ray cluster on this machine, each simulated GKE host a Ray node.
+
+``up()`` starts ``ray start --head`` and one ``ray start --address`` per simulated host, each host
+labelled and resourced as its GKE node would be (:mod:`rayfleet.api.labels`): ``rayfleet.io/pool``,
+accelerator and TPU slice labels, ``--num-gpus`` fake GPUs, ``TPU`` chips,
+``accelerator_type:<type>`` and the slice-head resource on host 0 of each TPU slice; few CPUs and a
+bounded object store. The processes outlive the caller: the cluster's ports and pids are kept in
+``<data_dir>/cluster.json`` and any later process (the control service after a restart, the CLI, a
+test) re-attaches with ``up()``. ``down()`` ends every process of the cluster and checks none is left.
+
+Runs: every launch is one Ray job (``submission_id`` = run id) submitted through the cluster's
+Jobs API. A train-app run's driver is :mod:`rayfleet.train.launcher` (Ray Train ``TorchTrainer``
+whose worker group is one placement group pinned to the pool by bundle label selectors); an
+entry-point run's driver is :mod:`rayfleet.train.entrypoint` (reserves the gang as one placement
+group, then runs the command with the group's name in ``RAYFLEET_PLACEMENT_GROUP``). Driver and
+backend talk through the run directory (:mod:`rayfleet.backends.rundir`).
+
+Hosts die for real: :meth:`LocalBackend.kill_host` SIGKILLs a host's raylet and everything under
+it. A run whose gang had a bundle on a dead host is reported ``LOST`` and its whole gang is stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import secrets
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..api import Cluster, ClusterSpec, ObjectMeta, PoolSpec
+from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE, node_labels, node_resources
+from ..errors import BackendError, CapacityError, ConfigError, FieldProblem, NotFound
+from . import local_procs
+from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
+from .local_start import RESULT_PREFIX
+from .placement import GangPlan, feasibility_problems, plan_gang
+from .ray_jobs import RayJobs
+from .rundir import RunDir, latest_checkpoint_step, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+LABEL_NODE_ROLE = "rayfleet.io/node-role"
+
+#: Memory one simulated host's processes take (raylet ~30 MiB + dashboard agent ~150 MiB +
+#: runtime-env agent ~95 MiB RSS, measured on Ray 2.60), not counting its object store.
+HOST_PROCESS_MEMORY = 300 * 2**20
+#: Memory of the head's processes (GCS, dashboard and its modules, monitors, client server,
+#: raylet, agents), not counting its object store.
+HEAD_PROCESS_MEMORY = 1200 * 2**20
+#: Kept free for the drivers and workers of runs (a 2-worker Train run takes ~1.4 GB).
+RUN_HEADROOM_MEMORY = 1536 * 2**20
+
+# Unix socket paths are limited to 107 bytes; Ray appends ~65 bytes to a host's temp dir.
+_MAX_TEMP_DIR = 40
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One simulated host: the Ray node that stands for one GKE node."""
+
+    name: str
+    pool: str
+    slice_index: int
+    host_index: int
+    labels: dict[str, str]
+    resources: dict[str, float]
+    num_gpus: int
+
+
+def plan_hosts(pools: dict[str, PoolSpec]) -> list[HostPlan]:
+    """Every host of every pool at its maximum size: hosts for GPU/CPU pools, slices for TPU pools."""
+    out = []
+    for pool, spec in pools.items():
+        if spec.is_tpu:
+            for s in range(spec.max_replicas):
+                for h in range(spec.slice_hosts):
+                    labels = node_labels(pool, spec, slice_index=s, host_index=h)
+                    out.append(HostPlan(labels[LABEL_HOST], pool, s, h, labels, node_resources(spec, host_index=h), 0))
+        else:
+            for h in range(spec.max_hosts):
+                labels = node_labels(pool, spec, host_index=h)
+                gpus = spec.accelerators_per_host if spec.accelerator is not None else 0
+                out.append(HostPlan(labels[LABEL_HOST], pool, 0, h, labels, node_resources(spec, host_index=h), gpus))
+    return out
+
+
+def memory_available() -> int:
+    """MemAvailable of this machine, bytes."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def memory_needed(hosts: int, object_store: int) -> int:
+    """Estimated memory for a head plus ``hosts`` simulated hosts, with room for runs."""
+    return HEAD_PROCESS_MEMORY + object_store + hosts * (HOST_PROCESS_MEMORY + object_store) + RUN_HEADROOM_MEMORY
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+class _Ports:
+    """Free TCP ports for Ray's servers, never the same one twice in one session.
+
+    Chosen at random *below* the kernel's ephemeral range (and above Ray's default worker port
+    range, 10002-19999): a port from the ephemeral range may be taken as the source port of some
+    outgoing connection between the moment it is picked and the moment ``ray start`` binds it.
+    """
+
+    LOW = 20000
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+        self.high = max(self.LOW + 1000, _ephemeral_range()[0] - 1)
+        self.rng = random.Random()
+
+    def take(self) -> int:
+        for _ in range(1000):
+            port = self.rng.randint(self.LOW, self.high)
+            if port in self.used:
+                continue
+            try:
+                with socket.socket() as s:
+                    s.bind(("", port))
+            except OSError:
+                continue
+            self.used.add(port)
+            return port
+        raise BackendError(f"no free TCP port found in {self.LOW}-{self.high}")
+
+
+class LocalBackend:
+    """Real Ray on this machine. Implements :class:`rayfleet.backends.base.Backend`."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        pools: dict[str, PoolSpec],
+        data_dir: str | Path,
+        *,
+        cluster: Cluster | None = None,
+        temp_dir: str | None = None,
+        auth_mode: str = "disabled",
+        placement_timeout_s: float = 120.0,
+        node_death_timeout_s: float = 5.0,
+        python: str | None = None,
+    ):
+        """``pools``: the pools of the cluster (from the config); ``data_dir``: where the cluster's
+        state file, run directories and process logs live.
+
+        ``auth_mode``: Ray's ``RAY_AUTH_MODE`` for the cluster: ``disabled`` (the cluster is a
+        single-user development cluster whose dashboard listens on 127.0.0.1 only; rayfleet's own
+        API is the authenticated front door) or ``token`` (a per-cluster token in
+        ``<data_dir>/auth_token``, never ``~/.ray/auth_token``; clients use :meth:`client_env`).
+        ``placement_timeout_s``: how long a gang may wait for its placement group before the run
+        fails (Ray Train's worker-group start timeout). ``node_death_timeout_s``: about how long the
+        GCS takes to declare a silent host dead.
+        """
+        if auth_mode not in ("disabled", "token"):
+            raise ConfigError(FieldProblem(field="auth_mode", problem=f"must be 'disabled' or 'token', got {auth_mode!r}"))
+        self.cluster = cluster or Cluster(metadata=ObjectMeta(name="local"), spec=ClusterSpec())
+        wanted = self.cluster.spec.pools
+        unknown = [p for p in wanted if p not in pools]
+        if unknown:
+            raise ConfigError(FieldProblem(field="spec.pools", problem=f"unknown pools {unknown}", document=self.cluster.ref()))
+        self.pools: dict[str, PoolSpec] = {p: pools[p] for p in wanted} if wanted else dict(pools)
+        self.hosts: dict[str, HostPlan] = {h.name: h for h in plan_hosts(self.pools)}
+        self.data_dir = Path(data_dir).resolve()
+        local = self.cluster.spec.local
+        self.temp_dir = temp_dir or local.temp_dir or f"/tmp/rayfleet-{hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:10]}"
+        if len(self.temp_dir) > _MAX_TEMP_DIR:
+            raise ConfigError(FieldProblem(field="spec.local.tempDir", problem=f"{self.temp_dir!r} is longer than {_MAX_TEMP_DIR} characters (Ray's socket paths would exceed the OS limit)", document=self.cluster.ref()))
+        self.object_store_memory = int(local.object_store_memory)
+        # ray start takes whole CPUs only.
+        self.host_cpus = max(1, math.ceil(local.cpus_per_host))
+        self.head_cpus = max(0, math.ceil(local.head_cpus))
+        self.auth_mode = auth_mode
+        self.placement_timeout_s = placement_timeout_s
+        self.node_death_timeout_s = node_death_timeout_s
+        self.python = python or sys.executable
+        self.start_timeout_s = float(self.cluster.spec.start_timeout)
+        self._state: dict[str, Any] | None = None
+        self._jobs: RayJobs | None = None
+
+    @classmethod
+    def from_config(cls, config: Any, data_dir: str | Path, **kwargs: Any) -> LocalBackend:
+        """From a :class:`rayfleet.config.PlatformConfig`."""
+        return cls({n: p.spec for n, p in config.pools.items()}, data_dir, cluster=config.cluster, **kwargs)
+
+    @classmethod
+    def from_config_files(cls, paths: list[str | Path], data_dir: str | Path, **kwargs: Any) -> LocalBackend:
+        from ..config import load_config
+
+        return cls.from_config(load_config(paths), data_dir, **kwargs)
+
+    # ------------------------------------------------------------------ paths and state
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "cluster.json"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "auth_token"
+
+    def run_dir(self, run_id: str) -> RunDir:
+        return RunDir(self.runs_dir / run_id)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "cluster.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _load_state(self) -> dict[str, Any] | None:
+        st = read_json(self.state_path)
+        if not st or st.get("version") != STATE_VERSION:
+            return None
+        return st
+
+    def _save_state(self) -> None:
+        assert self._state is not None
+        write_json(self.state_path, self._state)
+
+    def _head_alive(self, st: dict[str, Any]) -> bool:
+        if not local_procs.pid_alive(st["head"].get("gcs_pid"), st["temp_dir"]):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", st["gcs_port"]), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def _current(self) -> dict[str, Any] | None:
+        """The running cluster's state (re-read from disk), or None if it is not up."""
+        st = self._load_state()
+        if st is None or not self._head_alive(st):
+            self._state = None
+            return None
+        self._state = st
+        return st
+
+    def _require_up(self) -> dict[str, Any]:
+        st = self._state if self._state is not None and self._head_alive(self._state) else self._current()
+        if st is None:
+            raise BackendError(f"the local Ray cluster {self.cluster.name!r} is not up (call up() first)")
+        return st
+
+    # ------------------------------------------------------------------ environment
+
+    def auth_token(self) -> str | None:
+        """The cluster's Ray auth token (``auth_mode="token"``), else None."""
+        if self.auth_mode != "token":
+            return None
+        if not self.token_path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return self.token_path.read_text().strip()
+
+    def client_env(self) -> dict[str, str]:
+        """Environment a client process needs to talk to this cluster (``ray.init``, the Ray CLI)."""
+        env = {"RAY_AUTH_MODE": self.auth_mode, "RAY_USAGE_STATS_ENABLED": "0"}
+        if self.auth_mode == "token":
+            self.auth_token()
+            env["RAY_AUTH_TOKEN_PATH"] = str(self.token_path)
+        st = self._state or self._load_state()
+        if st:
+            env["RAY_ADDRESS"] = f"{st['node_ip']}:{st['gcs_port']}"
+        return env
+
+    def auth_headers(self) -> dict[str, str]:
+        """HTTP headers for the cluster's dashboard / Jobs API."""
+        token = self.auth_token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _process_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            env.pop(key, None)
+        env.update(
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_AUTH_MODE=self.auth_mode,
+            **{local_procs.ENV_MARKER: self.temp_dir},
+        )
+        # Entry points (`ray job submit -- python train.py`) run with the cluster's Python first
+        # on PATH, whatever the PATH of the process that brought the cluster up.
+        bin_dir = str(Path(self.python).parent)
+        env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])
+        # A raylet waits for its dashboard agent to report its ports and aborts if it does not in
+        # time; on a loaded 2-core machine the agent's imports alone can take 15 s or more.
+        env.setdefault("RAY_agent_register_timeout_ms", "180000")
+        env.setdefault("RAY_raylet_start_wait_time_s", "180")
+        if self.auth_mode == "token":
+            self.auth_token()
+            env["RAY_AUTH_TOKEN_PATH"] = str(self.token_path)
+        return env
+
+    @property
+    def jobs(self) -> RayJobs:
+        st = self._require_up()
+        url = f"http://127.0.0.1:{st['dashboard_port']}"
+        if self._jobs is None or self._jobs.dashboard_url != url:
+            self._jobs = RayJobs(url, headers=self.auth_headers())
+        return self._jobs
+
+    def _state_client(self) -> Any:
+        from ray.util.state import StateApiClient
+
+        st = self._require_up()
+        headers = {"Content-Type": "application/json", **self.auth_headers()}
+        return StateApiClient(address=f"http://127.0.0.1:{st['dashboard_port']}", headers=headers)
+
+    def _list(self, resource: str, filters: list | None = None) -> list[Any]:
+        from ray.util.state.common import ListApiOptions, StateResource
+
+        res = {"nodes": StateResource.NODES, "placement_groups": StateResource.PLACEMENT_GROUPS, "actors": StateResource.ACTORS}[resource]
+        options = ListApiOptions(limit=10_000, timeout=30, detail=True, filters=filters or [])
+        return self._state_client().list(res, options=options, raise_on_missing_output=False)
+
+    # ------------------------------------------------------------------ memory
+
+    def memory_plan(self) -> dict[str, int]:
+        """The memory estimate ``up()`` checks: needed vs available, bytes."""
+        return {
+            "hosts": len(self.hosts),
+            "needed": memory_needed(len(self.hosts), self.object_store_memory),
+            "available": memory_available(),
+        }
+
+    def check_memory(self, available: int | None = None) -> None:
+        """Raise :class:`CapacityError` if this machine cannot hold the configured hosts."""
+        n = len(self.hosts)
+        need = memory_needed(n, self.object_store_memory)
+        have = memory_available() if available is None else available
+        if need > have:
+            raise CapacityError(
+                f"this machine cannot hold the local cluster {self.cluster.name!r}: {n} simulated hosts need about "
+                f"{_mib(need)} (head {_mib(HEAD_PROCESS_MEMORY + self.object_store_memory)} + {n} x "
+                f"({_mib(HOST_PROCESS_MEMORY)} Ray processes + {_mib(self.object_store_memory)} object store) + "
+                f"{_mib(RUN_HEADROOM_MEMORY)} for runs), but only {_mib(have)} is available; lower the pools' "
+                f"maxReplicas, list fewer pools in the Cluster's spec.pools, or lower spec.local.objectStoreMemory",
+                field="spec.pools",
+            )
+
+    # ------------------------------------------------------------------ up / down
+
+    def up(self) -> ClusterInfo:
+        """Start the cluster, or re-attach to the running one and restart any dead host."""
+        with self._lock():
+            st = self._load_state()
+            if st is not None and self._head_alive(st):
+                self._state = st
+                self._reconcile_hosts()
+                return self._info(st)
+            if st is not None:
+                self._kill_all(st)
+            self.check_memory()
+            self._start_cluster()
+            assert self._state is not None
+            return self._info(self._state)
+
+    def down(self) -> None:
+        """End every process of the cluster (jobs, workers, raylets, GCS) and forget it."""
+        with self._lock():
+            st = self._load_state() or {"temp_dir": self.temp_dir, "raylet_pids": []}
+            left = self._kill_all(st)
+            if left:
+                raise BackendError(f"processes of the local cluster survived SIGKILL: {sorted(left)}")
+            try:
+                self.state_path.unlink()
+            except FileNotFoundError:
+                pass
+            self._state = None
+            self._jobs = None
+
+    def info(self) -> ClusterInfo | None:
+        st = self._current()
+        return self._info(st) if st else None
+
+    def _info(self, st: dict[str, Any]) -> ClusterInfo:
+        return ClusterInfo(
+            name=self.cluster.name,
+            backend=self.name,
+            address=f"{st['node_ip']}:{st['gcs_port']}",
+            dashboard_url=f"http://127.0.0.1:{st['dashboard_port']}",
+            serve_url=f"http://127.0.0.1:{st['serve_port']}" if st.get("serve_port") else None,
+        )
+
+    @property
+    def address(self) -> str:
+        """Ray GCS address (``ray.init(address=...)``, ``ray start --address``)."""
+        st = self._require_up()
+        return f"{st['node_ip']}:{st['gcs_port']}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Ray dashboard and Jobs API (``ray job submit --address``)."""
+        return f"http://127.0.0.1:{self._require_up()['dashboard_port']}"
+
+    @property
+    def serve_port(self) -> int:
+        """The free port rayfleet reserved for Serve's HTTP proxy on this cluster."""
+        return int(self._require_up()["serve_port"])
+
+    def _kill_all(self, st: dict[str, Any]) -> set[int]:
+        raylets = set(st.get("raylet_pids", []))
+        pids = local_procs.cluster_pids(st["temp_dir"], raylets)
+        left = local_procs.kill_pids(pids, grace_s=3.0)
+        # A process may have been spawned while we were killing; sweep until nothing is left.
+        for _ in range(3):
+            more = local_procs.cluster_pids(st["temp_dir"], raylets)
+            if not more:
+                break
+            left = local_procs.kill_pids(more, grace_s=0)
+        return left
+
+    def _ray_start(self, nodes: list[tuple[str, list[str], str]], deadline: float, extra_env: dict[str, str] | None = None) -> None:
+        """Run ``ray start`` for each (name, args, temp dir), in order, in one helper process
+        (:mod:`rayfleet.backends.local_start`); raise with the log's tail if one fails."""
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "nodes": [{"name": name, "args": [*args, f"--temp-dir={tmp}", "--disable-usage-stats"]} for name, args, tmp in nodes],
+            "raylet_wrapper_dir": str(logs),
+        }
+        spec_path = logs / "start-spec.json"
+        write_json(spec_path, spec)
+        log_path = logs / "start.log"
+        with open(log_path, "ab") as out:
+            for n in spec["nodes"]:
+                out.write(("$ ray start " + shlex.join(n["args"]) + "\n").encode())
+            out.flush()
+            offset = out.tell()
+            env = self._process_env()
+            env.update(extra_env or {})
+            cmd = [self.python, "-m", "rayfleet.backends.local_start", str(spec_path)]
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(self.data_dir))
+            try:
+                rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                rc = None
+        text = log_path.read_bytes()[offset:].decode(errors="replace")
+        results = {}
+        for line in text.splitlines():
+            if line.startswith(RESULT_PREFIX):
+                r = json.loads(line[len(RESULT_PREFIX):])
+                results[r["name"]] = r
+        failed = [n for n, _, _ in nodes if not results.get(n, {}).get("ok")]
+        if rc != 0 or failed:
+            first = failed[0] if failed else nodes[-1][0]
+            why = "timed out" if rc is None else (results.get(first, {}).get("error") or f"exited {rc}")
+            raise BackendError(
+                f"starting {first!r} of local cluster {self.cluster.name!r} failed: {why}\n"
+                f"--- {log_path} (tail) ---\n{text[-3000:]}"
+            )
+        for name, r in results.items():
+            log.info("local cluster %s: started %s in %.1fs", self.cluster.name, name, r["seconds"])
+
+    def _start_cluster(self) -> None:
+        ports = _Ports()
+        deadline = time.monotonic() + self.start_timeout_s
+        Path(self.temp_dir).mkdir(parents=True, exist_ok=True)
+        head_ports = {k: ports.take() for k in ("gcs", "dashboard", "client", "agent_http", "agent_grpc", "runtime_env", "metrics", "node_manager", "object_manager")}
+        period_ms = max(200, int(self.node_death_timeout_s * 1000 / 5))
+        head_args = [
+            "--head",
+            f"--port={head_ports['gcs']}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={head_ports['dashboard']}",
+            f"--ray-client-server-port={head_ports['client']}",
+            f"--num-cpus={self.head_cpus}",
+            "--num-gpus=0",
+            f"--object-store-memory={self.object_store_memory}",
+            f"--labels={LABEL_NODE_ROLE}=head",
+            *self._node_port_args(head_ports),
+        ]
+        # The GCS declares a silent host dead after 5 missed health checks.
+        health = {
+            "RAY_health_check_period_ms": str(period_ms),
+            "RAY_health_check_timeout_ms": str(period_ms),
+            "RAY_health_check_failure_threshold": "5",
+        }
+        self._state = {
+            "version": STATE_VERSION,
+            "name": self.cluster.name,
+            "temp_dir": self.temp_dir,
+            "node_ip": "127.0.0.1",
+            "gcs_port": head_ports["gcs"],
+            "dashboard_port": head_ports["dashboard"],
+            "client_port": head_ports["client"],
+            # Serve's HTTP proxy (whoever deploys Serve apps starts it there): the configured port.
+            "serve_port": self.cluster.spec.local.serve_port,
+            "auth_mode": self.auth_mode,
+            "head": {"ports": head_ports},
+            "hosts": {},
+            "raylet_pids": [],
+            "started_at": time.time(),
+        }
+        try:
+            self._save_state()
+            self._start_hosts(list(self.hosts), ports, deadline, head_args=head_args, extra_env=health)
+            self._wait_nodes(deadline)
+            self._state["node_ip"] = self._head_node_ip() or "127.0.0.1"
+            self._save_state()
+        except BaseException:
+            self._kill_all(self._state)
+            try:
+                self.state_path.unlink()
+            except FileNotFoundError:
+                pass
+            self._state = None
+            raise
+
+    @staticmethod
+    def _node_port_args(p: dict[str, int]) -> list[str]:
+        return [
+            f"--node-manager-port={p['node_manager']}",
+            f"--object-manager-port={p['object_manager']}",
+            f"--dashboard-agent-listen-port={p['agent_http']}",
+            f"--dashboard-agent-grpc-port={p['agent_grpc']}",
+            f"--runtime-env-agent-port={p['runtime_env']}",
+            f"--metrics-export-port={p['metrics']}",
+        ]
+
+    def host_temp_dir(self, name: str) -> str:
+        return f"{self.temp_dir}/n{list(self.hosts).index(name)}"
+
+    def _start_hosts(self, names: list[str], ports: _Ports, deadline: float, *, head_args: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
+        """Start the head (if ``head_args``), then the hosts ``names``, one node at a time: on a
+        2-core machine concurrent starts starve the dashboard agents, and a raylet whose agent does
+        not report its ports within Ray's fixed wait aborts."""
+        st = self._state
+        assert st is not None
+        nodes: list[tuple[str, list[str], str]] = []
+        if head_args is not None:
+            nodes.append(("head", head_args, self.temp_dir))
+        host_ports = {}
+        for name in names:
+            plan = self.hosts[name]
+            hp = {k: ports.take() for k in ("agent_http", "agent_grpc", "runtime_env", "metrics", "node_manager", "object_manager")}
+            host_ports[name] = hp
+            labels = ",".join(f"{k}={v}" for k, v in plan.labels.items())
+            args = [
+                f"--address=127.0.0.1:{st['gcs_port']}",
+                f"--num-cpus={self.host_cpus}",
+                f"--num-gpus={plan.num_gpus}",
+                f"--resources={json.dumps(plan.resources)}",
+                f"--labels={labels}",
+                f"--object-store-memory={self.object_store_memory}",
+                *self._node_port_args(hp),
+            ]
+            # Each host has its own temp dir, as a real host would: nodes sharing one session dir
+            # race for the same raylet socket and log file names.
+            nodes.append((name, args, self.host_temp_dir(name)))
+        self._ray_start(nodes, deadline, extra_env)
+        if head_args is not None:
+            hp = st["head"]["ports"]
+            st["head"]["raylet_pid"] = self._find_raylet(hp["node_manager"])
+            st["head"]["gcs_pid"] = self._find_proc("gcs_server", f"--gcs_server_port={hp['gcs']}")
+            st["raylet_pids"].append(st["head"]["raylet_pid"])
+        for name in names:
+            raylet = self._find_raylet(host_ports[name]["node_manager"])
+            st["hosts"][name] = {"pool": self.hosts[name].pool, "ports": host_ports[name], "raylet_pid": raylet, "node_id": None, "started_at": time.time()}
+            st["raylet_pids"].append(raylet)
+        self._save_state()
+
+    def _find_proc(self, binary: str, needle: str, timeout_s: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for p in local_procs.all_procs().values():
+                head = p.cmdline.split(" ", 1)[0]
+                if head.endswith("/" + binary) and needle in p.cmdline and self.temp_dir in p.cmdline:
+                    return p.pid
+            if time.monotonic() > deadline:
+                raise BackendError(f"no {binary} process with {needle} found for local cluster {self.cluster.name!r}")
+            time.sleep(0.1)
+
+    def _find_raylet(self, node_manager_port: int) -> int:
+        return self._find_proc("raylet", f"--node_manager_port={node_manager_port}")
+
+    def _nodes(self) -> list[Any]:
+        return self._list("nodes")
+
+    def _head_node_ip(self) -> str | None:
+        for n in self._nodes():
+            if (n.labels or {}).get(LABEL_NODE_ROLE) == "head" and n.state == "ALIVE":
+                return n.node_ip
+        return None
+
+    def _wait_nodes(self, deadline: float) -> None:
+        """Wait until the GCS lists every started host ALIVE; record node ids."""
+        st = self._state
+        assert st is not None
+        want = set(st["hosts"])
+        while True:
+            alive = {}
+            for n in self._nodes():
+                host = (n.labels or {}).get(LABEL_HOST)
+                if n.state == "ALIVE" and host in want:
+                    alive[host] = n.node_id
+                if n.state == "ALIVE" and (n.labels or {}).get(LABEL_NODE_ROLE) == "head":
+                    st["head"]["node_id"] = n.node_id
+            if set(alive) >= want:
+                for host, nid in alive.items():
+                    st["hosts"][host]["node_id"] = nid
+                return
+            if time.monotonic() > deadline:
+                raise BackendError(f"hosts {sorted(want - set(alive))} did not register with the GCS within {self.start_timeout_s:.0f}s")
+            time.sleep(0.3)
+
+    def _host_alive(self, name: str) -> bool:
+        st = self._state
+        h = (st or {}).get("hosts", {}).get(name)
+        return bool(h) and local_procs.pid_alive(h.get("raylet_pid"), self.temp_dir)
+
+    def _reconcile_hosts(self) -> None:
+        """Restart configured hosts whose raylet is gone; end hosts no longer configured."""
+        st = self._state
+        assert st is not None
+        for name in [n for n in st["hosts"] if n not in self.hosts]:
+            self._kill_host_procs(name)
+            del st["hosts"][name]
+        dead = [n for n in self.hosts if not self._host_alive(n)]
+        if dead:
+            ports = _Ports()
+            deadline = time.monotonic() + self.start_timeout_s
+            for n in dead:
+                self._kill_host_procs(n)
+            self._start_hosts(dead, ports, deadline)
+            self._wait_nodes(deadline)
+        self._save_state()
+
+    # ------------------------------------------------------------------ hosts
+
+    def _kill_host_procs(self, name: str) -> None:
+        """SIGKILL everything of one host: its raylet and what runs under it (agents, workers),
+        its log monitor, and workers an earlier death of its raylet orphaned."""
+        st = self._state
+        assert st is not None
+        h = st["hosts"].get(name)
+        if not h or not h.get("raylet_pid"):
+            return
+        raylet = h["raylet_pid"]
+        host_dir = self.host_temp_dir(name) + "/" if name in self.hosts else None
+        procs = local_procs.all_procs()
+        roots = [raylet] if local_procs.pid_alive(raylet, self.temp_dir) else []
+        if host_dir:
+            roots += [p.pid for p in procs.values() if host_dir in p.cmdline]
+        pids = local_procs.descendants(roots, procs)
+        pids |= {p for p in local_procs.cluster_pids(self.temp_dir, [raylet]) if _raylet_env(p) == raylet}
+        if pids:
+            local_procs.kill_pids(pids, grace_s=0)
+
+    def kill_host(self, host: str) -> None:
+        """Simulate the loss of a host: SIGKILL its raylet and every process under it."""
+        with self._lock():
+            st = self._require_up()
+            if host not in st["hosts"]:
+                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")
+            self._kill_host_procs(host)
+
+    def restart_host(self, host: str) -> None:
+        """Bring a dead host back (a repaired or replaced node): a new Ray node with the same labels."""
+        with self._lock():
+            self._require_up()
+            if host not in self.hosts:
+                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}", field="host")
+            if self._host_alive(host):
+                return
+            self._kill_host_procs(host)
+            deadline = time.monotonic() + self.start_timeout_s
+            self._start_hosts([host], _Ports(), deadline)
+            self._wait_nodes(deadline)
+            self._save_state()
+
+    def host_names(self, pool: str | None = None) -> list[str]:
+        return [h.name for h in self.hosts.values() if pool is None or h.pool == pool]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every Ray node the GCS knows (alive and dead): node id, host, pool, labels, resources."""
+        self._require_up()
+        out = []
+        for n in self._nodes():
+            labels = dict(n.labels or {})
+            out.append({
+                "node_id": n.node_id,
+                "alive": n.state == "ALIVE",
+                "host": labels.get(LABEL_HOST),
+                "pool": labels.get(LABEL_POOL),
+                "head": labels.get(LABEL_NODE_ROLE) == "head",
+                "labels": labels,
+                "resources": dict(n.resources_total or {}),
+            })
+        return out
+
+    def pool_node_ids(self, pool: str) -> set[str]:
+        """Node ids (alive or dead) of every Ray node that was a host of ``pool``."""
+        return {n["node_id"] for n in self.nodes() if n["pool"] == pool}
+
+    def _busy_node_ids(self) -> set[str]:
+        busy = set()
+        for pg in self._list("placement_groups"):
+            if pg.state == "REMOVED":
+                continue
+            for b in pg.bundles or []:
+                if b.get("node_id"):
+                    busy.add(b["node_id"])
+        return busy
+
+    def capacity(self) -> dict[str, PoolCapacity]:
+        configured: dict[str, int] = {p: 0 for p in self.pools}
+        for h in self.hosts.values():
+            configured[h.pool] += 1
+        st = self._current()
+        if st is None:
+            return {p: PoolCapacity(pool=p, hosts=n, ready_hosts=0, free_hosts=0) for p, n in configured.items()}
+        alive: dict[str, str] = {}
+        for n in self._nodes():
+            host = (n.labels or {}).get(LABEL_HOST)
+            if n.state == "ALIVE" and host in self.hosts and self._host_alive(host):
+                alive[host] = n.node_id
+        busy = self._busy_node_ids()
+        out = {}
+        for p, n in configured.items():
+            ready = [h for h in alive if self.hosts[h].pool == p]
+            free = [h for h in ready if alive[h] not in busy]
+            out[p] = PoolCapacity(pool=p, hosts=n, ready_hosts=len(ready), free_hosts=len(free))
+        return out
+
+    def _pick_slice(self, pool: str) -> str:
+        """The TPU slice of ``pool`` with the most alive, free hosts (lowest index on ties)."""
+        spec = self.pools[pool]
+        alive: dict[str, str] = {}
+        for n in self._nodes():
+            host = (n.labels or {}).get(LABEL_HOST)
+            if n.state == "ALIVE" and host in self.hosts:
+                alive[host] = n.node_id
+        busy = self._busy_node_ids()
+        best, best_free = None, -1
+        for s in range(spec.max_replicas):
+            hosts = [h for h in self.hosts.values() if h.pool == pool and h.slice_index == s]
+            free = sum(1 for h in hosts if h.name in alive and alive[h.name] not in busy)
+            if free > best_free:
+                best, best_free = hosts[0].labels[LABEL_TPU_SLICE], free
+        assert best is not None
+        return best
+
+    # ------------------------------------------------------------------ runs
+
+    def plan(self, req: LaunchRequest) -> GangPlan:
+        """The gang placement a launch request gets on this cluster."""
+        spec = self.pools.get(req.pool, req.pool_spec)
+        tpu_slice = self._pick_slice(req.pool) if spec.is_tpu and spec.slice_hosts > 1 and req.pool in self.pools else None
+        return plan_gang(
+            run_id=req.run_id,
+            pool=req.pool,
+            spec=spec,
+            workers=req.workers,
+            resources_per_worker=dict(req.resources_per_worker),
+            strategy=req.placement_strategy,
+            host_cpus=self.host_cpus,
+            tpu_slice=tpu_slice,
+        )
+
+    def launch(self, req: LaunchRequest) -> str:
+        """Submit one attempt as a Ray job (idempotent per run id).
+
+        A gang that can never fit the pool as configured is not submitted: its run is FAILED at
+        once with the reason. One that fits but finds no free hosts waits (PENDING) up to
+        ``placement_timeout_s`` for its placement group, then FAILS with that reason.
+        """
+        self._require_up()
+        if (req.entrypoint is None) == (req.train_app is None):
+            raise BackendError("a launch request needs exactly one of entrypoint or train_app")
+        run_id = req.run_id
+        rd = self.run_dir(run_id)
+        if rd.exists():
+            if rd.submitted() or rd.status().get("phase") == "failed" or self.jobs.info(run_id) is not None:
+                if not rd.submitted() and self.jobs.info(run_id) is not None:
+                    rd.set_submitted()
+                return run_id
+        else:
+            if req.pool not in self.pools:
+                problems = [f"pool {req.pool!r} is not part of local cluster {self.cluster.name!r} (pools: {sorted(self.pools)})"]
+            else:
+                problems = feasibility_problems(req.pool, self.pools[req.pool], req.workers, dict(req.resources_per_worker), req.placement_strategy)
+            plan = self.plan(req) if not problems else None
+            rd.write_request(self._request_doc(req, plan))
+            if problems:
+                rd.update_status(phase="failed", kind="infeasible", error="gang cannot be placed: " + "; ".join(problems), finished_at=time.time())
+                return run_id
+        module = "rayfleet.train.launcher" if req.train_app else "rayfleet.train.entrypoint"
+        entrypoint = f"{shlex.quote(self.python)} -m {module} --run-dir {shlex.quote(str(rd.path))}"
+        metadata = {"rayfleet.job": req.job_id, "rayfleet.attempt": str(req.attempt), "rayfleet.pool": req.pool}
+        metadata.update({k: str(v) for k, v in req.metadata.items()})
+        self.jobs.submit(run_id, entrypoint, runtime_env=dict(req.runtime_env), metadata=metadata)
+        rd.set_submitted()
+        return run_id
+
+    def _request_doc(self, req: LaunchRequest, plan: GangPlan | None) -> dict[str, Any]:
+        checkpoint_dir = req.checkpoint_dir or str(self.data_dir / "checkpoints" / req.job_id)
+        return {
+            "run_id": req.run_id,
+            "job_id": req.job_id,
+            "attempt": req.attempt,
+            "pool": req.pool,
+            "workers": req.workers,
+            "resources_per_worker": dict(req.resources_per_worker),
+            "accelerator": req.accelerator.value if req.accelerator else None,
+            "entrypoint": req.entrypoint,
+            "train_app": req.train_app,
+            "train_config": req.train_config,
+            "checkpoint_dir": checkpoint_dir,
+            "max_run_duration": req.max_run_duration,
+            "metadata": dict(req.metadata),
+            "plan": plan.to_dict() if plan else None,
+            "placement_timeout_s": self.placement_timeout_s,
+            # Local hosts carry fake GPUs: Train reserves them but the collective backend is gloo.
+            "fake_accelerators": True,
+            "created_at": time.time(),
+        }
+
+    def stop(self, run_id: str, *, reason: str = "stopped") -> None:
+        """Stop the run's Ray job and wait until its gang is gone (workers ended, placement group removed)."""
+        rd = self.run_dir(run_id)
+        info = self.jobs.info(run_id)
+        if info is None or info.terminal:
+            return
+        if rd.path.exists():
+            rd.mark("stop", reason=reason)
+        self.jobs.stop(run_id)
+        info = self.jobs.wait_terminal(run_id, timeout_s=30)
+        if info is not None and not info.terminal:
+            raise BackendError(f"run {run_id} did not stop within 30s (Ray job status {info.status})")
+        if info is not None and info.job_id:
+            self._wait_gang_released(info.job_id, timeout_s=30)
+
+    def _wait_gang_released(self, ray_job_id: str, timeout_s: float) -> None:
+        """Wait until no placement group and no (non-detached) actor of the Ray job is left."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pgs = [pg for pg in self._list("placement_groups", [("creator_job_id", "=", ray_job_id)]) if pg.state != "REMOVED"]
+            # Detached helpers (Ray Train's PlacementGroupCleaner) outlive the job by design.
+            actors = [a for a in self._list("actors", [("job_id", "=", ray_job_id)]) if a.state != "DEAD" and not getattr(a, "is_detached", False)]
+            if not pgs and not actors:
+                return
+            if time.monotonic() > deadline:
+                raise BackendError(f"the gang of Ray job {ray_job_id} was not released within {timeout_s:.0f}s: {len(pgs)} placement groups, {len(actors)} actors left")
+            time.sleep(0.25)
+
+    def _dead_gang_hosts(self, node_ids: list[str]) -> list[str]:
+        """Hosts among ``node_ids`` that are dead: GCS says so, or the host's raylet process is gone."""
+        st = self._state or {}
+        by_node = {h.get("node_id"): name for name, h in st.get("hosts", {}).items()}
+        dead = []
+        gcs_dead = {n.node_id: (n.labels or {}).get(LABEL_HOST) for n in self._nodes() if n.state != "ALIVE"}
+        for nid in node_ids:
+            if nid in gcs_dead:
+                dead.append(gcs_dead[nid] or nid)
+            elif nid in by_node and not self._host_alive(by_node[nid]):
+                dead.append(by_node[nid])
+        return dead
+
+    def run_status(self, run_id: str) -> RunStatus | None:
+        rd = self.run_dir(run_id)
+        final = rd.marked("final")
+        if final:
+            return _status_from_dict(final)
+        req = rd.request()
+        st = rd.status()
+        if req is None:
+            info = self.jobs.info(run_id)
+            if info is None:
+                return None
+            return RunStatus(run_id=run_id, state=_JOB_STATE[info.status], message=info.message, started_at=info.start_time, finished_at=info.end_time)
+        if st.get("kind") == "infeasible":
+            return self._finish(rd, RunStatus(run_id=run_id, state=RunState.FAILED, message=st.get("error", ""), finished_at=st.get("finished_at")))
+        if not rd.submitted():
+            return None  # launch never completed: the controller may launch it again
+        try:
+            info = self.jobs.info(run_id)
+        except BackendError:
+            if self.info() is None:
+                return RunStatus(run_id=run_id, state=RunState.LOST, message="the local Ray cluster is down")
+            raise
+        workers = rd.workers()
+        node_ids = tuple(st.get("node_ids") or [w["node_id"] for w in workers])
+        all_up = (st.get("phase") in ("running", "succeeded", "failed") and st.get("started_at") is not None) or (
+            bool(req.get("train_app")) and len(workers) >= req["workers"]
+        )
+        started_at = st.get("started_at") or (max(w["t"] for w in workers) if all_up and workers else None)
+        common = {
+            "run_id": run_id,
+            "started_at": started_at,
+            "node_ids": node_ids,
+            "last_checkpoint_step": latest_checkpoint_step(req.get("checkpoint_dir")),
+            "resumed_from_step": st.get("resumed_from_step"),
+        }
+        if info is None:
+            # The job vanished: the cluster went down (and maybe up again) under the run.
+            if st.get("phase") == "succeeded":
+                return self._finish(rd, RunStatus(state=RunState.SUCCEEDED, finished_at=st.get("finished_at"), **common))
+            return self._finish(rd, RunStatus(state=RunState.LOST, message="the run's Ray job is gone (the local cluster was restarted)", **common))
+        lost = rd.marked("lost")
+        if lost is None and info.status != "SUCCEEDED" and node_ids:
+            dead = self._dead_gang_hosts(list(node_ids))
+            if dead and (not info.terminal or info.status == "FAILED"):
+                rd.mark("lost", hosts=dead, message=f"host(s) {', '.join(dead)} of the gang died")
+                lost = rd.marked("lost")
+                if not info.terminal:
+                    self.jobs.stop(run_id)
+                    info = self.jobs.wait_terminal(run_id, timeout_s=30) or info
+                if info.job_id:
+                    self._wait_gang_released(info.job_id, timeout_s=30)
+        if lost is not None:
+            if not info.terminal:
+                self.jobs.stop(run_id)
+                return RunStatus(state=RunState.LOST, message=lost.get("message", ""), **common)
+            return self._finish(rd, RunStatus(state=RunState.LOST, message=lost.get("message", ""), finished_at=info.end_time, **common))
+        stop = rd.marked("stop")
+        if info.terminal:
+            if stop is not None and info.status != "SUCCEEDED":
+                return self._finish(rd, RunStatus(state=RunState.STOPPED, message=stop.get("reason", "stopped"), finished_at=info.end_time, **common))
+            if info.status == "SUCCEEDED":
+                return self._finish(rd, RunStatus(state=RunState.SUCCEEDED, message=info.message, finished_at=info.end_time, **common))
+            if info.status == "STOPPED":
+                return self._finish(rd, RunStatus(state=RunState.STOPPED, message=info.message or "stopped through the Ray Jobs API", finished_at=info.end_time, **common))
+            error = st.get("error") or info.message or "the run failed"
+            return self._finish(rd, RunStatus(state=RunState.FAILED, message=error, finished_at=info.end_time, **common))
+        # Still going.
+        max_run = req.get("max_run_duration")
+        if max_run and started_at and time.time() - started_at > max_run and stop is None:
+            rd.mark("deadline", seconds=max_run)
+            self.stop(run_id, reason="deadline")
+            return self._finish(rd, RunStatus(state=RunState.FAILED, message=f"exceeded maxRunDuration ({max_run:.0f}s)", finished_at=time.time(), **common))
+        if all_up:
+            return RunStatus(state=RunState.RUNNING, message="", **common)
+        waiting = st.get("message") or "waiting for the driver to start"
+        return RunStatus(state=RunState.PENDING, message=waiting, **common)
+
+    def _finish(self, rd: RunDir, status: RunStatus) -> RunStatus:
+        """Persist a terminal status: later calls return it unchanged."""
+        if rd.path.exists():
+            rd.mark("final", **_status_to_dict(status))
+        return status
+
+    def logs(self, run_id: str) -> str:
+        rd = self.run_dir(run_id)
+        st = rd.status()
+        if st.get("kind") == "infeasible":
+            return st.get("error", "") + "\n"
+        if self._current() is None:
+            return ""
+        return self.jobs.logs(run_id)
+
+    def upload_package(self, uri: str, data: bytes) -> None:
+        """Put a runtime_env package (``gcs://_ray_pkg_<hash>.zip``) into the cluster's GCS through
+        its dashboard, as ``ray job submit --working-dir`` would have done against Ray directly."""
+        import httpx
+
+        protocol, _, name = uri.partition("://")
+        if protocol != "gcs" or not name or "/" in name:
+            raise BackendError(f"cannot upload package {uri!r}: expected gcs://<name>")
+        base = self.jobs.dashboard_url
+        headers = self.auth_headers()
+        exists = httpx.get(f"{base}/api/packages/{protocol}/{name}", headers=headers, timeout=60)
+        if exists.status_code == 200:
+            return
+        resp = httpx.put(f"{base}/api/packages/{protocol}/{name}", content=data, headers=headers, timeout=300)
+        if resp.status_code != 200:
+            raise BackendError(f"uploading {uri} to the local cluster failed: {resp.status_code} {resp.text[:300]}")
+
+    def list_runs(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if (p / "request.json").exists())
+
+
+# ---------------------------------------------------------------------- helpers
+
+_JOB_STATE = {
+    "PENDING": RunState.PENDING,
+    "RUNNING": RunState.RUNNING,
+    "SUCCEEDED": RunState.SUCCEEDED,
+    "FAILED": RunState.FAILED,
+    "STOPPED": RunState.STOPPED,
+}
+
+
+def _status_to_dict(s: RunStatus) -> dict[str, Any]:
+    return {
+        "run_id": s.run_id,
+        "state": s.state.value,
+        "message": s.message,
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+        "last_checkpoint_step": s.last_checkpoint_step,
+        "resumed_from_step": s.resumed_from_step,
+        "node_ids": list(s.node_ids),
+    }
+
+
+def _status_from_dict(d: dict[str, Any]) -> RunStatus:
+    return RunStatus(
+        run_id=d["run_id"],
+        state=RunState(d["state"]),
+        message=d.get("message", ""),
+        started_at=d.get("started_at"),
+        finished_at=d.get("finished_at"),
+        last_checkpoint_step=d.get("last_checkpoint_step"),
+        resumed_from_step=d.get("resumed_from_step"),
+        node_ids=tuple(d.get("node_ids") or ()),
+    )
+
+
+def _raylet_env(pid: int) -> int | None:
+    env = local_procs._environ(pid)
+    return local_procs._raylet_pid_of(env)

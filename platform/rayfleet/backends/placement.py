@@ -1,0 +1,190 @@
+"""Gang placement on a pool: Ray bundles, bundle label selectors, strategy and static feasibility.
+
+Pure (no Ray import): the local backend, the Train launcher and the entry-point wrapper all build
+their placement groups from a :class:`GangPlan`, so a gang asks for the same thing whichever way it
+runs. A gang is *one* placement group: one bundle per worker, every bundle pinned to the admitted
+pool by the ``rayfleet.io/pool`` node label (and, for a multi-host TPU job, to one slice by
+``rayfleet.io/tpu-slice``), so either all workers get a host of that pool or none starts.
+
+Resource mapping (canonical api units -> Ray resources of one bundle):
+
+- ``nvidia.com/gpu: n`` -> ``GPU: n`` (Ray Train requests it with ``use_gpu=True``).
+- ``google.com/tpu: n`` -> ``TPU: n`` in entry-point gangs. Ray Train rejects ``TPU`` without
+  ``use_tpu=True``, and ``use_tpu=True`` forbids label selectors (it reserves a slice by its own
+  head resource, blind to pools), so Train gangs on TPU pools reserve hosts through
+  ``accelerator_type:<type>`` alone (see below) and keep pool pinning.
+- ``accelerator_type:<type>``: every accelerator host carries exactly 1 of it, and each bundle
+  asks for ``accelerators per worker / accelerators per host`` of it. This is the host-level
+  reservation both kinds of gangs share: a host whose chips a Train gang holds is full for an
+  entry-point gang too, and a host with any fraction taken is not free.
+- ``cpu``: a simulated host advertises few Ray CPUs (``cpus_per_host``); a worker asks for the
+  same share of them as its CPU request is of the pool's real ``cpuPerHost``.
+- ``memory`` is not mapped (simulated hosts share this machine's memory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..api import CPU, GPU, MEMORY, TPU, PlacementStrategy, PoolSpec
+from ..api.labels import LABEL_POOL, LABEL_TPU_SLICE
+from ..errors import CapacityError
+
+# Ray stores resource amounts as fixed point with 4 decimals.
+_RES_QUANTUM = 1e-4
+
+
+def _q(value: float) -> float:
+    """Round to Ray's resource precision, never below one quantum for a positive amount."""
+    if value <= 0:
+        return 0.0
+    return max(_RES_QUANTUM, round(value, 4))
+
+
+def default_strategy(spec: PoolSpec, explicit: PlacementStrategy | str | None) -> PlacementStrategy:
+    """The gang's strategy: the one asked for, else STRICT_SPREAD for multi-host TPU, else PACK."""
+    if explicit is not None:
+        return PlacementStrategy(explicit)
+    if spec.is_tpu and spec.slice_hosts > 1:
+        return PlacementStrategy.STRICT_SPREAD
+    return PlacementStrategy.PACK
+
+
+def worker_resources(resources_per_worker: dict[str, int], spec: PoolSpec, *, host_cpus: float, for_train: bool = False) -> dict[str, float]:
+    """Ray resources of one worker's bundle (see the module docstring for the mapping)."""
+    out: dict[str, float] = {}
+    cpu_m = resources_per_worker.get(CPU, 0)
+    if cpu_m:
+        share = min(1.0, cpu_m / spec.cpu_per_host) if spec.cpu_per_host else 1.0
+        out["CPU"] = _q(host_cpus * share)
+    accel = 0
+    if resources_per_worker.get(GPU):
+        accel = resources_per_worker[GPU]
+        out["GPU"] = float(accel)
+    if resources_per_worker.get(TPU):
+        accel = resources_per_worker[TPU]
+        if not for_train:
+            out["TPU"] = float(accel)
+    if spec.accelerator is not None and accel:
+        share = min(1.0, accel / spec.accelerators_per_host)
+        out[f"accelerator_type:{spec.accelerator.ray_type}"] = _q(share)
+    if not out:
+        out["CPU"] = _q(0.01 * host_cpus)
+    return out
+
+
+def host_capacity(spec: PoolSpec) -> dict[str, int]:
+    """What one host of the pool offers, canonical units (the pool's real shape)."""
+    return spec.host_resources()
+
+
+def workers_per_host(resources_per_worker: dict[str, int], spec: PoolSpec) -> int:
+    """How many workers of this shape one host of the pool holds (0: none)."""
+    host = host_capacity(spec)
+    fits = []
+    for res, amount in resources_per_worker.items():
+        if not amount:
+            continue
+        have = host.get(res, 0)
+        fits.append(have // amount)
+    return min(fits) if fits else 1_000_000
+
+
+@dataclass(frozen=True)
+class GangPlan:
+    """How one gang is placed: the same plan drives Train gangs and entry-point gangs."""
+
+    run_id: str
+    pool: str
+    workers: int
+    strategy: str
+    bundle: dict[str, float]                 # one worker's bundle (entry-point gangs)
+    train_resources: dict[str, float]        # Ray Train resources_per_worker (no TPU key)
+    use_gpu: bool
+    label_selectors: list[dict[str, str]]    # one per worker / bundle
+    tpu_slice: str | None = None
+    accelerator_type: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def bundles(self) -> list[dict[str, float]]:
+        return [dict(self.bundle) for _ in range(self.workers)]
+
+    def describe(self) -> str:
+        where = f"pool {self.pool!r}" + (f", slice {self.tpu_slice!r}" if self.tpu_slice else "")
+        return f"{self.workers} x {json.dumps(self.bundle, sort_keys=True)} ({self.strategy}) on {where}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GangPlan:
+        return cls(**data)
+
+
+def plan_gang(
+    *,
+    run_id: str,
+    pool: str,
+    spec: PoolSpec,
+    workers: int,
+    resources_per_worker: dict[str, int],
+    strategy: PlacementStrategy | str | None,
+    host_cpus: float,
+    tpu_slice: str | None = None,
+) -> GangPlan:
+    """The placement of a gang on ``pool``; ``tpu_slice`` pins a multi-host TPU gang to one slice."""
+    strat = default_strategy(spec, strategy)
+    selector = {LABEL_POOL: pool}
+    if tpu_slice is not None:
+        selector[LABEL_TPU_SLICE] = tpu_slice
+    return GangPlan(
+        run_id=run_id,
+        pool=pool,
+        workers=workers,
+        strategy=strat.value,
+        bundle=worker_resources(resources_per_worker, spec, host_cpus=host_cpus),
+        train_resources=worker_resources(resources_per_worker, spec, host_cpus=host_cpus, for_train=True),
+        use_gpu=bool(resources_per_worker.get(GPU)),
+        label_selectors=[dict(selector) for _ in range(workers)],
+        tpu_slice=tpu_slice,
+        accelerator_type=spec.accelerator.ray_type if spec.accelerator is not None else None,
+    )
+
+
+def feasibility_problems(pool: str, spec: PoolSpec, workers: int, resources_per_worker: dict[str, int], strategy: PlacementStrategy | str | None) -> list[str]:
+    """Why a gang can never be placed on the pool as configured (empty: it can, given free hosts).
+
+    This is the static check: hosts that are busy or dead now make a gang wait, not fail here.
+    """
+    problems: list[str] = []
+    host = host_capacity(spec)
+    for res, amount in resources_per_worker.items():
+        if amount and res != MEMORY and host.get(res, 0) < amount:
+            problems.append(f"a worker asks for {amount} {res} but a host of pool {pool!r} offers {host.get(res, 0)}")
+        elif res == MEMORY and amount > spec.memory_per_host:
+            problems.append(f"a worker asks for {amount} bytes of memory but a host of pool {pool!r} offers {spec.memory_per_host}")
+    if problems:
+        return problems
+    strat = default_strategy(spec, strategy)
+    # A multi-host TPU gang lives in one slice; any other gang may use every host of the pool.
+    multi_host_tpu = spec.is_tpu and spec.slice_hosts > 1
+    hosts = spec.slice_hosts if multi_host_tpu else spec.max_hosts
+    scope = f"one slice of pool {pool!r} ({hosts} hosts)" if multi_host_tpu else f"pool {pool!r} ({hosts} hosts)"
+    per_host = workers_per_host(resources_per_worker, spec)
+    if strat == PlacementStrategy.STRICT_SPREAD and workers > hosts:
+        problems.append(f"STRICT_SPREAD puts each of the {workers} workers on its own host, but {scope} has {hosts}")
+    elif strat == PlacementStrategy.STRICT_PACK and workers > per_host:
+        problems.append(f"STRICT_PACK puts all {workers} workers on one host, but a host of pool {pool!r} holds {per_host}")
+    elif workers > per_host * hosts:
+        problems.append(f"{workers} workers need {math.ceil(workers / max(per_host, 1))} hosts at {per_host} per host, but {scope} has {hosts}")
+    return problems
+
+
+def check_feasible(pool: str, spec: PoolSpec, workers: int, resources_per_worker: dict[str, int], strategy: PlacementStrategy | str | None) -> None:
+    """Raise :class:`CapacityError` naming every reason the gang can never fit the pool."""
+    problems = feasibility_problems(pool, spec, workers, resources_per_worker, strategy)
+    if problems:
+        raise CapacityError("gang cannot be placed: " + "; ".join(problems), field="gang")

@@ -1,0 +1,192 @@
+"""Ray Train gangs on a real local Ray cluster (one cluster for the module, see conftest.py).
+
+What is proven, each on real Ray processes:
+- a 2-worker gang runs with every worker on a node of the admitted pool (from the workers' own
+  node ids), while another gang for the same pool waits, with its reason, without any worker;
+- a preempted gang stops as a whole (workers gone, hosts free) and its next attempt resumes from
+  the checkpointed step;
+- killing a host's raylet mid-run makes that attempt LOST, stops and frees the rest of the gang,
+  and the rerun continues from the checkpointed step, not from zero;
+- a multi-host TPU gang runs one worker per host inside one slice (the second app, tiny_lm);
+- a gang that can never fit fails at once with its reason and starts nothing;
+- an entry-point job gets its gang as one placement group it can schedule into.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from train_helpers import ddp_request, live_train_workers, wait_for
+
+from rayfleet.api import Accelerator, PlacementStrategy
+from rayfleet.api.labels import LABEL_POOL, LABEL_TPU_SLICE
+from rayfleet.backends.base import LaunchRequest, RunState
+
+pytestmark = pytest.mark.slow
+
+
+def test_gang_on_its_pool_survives_preemption_and_host_failure(small_backend, tmp_path):
+    """One job's life: attempt 1 runs on the pool and is preempted; attempt 2 resumes and loses a
+    host; attempt 3 resumes again and finishes. Each rerun continues from the checkpointed step."""
+    b = small_backend
+    ckpt = str(tmp_path / "ckpt-p")
+    steps = 50
+    assert b.launch(ddp_request(b, "p", 1, ckpt_dir=ckpt, steps=steps)) == "p-1"
+    assert b.launch(ddp_request(b, "p", 1, ckpt_dir=ckpt, steps=steps)) == "p-1"  # idempotent per run id
+    running = wait_for(b, "p-1", lambda s: s.state == RunState.RUNNING, what="RUNNING")
+
+    # Every worker reported its own node id: each is a node of pool gpu, one per host (2 GPUs each).
+    workers = b.run_dir("p-1").workers()
+    assert [w["rank"] for w in workers] == [0, 1]
+    worker_nodes = {w["node_id"] for w in workers}
+    assert worker_nodes == set(running.node_ids)
+    assert len(worker_nodes) == 2
+    assert worker_nodes <= b.pool_node_ids("gpu")
+    for n in b.nodes():
+        if n["node_id"] in worker_nodes:
+            assert n["labels"][LABEL_POOL] == "gpu"
+    assert running.started_at is not None and running.resumed_from_step is None
+    assert b.capacity()["gpu"].free_hosts == 0
+
+    # A second gang for the same pool waits for its placement group, without starting any worker.
+    b.launch(ddp_request(b, "w", 1, ckpt_dir=str(tmp_path / "ckpt-w"), workers=1))
+    w = wait_for(b, "w-1", lambda s: "placement group" in s.message, timeout=120, what="waiting for placement")
+    assert w.state == RunState.PENDING
+    assert "pool 'gpu'" in w.message
+    b.stop("w-1")
+    assert b.run_status("w-1").state == RunState.STOPPED
+    assert b.run_dir("w-1").workers() == []
+
+    # Preemption: the whole gang stops and its hosts are free again.
+    s = wait_for(b, "p-1", lambda s: (s.last_checkpoint_step or 0) >= 10, what="checkpoint >= 10")
+    b.stop("p-1", reason="preempted")
+    stopped = b.run_status("p-1")
+    assert stopped.state == RunState.STOPPED
+    assert stopped.message == "preempted"
+    assert live_train_workers(b, "p-1") == []
+    assert b.capacity()["gpu"].free_hosts == 2
+    step1 = stopped.last_checkpoint_step
+    assert step1 is not None and step1 >= s.last_checkpoint_step
+
+    # Attempt 2 resumes from that checkpoint, not from zero ...
+    b.launch(ddp_request(b, "p", 2, ckpt_dir=ckpt, steps=steps))
+    s = wait_for(b, "p-2", lambda s: (s.last_checkpoint_step or 0) >= step1 + 10, what="attempt 2 checkpoints")
+    assert s.state == RunState.RUNNING and s.resumed_from_step == step1
+    assert f"resumed from step {step1}" in b.logs("p-2")
+
+    # ... and then loses a host: the run is LOST and the rest of the gang is stopped and freed.
+    victim = next(n["host"] for n in b.nodes() if n["node_id"] == s.node_ids[0])
+    b.kill_host(victim)
+    lost = wait_for(b, "p-2", lambda s: s.state.terminal, timeout=120, what="LOST")
+    assert lost.state == RunState.LOST, lost
+    assert victim in lost.message
+    assert live_train_workers(b, "p-2") == []
+    cap = b.capacity()["gpu"]
+    assert (cap.ready_hosts, cap.free_hosts) == (1, 1)
+    step2 = lost.last_checkpoint_step
+    assert step2 is not None and step2 >= step1 + 10
+
+    # The host comes back (up() repairs dead hosts); attempt 3 continues from the checkpoint.
+    b.up()
+    assert b.capacity()["gpu"].ready_hosts == 2
+    b.launch(ddp_request(b, "p", 3, ckpt_dir=ckpt, steps=steps))
+    done = wait_for(b, "p-3", lambda s: s.state.terminal, what="attempt 3 done")
+    assert done.state == RunState.SUCCEEDED, b.logs("p-3")[-3000:]
+    assert done.resumed_from_step == step2
+    metrics = b.run_dir("p-3").status()["metrics"]
+    assert metrics["start_step"] == step2 and metrics["step"] == steps
+    assert done.last_checkpoint_step == steps
+    assert {"p-1", "p-2", "p-3", "w-1"} <= set(b.list_runs())
+
+
+def test_multi_host_tpu_gang_is_one_worker_per_host_in_one_slice(small_backend, tmp_path):
+    b = small_backend
+    req = LaunchRequest(
+        job_id="lm",
+        attempt=1,
+        pool="tpu",
+        pool_spec=b.pools["tpu"],
+        workers=2,
+        resources_per_worker={"cpu": 8000, "google.com/tpu": 4},
+        accelerator=Accelerator.TPU_V5E,
+        placement_strategy=None,
+        train_app="train_apps.tiny_lm",
+        train_config={"steps": 20, "checkpoint_every": 10},
+        checkpoint_dir=str(tmp_path / "ckpt-lm"),
+    )
+    plan = b.plan(req)
+    assert plan.strategy == "STRICT_SPREAD"
+    assert plan.tpu_slice == "tpu-0"
+    b.launch(req)
+    done = wait_for(b, "lm-1", lambda s: s.state.terminal, what="tiny_lm done")
+    assert done.state == RunState.SUCCEEDED, b.logs("lm-1")[-3000:]
+    assert done.last_checkpoint_step == 20
+    assert len(set(done.node_ids)) == 2
+    labels = {n["node_id"]: n["labels"] for n in b.nodes()}
+    assert {labels[n][LABEL_POOL] for n in done.node_ids} == {"tpu"}
+    assert {labels[n][LABEL_TPU_SLICE] for n in done.node_ids} == {"tpu-0"}
+    assert b.capacity()["tpu"].free_hosts == 2
+
+
+def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(small_backend):
+    b = small_backend
+    req = LaunchRequest(
+        job_id="big",
+        attempt=1,
+        pool="gpu",
+        pool_spec=b.pools["gpu"],
+        workers=3,
+        resources_per_worker={"nvidia.com/gpu": 2},
+        accelerator=Accelerator.L4,
+        placement_strategy=PlacementStrategy.STRICT_SPREAD,
+        train_app="train_apps.ddp_synthetic",
+    )
+    b.launch(req)
+    s = b.run_status("big-1")
+    assert s.state == RunState.FAILED
+    assert "STRICT_SPREAD" in s.message and "3 workers" in s.message and "2 hosts" in s.message
+    assert b.jobs.info("big-1") is None  # no Ray job, no placement group, no worker
+    assert b.run_dir("big-1").workers() == []
+    assert s.message in b.logs("big-1")
+
+
+def test_entrypoint_job_gets_its_gang_as_one_placement_group(small_backend):
+    b = small_backend
+    program = (
+        "import json, os, ray\n"
+        "from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy\n"
+        "from rayfleet.train.gang import current_placement_group\n"
+        "ray.init()\n"
+        "pg = current_placement_group()\n"
+        "res = json.loads(os.environ['RAYFLEET_BUNDLE_RESOURCES'])\n"
+        "custom = {k: v for k, v in res.items() if k not in ('CPU', 'GPU')}\n"
+        "f = ray.remote(lambda: ray.get_runtime_context().get_node_id())\n"
+        "refs = [f.options(num_cpus=res.get('CPU', 0), resources=custom, scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)).remote() for i in range(int(os.environ['RAYFLEET_WORKERS']))]\n"
+        "print('GANG-NODES ' + json.dumps(ray.get(refs)))\n"
+        "print('GANG-NAME ' + os.environ['RAYFLEET_PLACEMENT_GROUP'])\n"
+    )
+    script = b.data_dir / "gang_program.py"
+    script.write_text(program)
+    req = LaunchRequest(
+        job_id="ep",
+        attempt=1,
+        pool="tpu",
+        pool_spec=b.pools["tpu"],
+        workers=2,
+        resources_per_worker={"google.com/tpu": 4},
+        accelerator=Accelerator.TPU_V5E,
+        placement_strategy=None,
+        entrypoint=f"{sys.executable} {script}",
+    )
+    b.launch(req)
+    done = wait_for(b, "ep-1", lambda s: s.state.terminal, what="entrypoint done")
+    logs = b.logs("ep-1")
+    assert done.state == RunState.SUCCEEDED, logs[-3000:]
+    nodes = json.loads(next(line for line in logs.splitlines() if line.startswith("GANG-NODES ")).split(" ", 1)[1])
+    assert sorted(nodes) == sorted(done.node_ids)
+    assert len(set(nodes)) == 2 and set(nodes) <= b.pool_node_ids("tpu")
+    assert "GANG-NAME rayfleet-ep-1" in logs
+    # The placement group is removed with the job: the slice is free again.
+    assert b.capacity()["tpu"].free_hosts == 2
