@@ -38,12 +38,13 @@ def _describe(resources: dict[str, int]) -> str:
     return ", ".join(f"{format_quantity(r, v)} {r}" for r, v in sorted(resources.items()) if v)
 
 
-def check_gang(cfg: PlatformConfig, queue: str, gang: GangSpec, *, path: str) -> tuple[str, ...]:
+def check_gang(cfg: PlatformConfig, queue: str, gang: GangSpec, *, path: str,
+               resources_field: str = "resourcesPerWorker", count_field: str = "workers") -> tuple[str, ...]:
     flavors = cfg.flavors_for(queue, gang.accelerator, gang.resources_per_worker)
     if not flavors:
         what = gang.accelerator.value if gang.accelerator else _describe(gang.resources_per_worker) or "these resources"
         raise SpecError(FieldProblem(
-            field=f"{path}.resourcesPerWorker",
+            field=f"{path}.{resources_field}",
             problem=f"queue {queue!r} has no flavor whose hosts offer {what} per worker (flavors: {', '.join(cfg.queues[queue].spec.flavor_order())})",
         ))
     best, best_pool = 0, None
@@ -56,7 +57,7 @@ def check_gang(cfg: PlatformConfig, queue: str, gang: GangSpec, *, path: str) ->
         assert best_pool is not None
         unit = "one slice" if best_pool.spec.is_tpu else f"{best_pool.spec.max_hosts} hosts"
         raise SpecError(FieldProblem(
-            field=f"{path}.workers",
+            field=f"{path}.{count_field}",
             problem=f"{gang.workers} workers of ({_describe(gang.resources_per_worker)}) exceed the largest pool that could run them: "
                     f"pool {best_pool.name!r} holds at most {best} such workers ({unit} x {_describe(best_pool.spec.host_resources())})",
         ))
@@ -81,14 +82,16 @@ def check_job(cfg: PlatformConfig, job: TrainJob) -> Placement:
 
 
 def service_gang(svc: Service) -> GangSpec:
-    """One replica as a gang: one worker per host."""
+    """One replica as a gang: one worker per host (already-validated values: no re-parsing)."""
     rg = svc.spec.replica_group
-    return GangSpec(workers=rg.hosts_per_replica, resources_per_worker=rg.resources_per_host, accelerator=rg.accelerator)
+    return GangSpec.model_construct(workers=rg.hosts_per_replica, resources_per_worker=dict(rg.resources_per_host),
+                                    accelerator=rg.accelerator, placement_strategy=None)
 
 
 def check_service(cfg: PlatformConfig, svc: Service) -> Placement:
     priority = check_common(cfg, svc.spec.queue, svc.spec.priority_class)
-    flavors = check_gang(cfg, svc.spec.queue, service_gang(svc), path="spec.replicaGroup")
+    flavors = check_gang(cfg, svc.spec.queue, service_gang(svc), path="spec.replicaGroup",
+                         resources_field="resourcesPerHost", count_field="hostsPerReplica")
     # A replica is one bundle per host: the pool needs that many hosts (one slice on TPU).
     ok = []
     for f in flavors:

@@ -1,0 +1,101 @@
+"""Ray 2.60's own ``ray job`` CLI, unchanged, against rayfleet: every submission goes through quota."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _submission_id(out: str) -> str:
+    m = re.search(r"Job '(raysubmit_\w+|[\w.-]+)' submitted successfully", out)
+    assert m, out
+    return m.group(1)
+
+
+def test_submit_with_working_dir_and_metadata_queue(fleet_service, tmp_path):
+    wd = tmp_path / "project"
+    wd.mkdir()
+    (wd / "data.txt").write_text("payload-42")
+    (wd / "main.py").write_text("print('hello from the working dir:', open('data.txt').read())\n")
+    r = fleet_service.ray("job", "submit", "--address", fleet_service.url, "--working-dir", str(wd),
+                          "--metadata-json", json.dumps({"queue": "team-a"}), "--entrypoint-num-cpus", "0.5",
+                          "--", "python", "main.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "hello from the working dir: payload-42" in out
+    sid = _submission_id(out)
+    with fleet_service.client("team-a") as c:
+        job = c.get(f"/api/v1/jobs/{sid}").json()
+    assert job["status"]["state"] == "SUCCEEDED"
+    assert job["spec"]["queue"] == "team-a" and job["status"]["flavor"] == "cpu"
+    assert job["spec"]["gang"]["resourcesPerWorker"] == {"cpu": "500m"}
+    status = fleet_service.ray("job", "status", "--address", fleet_service.url, sid)
+    assert status.returncode == 0 and "succeeded" in (status.stdout + status.stderr).lower()
+    logs = fleet_service.ray("job", "logs", "--address", fleet_service.url, sid)
+    assert "payload-42" in logs.stdout
+
+
+def test_no_wait_status_follow_stop_list_delete(fleet_service):
+    script = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
+    r = fleet_service.ray("job", "submit", "--no-wait", "--address", fleet_service.url, "--submission-id", "cli-sleeper",
+                          "--metadata-json", json.dumps({"queue": "team-a", "priority": "experiment"}),
+                          "--", "python", "-c", script)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fleet_service.wait_state("cli-sleeper", {"RUNNING"}, team="team-a")
+    status = fleet_service.ray("job", "status", "--address", fleet_service.url, "cli-sleeper")
+    assert "RUNNING" in (status.stdout + status.stderr)
+    lst = fleet_service.ray("job", "list", "--address", fleet_service.url)
+    assert "cli-sleeper" in lst.stdout + lst.stderr
+    # the other team sees neither the job nor may stop it
+    other = fleet_service.ray("job", "list", "--address", fleet_service.url, team="team-b")
+    assert "cli-sleeper" not in other.stdout + other.stderr
+    denied = fleet_service.ray("job", "stop", "--address", fleet_service.url, "cli-sleeper", team="team-b")
+    assert denied.returncode != 0 and "may not access" in denied.stdout + denied.stderr
+    # not finished: delete is refused
+    early = fleet_service.ray("job", "delete", "--address", fleet_service.url, "cli-sleeper")
+    assert early.returncode != 0
+    stop = fleet_service.ray("job", "stop", "--address", fleet_service.url, "cli-sleeper")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    job = fleet_service.wait_state("cli-sleeper", {"STOPPED"}, team="team-a")
+    assert job["status"]["state"] == "STOPPED"
+    logs = fleet_service.ray("job", "logs", "--address", fleet_service.url, "cli-sleeper")
+    assert "tick 0" in logs.stdout
+    gone = fleet_service.ray("job", "delete", "--address", fleet_service.url, "cli-sleeper")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    after = fleet_service.ray("job", "status", "--address", fleet_service.url, "cli-sleeper")
+    assert after.returncode != 0
+
+
+def test_logs_follow_and_failed_exit_code(fleet_service):
+    script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(1)\nraise SystemExit(3)\n"
+    r = fleet_service.ray("job", "submit", "--no-wait", "--address", fleet_service.url, "--submission-id", "cli-fails",
+                          "--metadata-json", json.dumps({"queue": "team-b"}), "--", "python", "-c", script, team="team-b")
+    assert r.returncode == 0, r.stdout + r.stderr
+    follow = fleet_service.ray("job", "logs", "--follow", "--address", fleet_service.url, "cli-fails", team="team-b")
+    assert all(f"line {i}" in follow.stdout for i in range(3)), follow.stdout + follow.stderr
+    job = fleet_service.wait_state("cli-fails", {"FAILED", "SUCCEEDED"}, team="team-b")
+    assert job["status"]["state"] == "FAILED"
+    assert job["status"]["attempt"] == 1  # Ray semantics: a failed entrypoint is not retried
+
+
+def test_no_token_is_rejected(fleet_service):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    ray = str(Path(sys.executable).with_name("ray"))
+    r = subprocess.run([ray, "job", "list", "--address", fleet_service.url], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0
+    assert "401" in r.stdout + r.stderr or "Authentication" in r.stdout + r.stderr
+
+
+def test_gang_larger_than_any_pool_is_refused(fleet_service):
+    r = fleet_service.ray("job", "submit", "--address", fleet_service.url, "--entrypoint-num-gpus", "2",
+                          "--metadata-json", json.dumps({"queue": "team-a", "workers": "3"}), "--", "true")
+    assert r.returncode != 0
+    assert "metadata.workers" in r.stdout + r.stderr and "at most 2" in r.stdout + r.stderr
