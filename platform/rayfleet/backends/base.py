@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from ..api import Accelerator, PlacementStrategy, PoolSpec, Service
+from ..api import Accelerator, PlacementStrategy, PoolSpec, Service, TrainJob
 
 
 class RunState(StrEnum):
@@ -71,6 +71,30 @@ class LaunchRequest:
     @property
     def run_id(self) -> str:
         return f"{self.job_id}-{self.attempt}"
+
+    @classmethod
+    def for_job(cls, job: TrainJob, pool: str, pool_spec: PoolSpec, *, attempt: int, checkpoint_dir: str | None) -> LaunchRequest:
+        """Attempt ``attempt`` of an admitted TrainJob on ``pool``."""
+        gang = job.spec.gang
+        app = job.spec.train_app
+        return cls(
+            job_id=job.name,
+            attempt=attempt,
+            pool=pool,
+            pool_spec=pool_spec,
+            workers=gang.workers,
+            resources_per_worker=dict(gang.resources_per_worker),
+            accelerator=gang.accelerator or pool_spec.accelerator,
+            placement_strategy=gang.placement_strategy,
+            entrypoint=job.spec.entrypoint,
+            train_app=app.module if app else None,
+            train_config=dict(app.config) if app else {},
+            runtime_env=dict(job.spec.runtime_env),
+            checkpoint_dir=checkpoint_dir,
+            max_run_duration=job.spec.max_run_duration,
+            metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue,
+                      "checkpoint_num_to_keep": str(job.spec.checkpoint.num_to_keep), **job.spec.labels},
+        )
 
 
 @dataclass(frozen=True)

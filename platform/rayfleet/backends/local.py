@@ -48,7 +48,7 @@ from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
 from .local_start import RESULT_PREFIX
 from .placement import GangPlan, feasibility_problems, plan_gang
 from .ray_jobs import RayJobs
-from .rundir import RunDir, latest_checkpoint_step, read_json, write_json
+from .rundir import RunDir, latest_checkpoint_step, read_json, request_doc, write_json
 
 log = logging.getLogger(__name__)
 
@@ -840,26 +840,10 @@ class LocalBackend:
 
     def _request_doc(self, req: LaunchRequest, plan: GangPlan | None) -> dict[str, Any]:
         checkpoint_dir = req.checkpoint_dir or str(self.data_dir / "checkpoints" / req.job_id)
-        return {
-            "run_id": req.run_id,
-            "job_id": req.job_id,
-            "attempt": req.attempt,
-            "pool": req.pool,
-            "workers": req.workers,
-            "resources_per_worker": dict(req.resources_per_worker),
-            "accelerator": req.accelerator.value if req.accelerator else None,
-            "entrypoint": req.entrypoint,
-            "train_app": req.train_app,
-            "train_config": req.train_config,
-            "checkpoint_dir": checkpoint_dir,
-            "max_run_duration": req.max_run_duration,
-            "metadata": dict(req.metadata),
-            "plan": plan.to_dict() if plan else None,
-            "placement_timeout_s": self.placement_timeout_s,
-            # Local hosts carry fake GPUs: Train reserves them but the collective backend is gloo.
-            "fake_accelerators": True,
-            "created_at": time.time(),
-        }
+        doc = request_doc(req, plan=plan, checkpoint_dir=checkpoint_dir, placement_timeout_s=self.placement_timeout_s,
+                          fake_accelerators=True)
+        doc["created_at"] = time.time()
+        return doc
 
     def stop(self, run_id: str, *, reason: str = "stopped") -> None:
         """Stop the run's Ray job and wait until its gang is gone (workers ended, placement group removed)."""

@@ -45,6 +45,31 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
+def request_doc(req: Any, *, plan: Any, checkpoint_dir: str | None, placement_timeout_s: float,
+                fake_accelerators: bool) -> dict[str, Any]:
+    """A run's ``request.json``: the launch request and its gang plan, which the drivers
+    (``rayfleet.train.launcher`` / ``rayfleet.train.entrypoint``) read on either backend."""
+    return {
+        "run_id": req.run_id,
+        "job_id": req.job_id,
+        "attempt": req.attempt,
+        "pool": req.pool,
+        "workers": req.workers,
+        "resources_per_worker": dict(req.resources_per_worker),
+        "accelerator": req.accelerator.value if req.accelerator else None,
+        "entrypoint": req.entrypoint,
+        "train_app": req.train_app,
+        "train_config": req.train_config,
+        "checkpoint_dir": checkpoint_dir,
+        "max_run_duration": req.max_run_duration,
+        "metadata": dict(req.metadata),
+        "plan": plan.to_dict() if plan else None,
+        "placement_timeout_s": placement_timeout_s,
+        # Local hosts carry fake GPUs: Train reserves them but the collective backend is gloo.
+        "fake_accelerators": fake_accelerators,
+    }
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

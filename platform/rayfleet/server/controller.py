@@ -283,27 +283,9 @@ class Controller:
             self.store.update(job, event="Launched", message=job.status.message, data={"run": req.run_id})
 
     def launch_request(self, job: TrainJob) -> LaunchRequest:
-        cfg = self.fleet.config
-        pool = cfg.pools[job.status.pool or ""]
-        gang = job.spec.gang
-        return LaunchRequest(
-            job_id=job.name,
-            attempt=job.status.attempt,
-            pool=pool.name,
-            pool_spec=pool.spec,
-            workers=gang.workers,
-            resources_per_worker=dict(gang.resources_per_worker),
-            accelerator=gang.accelerator or pool.spec.accelerator,
-            placement_strategy=gang.placement_strategy,
-            entrypoint=job.spec.entrypoint,
-            train_app=job.spec.train_app.module if job.spec.train_app else None,
-            train_config=dict(job.spec.train_app.config) if job.spec.train_app else {},
-            runtime_env=dict(job.spec.runtime_env),
-            checkpoint_dir=self.fleet.checkpoint_dir(job),
-            max_run_duration=job.spec.max_run_duration,
-            metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue,
-                      "checkpoint_num_to_keep": str(job.spec.checkpoint.num_to_keep), **job.spec.labels},
-        )
+        pool = self.fleet.config.pools[job.status.pool or ""]
+        return LaunchRequest.for_job(job, pool.name, pool.spec, attempt=job.status.attempt,
+                                     checkpoint_dir=self.fleet.checkpoint_dir(job))
 
     # ------------------------------------------------------------ helpers
 

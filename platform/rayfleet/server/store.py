@@ -240,17 +240,8 @@ class Store:
             if event:
                 self._event(db, now, kind, name, event, f"{kind} {name} deleted", {})
 
-    def list(
-        self,
-        kind: str,
-        *,
-        team: str | None = None,
-        states: list[str] | None = None,
-        after: int = 0,
-        limit: int | None = None,
-    ) -> list[Record]:
-        """Objects of a kind in submission order; ``after`` is the paging cursor (a seq)."""
-        q = "SELECT team, body, resource_version, created_at, updated_at FROM objects WHERE kind=? AND seq>?"
+    def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None) -> list[tuple]:
+        q = "SELECT seq, team, body, resource_version, created_at, updated_at FROM objects WHERE kind=? AND seq>?"
         args: list[Any] = [kind, after]
         if team is not None:
             q += " AND team=?"
@@ -262,26 +253,26 @@ class Store:
         if limit is not None:
             q += " LIMIT ?"
             args.append(limit)
-        rows = self._q(q, args)
-        return [self._decode(kind, r) for r in rows]
+        return self._q(q, args)
+
+    def list(
+        self,
+        kind: str,
+        *,
+        team: str | None = None,
+        states: list[str] | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Objects of a kind in submission order; ``after`` is the paging cursor (a seq)."""
+        return [self._decode(kind, r[1:]) for r in self._select(kind, team, states, after, limit)]
 
     def page(self, kind: str, *, team: str | None, states: list[str] | None, limit: int, cursor: int) -> tuple[list[Record], int | None]:
         """One page and the cursor of the next one (None at the end)."""
-        q = "SELECT seq, team, body, resource_version, created_at, updated_at FROM objects WHERE kind=? AND seq>?"
-        args: list[Any] = [kind, cursor]
-        if team is not None:
-            q += " AND team=?"
-            args.append(team)
-        if states:
-            q += f" AND state IN ({','.join('?' * len(states))})"
-            args.extend(states)
-        q += " ORDER BY seq LIMIT ?"
-        args.append(limit + 1)
-        rows = self._q(q, args)
+        rows = self._select(kind, team, states, cursor, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        records = [self._decode(kind, r[1:]) for r in rows]
-        return records, (rows[-1][0] if more and rows else None)
+        return [self._decode(kind, r[1:]) for r in rows], (rows[-1][0] if more and rows else None)
 
     def count(self, kind: str, states: list[str] | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM objects WHERE kind=?", [kind]

@@ -53,6 +53,7 @@ from ...api.pool import (
 from ...config import PlatformConfig
 from ..base import LaunchRequest
 from ..placement import plan_gang
+from ..rundir import request_doc
 
 # ---------------------------------------------------------------- GKE and Kubernetes names
 
@@ -512,24 +513,8 @@ def run_request(req: LaunchRequest, *, placement_timeout_s: float) -> dict[str, 
         strategy=req.placement_strategy,
         host_cpus=float(pod_share(spec)[CPU] // 1000),
     )
-    return {
-        "run_id": req.run_id,
-        "job_id": req.job_id,
-        "attempt": req.attempt,
-        "pool": req.pool,
-        "workers": req.workers,
-        "resources_per_worker": dict(req.resources_per_worker),
-        "accelerator": req.accelerator.value if req.accelerator else None,
-        "entrypoint": req.entrypoint,
-        "train_app": req.train_app,
-        "train_config": req.train_config,
-        "checkpoint_dir": req.checkpoint_dir,
-        "max_run_duration": req.max_run_duration,
-        "metadata": dict(req.metadata),
-        "plan": plan.to_dict(),
-        "placement_timeout_s": placement_timeout_s,
-        "fake_accelerators": False,
-    }
+    return request_doc(req, plan=plan, checkpoint_dir=req.checkpoint_dir, placement_timeout_s=placement_timeout_s,
+                       fake_accelerators=False)
 
 
 def driver_command(req: LaunchRequest) -> str:
@@ -724,25 +709,7 @@ def provisioning_request_pair(
 
 def launch_request_for(job: TrainJob, cfg: PlatformConfig, pool: str, *, attempt: int = 1) -> LaunchRequest:
     """A LaunchRequest for ``job`` on ``pool`` (what the controller builds after admission)."""
-    gang = job.spec.gang
-    p = cfg.pools[pool]
-    return LaunchRequest(
-        job_id=job.name,
-        attempt=attempt,
-        pool=pool,
-        pool_spec=p.spec,
-        workers=gang.workers,
-        resources_per_worker=dict(gang.resources_per_worker),
-        accelerator=gang.accelerator or p.spec.accelerator,
-        placement_strategy=gang.placement_strategy,
-        entrypoint=job.spec.entrypoint,
-        train_app=job.spec.train_app.module if job.spec.train_app else None,
-        train_config=dict(job.spec.train_app.config) if job.spec.train_app else {},
-        runtime_env=dict(job.spec.runtime_env),
-        checkpoint_dir=job.spec.checkpoint.storage_path,
-        max_run_duration=job.spec.max_run_duration,
-        metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue, **job.spec.labels},
-    )
+    return LaunchRequest.for_job(job, pool, cfg.pools[pool].spec, attempt=attempt, checkpoint_dir=job.spec.checkpoint.storage_path)
 
 
 # ---------------------------------------------------------------- RayService
