@@ -155,6 +155,16 @@ class Backend(Protocol):
     def list_runs(self) -> list[str]:
         """Run ids the backend knows of (for reconciling after a controller restart)."""
 
+    def upload_package(self, uri: str, data: bytes) -> None:
+        """Make a runtime_env package (``gcs://_ray_pkg_<hash>.zip``, as uploaded by ``ray job
+        submit --working-dir``) available to the cluster, so a run's runtime_env can name it."""
+
+
+@runtime_checkable
+class ServingBackend(Protocol):
+    """A backend that owns Ray Serve itself (KubeRay: RayService objects). On the local backend the
+    control service talks to the cluster's Serve REST API instead (``server/serving.py``)."""
+
     def deploy_service(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
         """Deploy or update a Serve service on ``pool`` with exactly ``replicas`` leader-worker groups
         allowed (Serve autoscaling moves within [minReplicas, replicas]). Idempotent."""
@@ -164,7 +174,3 @@ class Backend(Protocol):
 
     def delete_service(self, name: str) -> None:
         """Remove a service; requests in flight finish first (graceful drain). No-op if absent."""
-
-    def upload_package(self, uri: str, data: bytes) -> None:
-        """Make a runtime_env package (``gcs://_ray_pkg_<hash>.zip``, as uploaded by ``ray job
-        submit --working-dir``) available to the cluster, so a run's runtime_env can name it."""

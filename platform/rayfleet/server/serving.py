@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..api import PoolSpec, Service
-from ..backends.base import Backend, ServiceRunStatus
+from ..backends.base import Backend, ServiceRunStatus, ServingBackend
 from ..serve.deployer import ServeDeployer, ServeOptions
 
 
@@ -26,7 +26,7 @@ class Serving(Protocol):
 class BackendServing:
     """Serve through the backend (KubeRay: RayService)."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: ServingBackend):
         self.backend = backend
 
     def deploy(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> None:
@@ -84,6 +84,6 @@ class LocalServing:
 
 
 def serving_for(backend: Backend, serve_port: int = 8000) -> Serving:
-    if backend.name == "local":
-        return LocalServing(backend, serve_port)
-    return BackendServing(backend)
+    if isinstance(backend, ServingBackend):
+        return BackendServing(backend)
+    return LocalServing(backend, serve_port)
