@@ -41,7 +41,7 @@ def _queues(fleet: FleetClient, title: str) -> None:
         waiting = "; ".join(f"{w['workload']}: {w['reason']}" for w in st["waiting"]) or "-"
         t.add_row(q["metadata"]["name"], fmt(st["usage"]), fmt(st["borrowed"]), fmt(st["lent"]),
                   ", ".join(st["admittedWorkloads"]) or "-", waiting)
-    console.print(t)
+    console.print(t, width=max(console.width, 150))
 
 
 def _wait(cond, what: str, timeout: float = 240.0, poll: float = 0.5):
@@ -100,7 +100,7 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
         out = subprocess.run([ray, "job", "submit", "--address", url, "--metadata-json", json.dumps({"queue": "team-c"}),
                               "--", "python", "-c", "print('hello from ray job submit, through rayfleet quota')"],
                              capture_output=True, text=True, env=env, timeout=300)
-        line = next((ln for ln in out.stdout.splitlines() if "hello from ray job submit" in ln), None)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("hello from ray job submit")), None)
         console.print(f"ray job submit exited {out.returncode}; job output: {line!r}")
         if out.returncode != 0:
             console.print(out.stdout[-2000:] + out.stderr[-2000:])
