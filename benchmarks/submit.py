@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -105,6 +106,7 @@ def main() -> None:
         from rayfleet.config import load_config
 
         make_backend(load_config([CONFIG]), data).down()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
