@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from ..api.queue import QueueingStrategy, WhenCanBorrow, WhenCanPreempt  # the same Kueue values as the api
+
 FlavorResource = tuple[str, str]  # (flavor, resource)
 
 
@@ -25,11 +27,6 @@ class QuotaConfigError(ValueError):
         self.problem = problem
 
 
-class QueueingStrategy(StrEnum):
-    STRICT_FIFO = "StrictFIFO"
-    BEST_EFFORT_FIFO = "BestEffortFIFO"
-
-
 class PreemptionPolicy(StrEnum):
     """Values of ``withinClusterQueue`` (Never, LowerPriority, LowerOrNewerEqualPriority) and
     ``reclaimWithinCohort`` (Never, LowerPriority, Any)."""
@@ -38,16 +35,6 @@ class PreemptionPolicy(StrEnum):
     LOWER_PRIORITY = "LowerPriority"
     LOWER_OR_NEWER_EQUAL_PRIORITY = "LowerOrNewerEqualPriority"
     ANY = "Any"
-
-
-class WhenCanBorrow(StrEnum):
-    BORROW = "Borrow"
-    TRY_NEXT_FLAVOR = "TryNextFlavor"
-
-
-class WhenCanPreempt(StrEnum):
-    PREEMPT = "Preempt"
-    TRY_NEXT_FLAVOR = "TryNextFlavor"
 
 
 class PreemptionReason(StrEnum):
