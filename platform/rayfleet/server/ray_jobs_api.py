@@ -228,69 +228,53 @@ async def submit(request: Request) -> Response:
     return JSONResponse({"job_id": job.name, "submission_id": job.name})
 
 
-def _get(request: Request, job_id: str) -> TrainJob:
-    caller = principal(request)
-    return _fleet(request).get_job(job_id, caller).doc  # type: ignore[return-value]
+def _answer(request: Request, job_id: str, action) -> Response:
+    """Run ``action(fleet, caller)`` for one job and answer as Ray's dashboard does: the JSON
+    result, 404 text for an unknown job, and the error's text with its status otherwise."""
+    try:
+        return JSONResponse(action(_fleet(request), principal(request)))
+    except NotFound:
+        return Response(f"Job {job_id} does not exist", status_code=404)
+    except RayfleetError as e:
+        return _text_error(e)
 
 
 @router.get("/api/jobs/", tags=["ray-jobs"], summary="Ray Jobs API: list")
 def list_jobs(request: Request) -> Response:
-    try:
-        caller = principal(request)
-    except RayfleetError as e:
-        return _text_error(e)
-    recs = _fleet(request).store.list("TrainJob", team=None if caller.admin else caller.team)
-    return JSONResponse([_details(r.doc) for r in recs])  # type: ignore[arg-type]
+    def action(fleet: Fleet, caller: Principal):
+        return [_details(r.doc) for r in fleet.store.list("TrainJob", team=None if caller.admin else caller.team)]  # type: ignore[arg-type]
+
+    return _answer(request, "", action)
 
 
 @router.get("/api/jobs/{job_id}", tags=["ray-jobs"], summary="Ray Jobs API: status")
 def job_info(job_id: str, request: Request) -> Response:
-    try:
-        return JSONResponse(_details(_get(request, job_id)))
-    except NotFound:
-        return Response(f"Job {job_id} does not exist", status_code=404)
-    except RayfleetError as e:
-        return _text_error(e)
+    return _answer(request, job_id, lambda fleet, caller: _details(fleet.get_job(job_id, caller).doc))  # type: ignore[arg-type]
 
 
 @router.post("/api/jobs/{job_id}/stop", tags=["ray-jobs"], summary="Ray Jobs API: stop")
 def stop(job_id: str, request: Request) -> Response:
-    try:
-        caller = principal(request)
-        fleet = _fleet(request)
-        before = fleet.get_job(job_id, caller).doc
-        if before.status.state.terminal:  # type: ignore[attr-defined]
-            return JSONResponse({"stopped": False})
+    def action(fleet: Fleet, caller: Principal):
+        if fleet.get_job(job_id, caller).doc.status.state.terminal:  # type: ignore[attr-defined]
+            return {"stopped": False}
         fleet.stop_job(job_id, caller)
-    except NotFound:
-        return Response(f"Job {job_id} does not exist", status_code=404)
-    except RayfleetError as e:
-        return _text_error(e)
-    return JSONResponse({"stopped": True})
+        return {"stopped": True}
+
+    return _answer(request, job_id, action)
 
 
 @router.delete("/api/jobs/{job_id}", tags=["ray-jobs"], summary="Ray Jobs API: delete a finished job")
 def delete(job_id: str, request: Request) -> Response:
-    try:
-        caller = principal(request)
-        _fleet(request).delete_job(job_id, caller)
-    except NotFound:
-        return Response(f"Job {job_id} does not exist", status_code=404)
-    except RayfleetError as e:
-        return _text_error(e)
-    return JSONResponse({"deleted": True})
+    def action(fleet: Fleet, caller: Principal):
+        fleet.delete_job(job_id, caller)
+        return {"deleted": True}
+
+    return _answer(request, job_id, action)
 
 
 @router.get("/api/jobs/{job_id}/logs", tags=["ray-jobs"], summary="Ray Jobs API: logs")
 def logs(job_id: str, request: Request) -> Response:
-    try:
-        caller = principal(request)
-        text = _fleet(request).job_logs(job_id, caller)
-    except NotFound:
-        return Response(f"Job {job_id} does not exist", status_code=404)
-    except RayfleetError as e:
-        return _text_error(e)
-    return JSONResponse({"logs": text})
+    return _answer(request, job_id, lambda fleet, caller: {"logs": fleet.job_logs(job_id, caller)})
 
 
 @router.websocket("/api/jobs/{job_id}/logs/tail")
