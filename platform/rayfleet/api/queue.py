@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_serializer, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
+from pydantic.alias_generators import to_camel
 
 from .base import RESOURCE_NAMES, Document, Model, Name, format_quantity, parse_quantity
 
@@ -43,52 +44,61 @@ class WhenCanPreempt(StrEnum):
     TRY_NEXT_FLAVOR = "TryNextFlavor"
 
 
-class ResourceQuotaSpec(Model):
-    name: str = Field(description="Resource name: cpu, memory, nvidia.com/gpu or google.com/tpu.")
-    nominal_quota: int = Field(description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi).")
-    borrowing_limit: int | None = Field(default=None, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
-    lending_limit: int | None = Field(default=None, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
+_AMOUNT_KEYS = ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit")
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in RESOURCE_NAMES:
-            raise ValueError(f"unknown resource {v!r}; expected one of {', '.join(RESOURCE_NAMES)}")
-        return v
+
+class _QuotaAmounts(Model):
+    """Quota amounts (nominalQuota, borrowingLimit, lendingLimit) of one resource: read as
+    Kubernetes quantities of that resource, stored canonical, written back as quantities.
+    ``_RESOURCE_FIELD`` names the field that holds the resource."""
+
+    _RESOURCE_FIELD: ClassVar[str] = "name"
 
     @model_validator(mode="before")
     @classmethod
     def _quantities(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"] in RESOURCE_NAMES:
+        resource = data.get(cls._RESOURCE_FIELD) if isinstance(data, dict) else None
+        if isinstance(resource, str) and resource in RESOURCE_NAMES:
             data = dict(data)
-            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+            for key in _AMOUNT_KEYS:
                 if data.get(key) is not None:
                     try:
-                        data[key] = parse_quantity(data["name"], data[key])
+                        data[key] = parse_quantity(resource, data[key])
                     except ValueError as e:
-                        raise ValueError(f"{_camel(key)}: {e}") from None
+                        raise ValueError(f"{to_camel(key)}: {e}") from None
         return data
 
     @model_serializer(mode="wrap")
     def _format(self, handler, info):
         data = handler(self)
         if info.mode == "json":
-            resource = self.name
-            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
+            resource = getattr(self, self._RESOURCE_FIELD)
+            for key in _AMOUNT_KEYS:
                 if data.get(key) is not None:
                     data[key] = format_quantity(resource, data[key])
         return data
+
+
+def _known_resource(v: str) -> str:
+    if v not in RESOURCE_NAMES:
+        raise ValueError(f"unknown resource {v!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+    return v
+
+
+ResourceName = Annotated[str, AfterValidator(_known_resource)]
+
+
+class ResourceQuotaSpec(_QuotaAmounts):
+    name: ResourceName = Field(description="Resource name: cpu, memory, nvidia.com/gpu or google.com/tpu.")
+    nominal_quota: int = Field(description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi).")
+    borrowing_limit: int | None = Field(default=None, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
+    lending_limit: int | None = Field(default=None, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
 
     @model_validator(mode="after")
     def _limits(self) -> ResourceQuotaSpec:
         if self.lending_limit is not None and self.lending_limit > self.nominal_quota:
             raise ValueError(f"lendingLimit: {self.lending_limit} exceeds nominalQuota {self.nominal_quota}")
         return self
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 class FlavorQuotas(Model):
@@ -105,16 +115,8 @@ class FlavorQuotas(Model):
 
 
 class ResourceGroup(Model):
-    covered_resources: list[str] = Field(min_length=1, description="Resources whose quota is given together, flavor by flavor.")
+    covered_resources: list[ResourceName] = Field(min_length=1, description="Resources whose quota is given together, flavor by flavor.")
     flavors: list[FlavorQuotas] = Field(min_length=1, description="Flavors in order of preference (the queue's flavor order).")
-
-    @field_validator("covered_resources")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        for i, r in enumerate(v):
-            if r not in RESOURCE_NAMES:
-                raise ValueError(f"{i}: unknown resource {r!r}; expected one of {', '.join(RESOURCE_NAMES)}")
-        return v
 
     @model_validator(mode="after")
     def _cover(self) -> ResourceGroup:
@@ -152,43 +154,14 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
-class ScheduledQuota(Model):
+class ScheduledQuota(_QuotaAmounts):
+    _RESOURCE_FIELD: ClassVar[str] = "resource"
+
     flavor: Name = Field(description="Flavor whose quota changes in the window.")
-    resource: str = Field(description="Resource whose quota changes.")
+    resource: ResourceName = Field(description="Resource whose quota changes.")
     nominal_quota: int = Field(description="Nominal quota during the window.")
     borrowing_limit: int | None = Field(default=None, description="Borrowing limit during the window (empty: unchanged).")
     lending_limit: int | None = Field(default=None, description="Lending limit during the window (empty: unchanged).")
-
-    @field_validator("resource")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in RESOURCE_NAMES:
-            raise ValueError(f"unknown resource {v!r}; expected one of {', '.join(RESOURCE_NAMES)}")
-        return v
-
-    @model_validator(mode="before")
-    @classmethod
-    def _quantities(cls, data):
-        if isinstance(data, dict) and data.get("resource") in RESOURCE_NAMES:
-            data = dict(data)
-            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
-                if data.get(key) is not None:
-                    try:
-                        data[key] = parse_quantity(data["resource"], data[key])
-                    except ValueError as e:
-                        raise ValueError(f"{_camel(key)}: {e}") from None
-        return data
-
-
-    @model_serializer(mode="wrap")
-    def _format(self, handler, info):
-        data = handler(self)
-        if info.mode == "json":
-            resource = self.resource
-            for key in ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit"):
-                if data.get(key) is not None:
-                    data[key] = format_quantity(resource, data[key])
-        return data
 
 
 class QuotaWindow(Model):

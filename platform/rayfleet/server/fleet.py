@@ -140,12 +140,6 @@ class Fleet:
         except (SpecError, KeyError):
             return ()
 
-    def priority(self, priority_class: str | None) -> int:
-        try:
-            return self.config.priority_value(priority_class)
-        except KeyError:
-            return 0
-
     # ------------------------------------------------------------ packages (ray job submit --working-dir)
 
     def store_package(self, uri: str, data: bytes) -> None:

@@ -87,16 +87,20 @@ class ServiceManager:
 
     # ------------------------------------------------------------ controller side
 
-    def _active(self) -> list[Service]:
-        return [r.doc for r in self.store.list("Service", states=ACTIVE + [ServiceState.DELETING.value])]  # type: ignore[misc]
+    def _records(self) -> list[Record]:
+        return self.store.list("Service", states=ACTIVE + [ServiceState.DELETING.value])
 
-    def _workload(self, svc: Service, wid: str, groups: int, flavors: tuple[str, ...], created: float) -> Workload:
+    def _active(self) -> list[Service]:
+        return [r.doc for r in self._records()]  # type: ignore[misc]
+
+    @staticmethod
+    def _workload(quota: QuotaBridge, svc: Service, wid: str, groups: int, flavors: tuple[str, ...], created: float) -> Workload:
         rg = svc.spec.replica_group
         return Workload(
             id=wid,
             queue=svc.spec.queue,
             podsets=(PodSet(groups * rg.hosts_per_replica, dict(rg.resources_per_host), "hosts"),),
-            priority=self.fleet.priority(svc.spec.priority_class),
+            priority=quota.priority(svc.spec.priority_class),
             created=created,
             flavors=flavors,
         )
@@ -107,31 +111,27 @@ class ServiceManager:
             if svc.status.flavor is None or svc.status.state == ServiceState.DELETING:
                 continue
             flavors = (svc.status.flavor,)
-            quota.restore_workload(self._workload(svc, base_id(svc.name), base_replicas(svc), flavors, 0.0), svc.status.flavor)
+            quota.restore_workload(self._workload(quota, svc, base_id(svc.name), base_replicas(svc), flavors, 0.0), svc.status.flavor)
             for i in range(base_replicas(svc), svc.status.replicas_granted):
-                quota.restore_workload(self._workload(svc, group_id(svc.name, i), 1, flavors, 0.0), svc.status.flavor)
+                quota.restore_workload(self._workload(quota, svc, group_id(svc.name, i), 1, flavors, 0.0), svc.status.flavor)
 
     def pending(self, quota: QuotaBridge) -> list[Workload]:
         out = []
-        for svc in self._active():
+        for rec in self._records():
+            svc: Service = rec.doc  # type: ignore[assignment]
             if svc.status.state == ServiceState.DELETING:
                 continue
-            created = self._created(svc)
+            created = rec.created_at
             if not quota.is_admitted(base_id(svc.name)):
                 flavors = admission.check_service(self.fleet.config, svc).flavors
-                out.append(self._workload(svc, base_id(svc.name), base_replicas(svc), flavors, created))
+                out.append(self._workload(quota, svc, base_id(svc.name), base_replicas(svc), flavors, created))
                 continue
             wanted = min(max(self._wanted.get(svc.name, 0), base_replicas(svc)), svc.spec.autoscaling.max_replicas)
             for i in range(base_replicas(svc), wanted):
                 wid = group_id(svc.name, i)
                 if not quota.is_admitted(wid):
-                    out.append(self._workload(svc, wid, 1, (svc.status.flavor or "",), self._requested_at.setdefault(wid, time.time())))
+                    out.append(self._workload(quota, svc, wid, 1, (svc.status.flavor or "",), self._requested_at.setdefault(wid, time.time())))
         return out
-
-    def _created(self, svc: Service) -> float:
-        for e in self.store.events("Service", svc.name, limit=1):
-            return e.ts
-        return 0.0
 
     def admitted(self, a: Admit) -> None:
         parsed = parse_id(a.workload_id)
