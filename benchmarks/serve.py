@@ -1,7 +1,7 @@
 """Serve through rayfleet vs plain ``serve.run``: requests/s and p50/p99 latency, same cluster, same run.
 
-Starts a throwaway local Ray cluster (a head and simulated L4 hosts labelled as rayfleet pools),
-then serves the same application twice behind the same Serve proxy:
+Starts a throwaway local Ray cluster through rayfleet's local backend (a head and 2 simulated L4
+hosts labelled as a rayfleet pool), then serves the same application twice behind the same Serve proxy:
 
 * ``rayfleet``: a rayfleet Service (``serve_apps.classifier:app``) deployed by
   :class:`rayfleet.serve.deployer.ServeDeployer`: placement group per replica pinned to the pool,
@@ -22,9 +22,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from rayfleet.api import PoolSpec, Service  # noqa: E402
+from rayfleet.backends.local import LocalBackend  # noqa: E402
 from rayfleet.serve.deployer import ServeDeployer, ServeOptions  # noqa: E402
-from rayfleet.serve.localcluster import LocalServeCluster  # noqa: E402
 
 POOL = "l4"
 L4 = PoolSpec(accelerator="nvidia-l4", accelerators_per_host=1, machine_type="g2-standard-8", max_replicas=2)
@@ -110,8 +113,9 @@ def main() -> int:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     t_start = time.monotonic()
-    cluster = LocalServeCluster(pools={POOL: (L4, 2)}, auth_mode="disabled")
-    cluster.start()
+    data_dir = Path(tempfile.mkdtemp(prefix="rf-bench-serve-"))
+    cluster = LocalBackend({POOL: L4}, data_dir, temp_dir=f"/tmp/rf-bs-{uuid.uuid4().hex[:8]}")
+    cluster.up()
     print(f"cluster up in {time.monotonic() - t_start:.1f}s ({cluster.address})", flush=True)
     try:
         import ray
@@ -138,7 +142,7 @@ def main() -> int:
 
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
         serve.run(plain_app, name="plain", route_prefix="/plain", blocking=False)
-        plain_url = f"{cluster.serve_url}/plain/"
+        plain_url = f"http://127.0.0.1:{cluster.serve_port}/plain/"
         wait_ok(rayfleet_url)
         wait_ok(plain_url)
         print(f"both apps answering after {time.monotonic() - t_start:.1f}s", flush=True)
@@ -176,7 +180,8 @@ def main() -> int:
         deployer.delete("bench")
         ray.shutdown()
     finally:
-        cluster.stop()
+        cluster.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
     print(json.dumps(out))
     return 0
 

@@ -1,8 +1,22 @@
-"""Shared test settings. Ray-starting fixtures live next to the tests that need them."""
+"""Shared test settings, and the one small local Ray cluster the Train and Serve tests share.
+
+``pools_backend`` is started once per session, on first use, through the product's own
+:class:`rayfleet.backends.local.LocalBackend` (real ``ray start`` nodes carrying the pools' labels
+and resources). Its pools:
+
+- ``gpu``: 2 hosts x 2 fake L4 GPUs (Train gangs);
+- ``tpu``: one v5e 2x4 slice, 2 hosts x 4 chips (multi-host TPU gangs);
+- ``l4``: 3 hosts x 1 fake L4 GPU (Serve leader-worker groups: 3 hosts, so a lost host can be
+  replaced by a group on the other two).
+
+Tests pin their work to a pool with label selectors, so the pools do not disturb each other. A test
+that kills a host brings it back (``up()`` repairs dead hosts) before it ends.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
 CRDS = ROOT.parent / "shared" / "crds"
 
+POOLS_CONFIG = """\
+kind: Cluster
+metadata: {name: test-pools}
+spec:
+  backend: local
+  local: {objectStoreMemory: 96Mi, headCpus: 2}
+  startTimeout: 300
+---
+kind: Pool
+metadata: {name: gpu}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, maxReplicas: 2}
+---
+kind: Pool
+metadata: {name: tpu}
+spec: {accelerator: tpu-v5-lite-podslice, acceleratorsPerHost: 4, machineType: ct5lp-hightpu-4t, tpuTopology: 2x4, cpuPerHost: 112, memoryPerHost: 192Gi, maxReplicas: 1}
+---
+kind: Pool
+metadata: {name: l4}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 1, machineType: g2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, maxReplicas: 3}
+"""
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
@@ -23,3 +58,22 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def local_config_path() -> Path:
     return CONFIGS / "local.yaml"
+
+
+@pytest.fixture(scope="session")
+def pools_backend(tmp_path_factory):
+    from rayfleet.backends import local_procs
+    from rayfleet.backends.local import LocalBackend
+
+    data = tmp_path_factory.mktemp("rf-pools")
+    cfg = Path(data) / "pools.yaml"
+    cfg.write_text(POOLS_CONFIG)
+    temp_dir = f"/tmp/rf-pools-{uuid.uuid4().hex[:8]}"
+    backend = LocalBackend.from_config_files([cfg], data / "data", temp_dir=temp_dir, placement_timeout_s=30)
+    backend.up()
+    try:
+        yield backend
+    finally:
+        backend.down()
+        assert not local_procs.cluster_pids(temp_dir), "processes of the test cluster survived down()"
+        os.system(f"rm -rf {temp_dir}")

@@ -1,34 +1,21 @@
-"""A real multi-node Ray cluster for the Serve tests: a head and 3 simulated L4 hosts, started once.
-
-Each host is its own raylet with the labels and resources of ``rayfleet.api.labels`` (pool
-``l4``, 1 fake GPU, ``accelerator_type:L4``). Private temp dir and ports, token auth off on both
-sides; everything is stopped at the end of the session.
-"""
+"""The Serve tests run on the session's shared local Ray cluster (``pools_backend`` in
+tests/conftest.py), on its pool ``l4``: 3 simulated hosts, each its own raylet with 1 fake L4 GPU
+and the labels of ``rayfleet.api.labels``. Serve is shut down when the module's tests are done, and a
+host a test killed is brought back, so the cluster is as it was for the tests that follow."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from serve_helpers import L4, POOL
 
 from rayfleet.serve.deployer import ServeDeployer, ServeOptions
 
 
 @pytest.fixture(scope="session")
-def serve_cluster():
-    from rayfleet.serve.localcluster import LocalServeCluster
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    cluster = LocalServeCluster(pools={POOL: (L4, 3)}, auth_mode="disabled", object_store_mib=96)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+def serve_cluster(pools_backend):
+    return pools_backend
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployer(serve_cluster):
     options = ServeOptions(
         http_port=serve_cluster.serve_port,
@@ -40,3 +27,5 @@ def deployer(serve_cluster):
     )
     with ServeDeployer(serve_cluster.dashboard_url, serve_cluster.address, options=options) as d:
         yield d
+        d.shutdown()
+    serve_cluster.up()  # repairs a host a test killed

@@ -13,8 +13,7 @@ from rayfleet.api import PoolSpec, Service
 from rayfleet.serve.deployer import ServeDeployer
 from rayfleet.serve.scaler import ReplicaScaler, ScaleReport, quota_requests
 
-POOL = "l4"
-L4 = PoolSpec(accelerator="nvidia-l4", accelerators_per_host=1, machine_type="g2-standard-8", max_replicas=3)
+POOL = "l4"  # the pool of the shared test cluster (tests/conftest.py) the Serve tests use
 
 
 def make_service(name: str, import_path: str, *, hosts: int, min_r: int, max_r: int, **auto) -> Service:
@@ -35,7 +34,8 @@ def make_service(name: str, import_path: str, *, hosts: int, min_r: int, max_r: 
 class Controller:
     """What the control service does each cycle for one Service, with a grant the test sets."""
 
-    def __init__(self, deployer: ServeDeployer, service: Service, grant: int, period_s: float = 0.5) -> None:
+    def __init__(self, deployer: ServeDeployer, service: Service, grant: int, pool_spec: PoolSpec, period_s: float = 0.5) -> None:
+        self.pool_spec = pool_spec
         self.scaler = ReplicaScaler(deployer)
         self.service = service
         self.grant = grant
@@ -50,7 +50,7 @@ class Controller:
             try:
                 obs = self.scaler.observe(self.service)
                 granted = min(quota_requests(self.service, obs.wanted).total_groups, self.grant)
-                self.reports.append((time.monotonic(), self.scaler.apply(self.service, POOL, L4, granted, observed=obs)))
+                self.reports.append((time.monotonic(), self.scaler.apply(self.service, POOL, self.pool_spec, granted, observed=obs)))
             except Exception as e:  # keep cycling, like the real controller; the test asserts on it
                 self.errors.append(e)
             self._stop.wait(self.period_s)

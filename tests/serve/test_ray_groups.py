@@ -22,9 +22,9 @@ INPUTS = [[0.1 * i - 0.5 for i in range(16)], [0.2] * 16]
 
 
 @pytest.fixture(scope="module")
-def mlp(deployer):
+def mlp(deployer, serve_cluster):
     svc = make_service("mlp", "serve_apps.pipeline_mlp:app", hosts=2, min_r=1, max_r=1)
-    with Controller(deployer, svc, grant=1) as ctl:
+    with Controller(deployer, svc, grant=1, pool_spec=serve_cluster.pools["l4"]) as ctl:
         ctl.wait(lambda r: r.running == 1, 240, "the group running")
         yield ctl
     deployer.delete(svc.name)
@@ -70,7 +70,7 @@ def test_leader_and_worker_on_different_hosts_of_the_pool(mlp, deployer, serve_c
     url = mlp.last.url
     members = group(url)
     assert [m["rank"] for m in members] == [0, 1]
-    pool_nodes = {h.node_id for h in serve_cluster.hosts_of("l4")}
+    pool_nodes = serve_cluster.pool_node_ids("l4")
     node_ids = [m["nodeId"] for m in members]
     assert len(set(node_ids)) == 2 and set(node_ids) <= pool_nodes
     assert all(m["pool"] == "l4" for m in members)
@@ -101,11 +101,11 @@ def test_killing_a_worker_actor_replaces_the_whole_group(mlp, deployer):
 def test_losing_a_worker_host_replaces_the_whole_group(mlp, deployer, serve_cluster):
     url = mlp.last.url
     old = group(url)
-    (host,) = [h for h in serve_cluster.hosts_of("l4") if h.node_id == old[1]["nodeId"]]
-    serve_cluster.kill_host(host)
+    (host,) = [n for n in serve_cluster.nodes() if n["node_id"] == old[1]["nodeId"] and n["alive"]]
+    serve_cluster.kill_host(host["host"])
     answers: list = []
     new = wait_new_group(url, old, 240, answers)
-    assert host.node_id not in {m["nodeId"] for m in new}
+    assert host["node_id"] not in {m["nodeId"] for m in new}
     assert len({m["nodeId"] for m in new}) == 2
     check_answer(predict(url))
     assert mlp.wait(lambda r: r.running == 1, 60, "status shows the group running").state.value == "RUNNING"

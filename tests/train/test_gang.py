@@ -1,4 +1,4 @@
-"""Ray Train gangs on a real local Ray cluster (one cluster for the module, see conftest.py).
+"""Ray Train gangs on a real local Ray cluster (the session's shared cluster, tests/conftest.py).
 
 What is proven, each on real Ray processes:
 - a 2-worker gang runs with every worker on a node of the admitted pool (from the workers' own
@@ -27,10 +27,10 @@ from rayfleet.backends.base import LaunchRequest, RunState
 pytestmark = pytest.mark.slow
 
 
-def test_gang_on_its_pool_survives_preemption_and_host_failure(small_backend, tmp_path):
+def test_gang_on_its_pool_survives_preemption_and_host_failure(pools_backend, tmp_path):
     """One job's life: attempt 1 runs on the pool and is preempted; attempt 2 resumes and loses a
     host; attempt 3 resumes again and finishes. Each rerun continues from the checkpointed step."""
-    b = small_backend
+    b = pools_backend
     ckpt = str(tmp_path / "ckpt-p")
     steps = 50
     assert b.launch(ddp_request(b, "p", 1, ckpt_dir=ckpt, steps=steps)) == "p-1"
@@ -101,8 +101,8 @@ def test_gang_on_its_pool_survives_preemption_and_host_failure(small_backend, tm
     assert {"p-1", "p-2", "p-3", "w-1"} <= set(b.list_runs())
 
 
-def test_multi_host_tpu_gang_is_one_worker_per_host_in_one_slice(small_backend, tmp_path):
-    b = small_backend
+def test_multi_host_tpu_gang_is_one_worker_per_host_in_one_slice(pools_backend, tmp_path):
+    b = pools_backend
     req = LaunchRequest(
         job_id="lm",
         attempt=1,
@@ -130,8 +130,8 @@ def test_multi_host_tpu_gang_is_one_worker_per_host_in_one_slice(small_backend, 
     assert b.capacity()["tpu"].free_hosts == 2
 
 
-def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(small_backend):
-    b = small_backend
+def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(pools_backend):
+    b = pools_backend
     req = LaunchRequest(
         job_id="big",
         attempt=1,
@@ -152,8 +152,8 @@ def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(small_backend):
     assert s.message in b.logs("big-1")
 
 
-def test_entrypoint_job_gets_its_gang_as_one_placement_group(small_backend):
-    b = small_backend
+def test_entrypoint_job_gets_its_gang_as_one_placement_group(pools_backend):
+    b = pools_backend
     program = (
         "import json, os, ray\n"
         "from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy\n"

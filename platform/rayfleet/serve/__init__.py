@@ -6,8 +6,10 @@
 * :mod:`.app` — the Serve application builder that turns a Service's app into groups;
 * :mod:`.policy` — the autoscaling policy (Serve's own, plus the uncapped "wanted" count);
 * :mod:`.deployer` — deploy/status/delete on a running cluster (Serve REST API + GCS KV);
-* :mod:`.scaler` — the per-cycle cap of Serve's replicas to the quota grant;
-* :mod:`.localcluster` — a throwaway multi-node local cluster for tests and benchmarks.
+* :mod:`.scaler` — the per-cycle cap of Serve's replicas to the quota grant, with the reason.
+
+The Serve tests and benchmark run on the product's own local backend
+(:class:`rayfleet.backends.local.LocalBackend`), not on a cluster launcher of their own.
 
 Nothing here is imported eagerly: ``import rayfleet.serve`` does not import Ray.
 """

@@ -304,6 +304,14 @@ class ServeDeployer:
             self._put([cfg for n, cfg in current.items() if n != name])
             return True
 
+    def shutdown(self) -> None:
+        """Shut Serve down on the cluster (every application, the controller and the proxies), as
+        ``serve shutdown`` does. Safe when Serve is not running."""
+        with self._lock:
+            r = self._http.delete("/api/serve/applications/")
+            if r.status_code != 200:
+                raise ServeDeployError(f"DELETE /api/serve/applications/: HTTP {r.status_code}: {r.text[:500]}")
+
     def list(self) -> list[str]:
         """Names of the Services (declaratively deployed applications) Serve runs."""
         return sorted(self._declarative_apps())
