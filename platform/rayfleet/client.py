@@ -193,6 +193,10 @@ class ServiceHandle:
     def url(self) -> str | None:
         return self.status().get("url")
 
+    def events(self) -> list[dict[str, Any]]:
+        """The service's event log: submission, admissions of replica groups, preemptions, deletion."""
+        return self.fleet.request("GET", f"/api/v1/services/{self.name}/events")
+
     def wait_running(self, timeout: float = 120.0, poll: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

@@ -108,6 +108,31 @@ def test_service_app_config_is_a_serve_application_with_the_quota_cap():
     assert (auto["upscale_delay_s"], auto["downscale_delay_s"], auto["look_back_period_s"]) == (5, 60, 2)
     assert auto["policy"] == {"policy_function": POLICY_IMPORT_PATH, "policy_kwargs": {"min_replicas": 1, "max_replicas": 4}}
     assert service_url(s, opts) == "http://127.0.0.1:18000/mlp"
+    # No initial_replicas: Serve resets its target to it on every config update (each cap change).
+    assert "initial_replicas" not in auto
+
+
+def test_the_services_own_autoscaling_windows_win_over_the_deployers_defaults():
+    s = service(autoscaling={"minReplicas": 1, "maxReplicas": 2, "lookBackPeriod": "5s", "metricsInterval": "1s"})
+    opts = ServeOptions(look_back_period_s=2, metrics_interval_s=0.5)
+    auto = service_app_config(s, "l4", L4, granted=1, options=opts)["deployments"][0]["autoscaling_config"]
+    assert (auto["look_back_period_s"], auto["metrics_interval_s"]) == (5, 1)
+    auto = service_app_config(service(), "l4", L4, granted=1)["deployments"][0]["autoscaling_config"]
+    assert "look_back_period_s" not in auto and "metrics_interval_s" not in auto  # Serve's defaults
+
+
+@pytest.mark.parametrize(
+    "autoscaling, problem",
+    [
+        ({"lookBackPeriod": "1s", "metricsInterval": "2s"}, "lookBackPeriod: 1.0s must be longer than metricsInterval (2.0s)"),
+        ({"lookBackPeriod": "5s"}, "lookBackPeriod: 5.0s must be longer than metricsInterval (10.0s)"),
+        ({"metricsInterval": "0s"}, "metricsInterval: must be more than 0 seconds"),
+    ],
+)
+def test_autoscaling_windows_are_checked_naming_the_field(autoscaling, problem):
+    with pytest.raises(ValueError) as e:
+        service(autoscaling=autoscaling)
+    assert problem in str(e.value)
 
 
 def test_replica_cap_stays_within_base_and_max():

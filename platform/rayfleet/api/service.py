@@ -26,17 +26,35 @@ class ReplicaGroupSpec(Model):
         return self
 
 
+#: Ray Serve's defaults for the two autoscaling windows (``AutoscalingConfig``).
+SERVE_LOOK_BACK_PERIOD_S = 30.0
+SERVE_METRICS_INTERVAL_S = 10.0
+
+
 class AutoscalingSpec(Model):
     min_replicas: int = Field(default=1, ge=0, description="Replicas always kept (admitted as one workload).")
     max_replicas: int = Field(default=1, ge=1, description="Most replicas; each above minReplicas is its own quota request.")
     target_ongoing_requests: float = Field(default=2.0, gt=0, description="Ray Serve target of ongoing requests per replica.")
     upscale_delay: Duration = Field(default=30.0, description="How long load must stay high before scaling up.")
     downscale_delay: Duration = Field(default=600.0, description="How long load must stay low before scaling down.")
+    look_back_period: Duration | None = Field(
+        default=None, description="Ray Serve look_back_period_s: the window ongoing requests are averaged over (Serve's default: 30s)."
+    )
+    metrics_interval: Duration | None = Field(
+        default=None, description="Ray Serve metrics_interval_s: how often replicas and handles report load (Serve's default: 10s)."
+    )
 
     @model_validator(mode="after")
     def _order(self) -> AutoscalingSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas: {self.min_replicas} exceeds maxReplicas {self.max_replicas}")
+        for name, value in (("lookBackPeriod", self.look_back_period), ("metricsInterval", self.metrics_interval)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name}: must be more than 0 seconds, got {value}")
+        look_back = self.look_back_period if self.look_back_period is not None else SERVE_LOOK_BACK_PERIOD_S
+        interval = self.metrics_interval if self.metrics_interval is not None else SERVE_METRICS_INTERVAL_S
+        if (self.look_back_period is not None or self.metrics_interval is not None) and look_back <= interval:
+            raise ValueError(f"lookBackPeriod: {look_back}s must be longer than metricsInterval ({interval}s), the window must hold a report")
         return self
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from ..api import Accelerator, PlacementStrategy, PoolSpec, Service, TrainJob
+from ..api import Accelerator, PlacementStrategy, PoolSpec, Service, ServiceState, TrainJob
 
 
 class RunState(StrEnum):
@@ -119,7 +119,8 @@ class ServiceRunStatus:
     replicas_wanted: int            # what load asks for (Serve autoscaling's decision, uncapped)
     url: str | None = None
     healthy: bool = True
-    message: str = ""
+    message: str = ""               # why the counts differ (one line)
+    state: ServiceState | None = None  # the Service's state as the backend sees it (None: derive from the counts)
 
 
 @runtime_checkable

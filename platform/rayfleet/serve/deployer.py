@@ -87,9 +87,12 @@ def service_url(service: Service, options: ServeOptions) -> str:
 
 def autoscaling_config(service: Service, cap: int, options: ServeOptions) -> dict[str, Any]:
     a = service.spec.autoscaling
+    # No ``initial_replicas``: Serve resets the target to it on *every* config update, so each
+    # change of the quota cap would first drop a loaded service to that count. Without it Serve
+    # keeps its current target and only clamps it to the new bounds (a cap change stops or adds
+    # exactly the difference). A new deployment starts at ``min_replicas`` (0: at the first request).
     cfg: dict[str, Any] = {
         "min_replicas": a.min_replicas,
-        "initial_replicas": base_replicas(service) if a.min_replicas == 0 else a.min_replicas,
         "max_replicas": cap,
         "target_ongoing_requests": a.target_ongoing_requests,
         "upscale_delay_s": a.upscale_delay,
@@ -99,10 +102,13 @@ def autoscaling_config(service: Service, cap: int, options: ServeOptions) -> dic
             "policy_kwargs": {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas},
         },
     }
-    if options.metrics_interval_s is not None:
-        cfg["metrics_interval_s"] = options.metrics_interval_s
-    if options.look_back_period_s is not None:
-        cfg["look_back_period_s"] = options.look_back_period_s
+    # The Service's own windows win; the deployer's options are the cluster's defaults.
+    interval = a.metrics_interval if a.metrics_interval is not None else options.metrics_interval_s
+    look_back = a.look_back_period if a.look_back_period is not None else options.look_back_period_s
+    if interval is not None:
+        cfg["metrics_interval_s"] = interval
+    if look_back is not None:
+        cfg["look_back_period_s"] = look_back
     return cfg
 
 

@@ -138,7 +138,11 @@ def get_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
 @router.get("/jobs/{name}/events", summary="A job's event log (admissions, interruptions, recoveries)")
 def job_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
     fleet.get_job(name, caller)
-    return [{"ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in fleet.store.events("TrainJob", name)]
+    return _events(fleet, "TrainJob", name)
+
+
+def _events(fleet: Fleet, kind: str, name: str) -> list[dict[str, Any]]:
+    return [{"ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in fleet.store.events(kind, name)]
 
 
 @router.get("/jobs/{name}/logs", response_class=PlainTextResponse, summary="A job's logs, all attempts")
@@ -170,6 +174,12 @@ def list_services(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
 @router.get("/services/{name}", summary="One service: replicas wanted, granted, running, URL")
 def get_service(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
     return _wire(fleet.get_service(name, caller))
+
+
+@router.get("/services/{name}/events", summary="A service's event log (admissions of replica groups, preemptions, deletion)")
+def service_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
+    fleet.get_service(name, caller)
+    return _events(fleet, "Service", name)
 
 
 @router.delete("/services/{name}", summary="Delete a service")

@@ -152,14 +152,18 @@ class ServiceManager:
         self.store.update(svc, event="Admitted", message=svc.status.message, data={"workload": a.workload_id, "flavor": a.flavor})
 
     def waiting(self, w: Wait) -> None:
+        """The base workload waits: the Service stays PENDING with quota's reason. (A waiting extra
+        group is reported by reconcile, next to Serve's reason for the counts.)"""
         parsed = parse_id(w.workload_id)
-        if parsed is None:
+        if parsed is None or parsed[1] is not None:
             return
         rec = self.store.find("Service", parsed[0])
-        if rec is not None and rec.doc.status.message != w.reason:  # type: ignore[attr-defined]
-            svc: Service = rec.doc  # type: ignore[assignment]
-            what = "replicas" if parsed[1] is None else f"replica group {parsed[1]}"
-            svc.status.message = f"{what} waiting for quota: {w.reason}"
+        if rec is None:
+            return
+        svc: Service = rec.doc  # type: ignore[assignment]
+        message = f"replicas waiting for quota: {w.reason}"
+        if svc.status.message != message:
+            svc.status.message = message
             self.store.update(svc)
 
     def preempted(self, workload_id: str, message: str) -> None:
@@ -200,6 +204,17 @@ class ServiceManager:
         n += sum(1 for i in range(base_replicas(svc), svc.spec.autoscaling.max_replicas) if quota.is_admitted(group_id(svc.name, i)))
         return n
 
+    def _why(self, svc: Service, granted: int, wanted: int, serve_message: str) -> str:
+        """Serve's reason for the counts, plus quota's reason for the first group it has not granted."""
+        if granted >= wanted:
+            return serve_message
+        waiting = self.fleet.controller.waiting
+        for i in range(base_replicas(svc), min(wanted, svc.spec.autoscaling.max_replicas)):
+            w = waiting.get(group_id(svc.name, i))
+            if w is not None:
+                return f"{serve_message}; replica group {i} waiting for quota: {w.reason}"
+        return serve_message
+
     def _reconcile_one(self, svc: Service, quota: QuotaBridge) -> None:
         serving = self.serving
         if svc.status.state == ServiceState.DELETING:
@@ -225,21 +240,14 @@ class ServiceManager:
         if granted and st.flavor:
             flavor = self.fleet.config.flavors[st.flavor]
             pool = flavor.spec.pool
-            current = serving.status(svc.name)
-            if current is None or current.replicas_target != granted:
-                serving.deploy(svc, pool, self.fleet.config.pools[pool].spec, granted, flavor.spec.node_labels)
-                current = serving.status(svc.name)
-            if current is not None:
-                self._wanted[svc.name] = current.replicas_wanted
-                st.replicas_wanted = current.replicas_wanted
-                st.replicas_running = current.replicas_running
-                st.url = current.url
-                if current.replicas_running >= 1:
-                    st.state = ServiceState.RUNNING if current.healthy and current.replicas_running >= min(granted, current.replicas_wanted or granted) else ServiceState.DEGRADED
-                if current.replicas_wanted > granted:
-                    st.message = f"load wants {current.replicas_wanted} replicas, quota grants {granted}"
-                elif current.message:
-                    st.message = current.message
+            rs = serving.scale(svc, pool, self.fleet.config.pools[pool].spec, granted, flavor.spec.node_labels)
+            self._wanted[svc.name] = rs.replicas_wanted
+            st.replicas_wanted = rs.replicas_wanted
+            st.replicas_running = rs.replicas_running
+            st.url = rs.url
+            if rs.state is not None and rs.state != ServiceState.PENDING:  # PENDING: Serve has not listed the app yet
+                st.state = rs.state
+            st.message = self._why(svc, granted, rs.replicas_wanted, rs.message)
         st.replicas_granted = granted
         if st != svc.status:
             event = "Running" if st.state == ServiceState.RUNNING and svc.status.state != ServiceState.RUNNING else None

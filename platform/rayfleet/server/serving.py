@@ -1,26 +1,39 @@
 """How the control service reaches Ray Serve on its backend.
 
 On the local backend the service talks to the cluster's Serve REST API and GCS directly
-(``serve.deployer.ServeDeployer``: no Ray driver in the control service, so a restart of the
-cluster never takes the service down). On KubeRay the backend itself owns Serve through RayService
-objects (``Backend.deploy_service``). The ServiceManager sees one small interface either way.
+(``serve.deployer.ServeDeployer`` driven by ``serve.scaler.ReplicaScaler``: no Ray driver in the
+control service, so a restart of the cluster never takes the service down). On KubeRay the backend
+itself owns Serve through RayService objects (``Backend.deploy_service``).
+
+The ServiceManager sees one small interface either way: :meth:`Serving.scale` deploys a Service (or
+re-caps it to the replica groups quota granted, a no-op when nothing changed) and reports what
+runs, what load wants and why the counts differ; :meth:`Serving.delete` removes it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
-from ..api import PoolSpec, Service
+from ..api import PoolSpec, Service, ServiceState
 from ..backends.base import Backend, ServiceRunStatus, ServingBackend
-from ..serve.deployer import ServeDeployer, ServeOptions
+from ..serve.deployer import ServeDeployer, ServeOptions, base_replicas
+from ..serve.scaler import ReplicaScaler
 
 
 class Serving(Protocol):
-    def deploy(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> None: ...
-
-    def status(self, name: str) -> ServiceRunStatus | None: ...
+    def scale(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> ServiceRunStatus: ...
 
     def delete(self, name: str) -> None: ...
+
+
+def state_from_counts(svc: Service, rs: ServiceRunStatus) -> ServiceState:
+    """A Service's state from replica counts alone (for backends that report no state)."""
+    if rs.replicas_running == 0:
+        return ServiceState.DEPLOYING if rs.healthy else ServiceState.DEGRADED
+    if not rs.healthy or (svc.spec.autoscaling.min_replicas > 0 and rs.replicas_running < base_replicas(svc)):
+        return ServiceState.DEGRADED
+    return ServiceState.RUNNING
 
 
 class BackendServing:
@@ -29,11 +42,14 @@ class BackendServing:
     def __init__(self, backend: ServingBackend):
         self.backend = backend
 
-    def deploy(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> None:
-        self.backend.deploy_service(svc, pool, pool_spec, granted)
-
-    def status(self, name: str) -> ServiceRunStatus | None:
-        return self.backend.service_status(name)
+    def scale(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> ServiceRunStatus:
+        current = self.backend.service_status(svc.name)
+        if current is None or current.replicas_target != granted:
+            self.backend.deploy_service(svc, pool, pool_spec, granted)
+            current = self.backend.service_status(svc.name)
+        if current is None:
+            return ServiceRunStatus(svc.name, granted, 0, base_replicas(svc), state=ServiceState.DEPLOYING, message="the RayService is being created")
+        return current if current.state is not None else replace(current, state=state_from_counts(svc, current))
 
     def delete(self, name: str) -> None:
         self.backend.delete_service(name)
@@ -62,21 +78,17 @@ class LocalServing:
             self._for = info.dashboard_url
         return self._deployer
 
-    def deploy(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> None:
-        self.deployer.deploy(svc, pool, pool_spec, granted, node_labels=node_labels or None)
-
-    def status(self, name: str) -> ServiceRunStatus | None:
-        obs = self.deployer.status(name)
-        if not obs.exists:
-            return None
+    def scale(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> ServiceRunStatus:
+        rep = ReplicaScaler(self.deployer).apply(svc, pool, pool_spec, granted, node_labels=node_labels or None)
         return ServiceRunStatus(
-            name=name,
-            replicas_target=int(obs.cap or 0),
-            replicas_running=obs.running,
-            replicas_wanted=obs.wanted if obs.wanted is not None else obs.target,
-            url=obs.url,
-            healthy=obs.app_status in ("RUNNING", "DEPLOYING"),
-            message=obs.message,
+            name=svc.name,
+            replicas_target=rep.cap,
+            replicas_running=rep.running,
+            replicas_wanted=rep.wanted,
+            url=rep.url,
+            healthy=rep.state in (ServiceState.RUNNING, ServiceState.DEPLOYING),
+            message=rep.message,
+            state=rep.state,
         )
 
     def delete(self, name: str) -> None:
