@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rayfleet.errors import BackendError
+
 
 def job(name="j1", queue="team-a", **spec):
     body = {"metadata": {"name": name}, "spec": {"entrypoint": "python train.py", "queue": queue}}
@@ -137,6 +139,18 @@ def test_queue_view_and_pools(api, team_a, admin):
     assert q["status"]["nominal"]["h100-reserved"]["nvidia.com/gpu"] == 8
     pools = api.get("/api/v1/pools", headers=admin).json()
     assert {p["metadata"]["name"] for p in pools} == {"cpu", "h100", "l4-spot", "tpu-v5e"}
+    assert {p["status"]["state"] for p in pools} == {"Pending"}  # the local cluster is not up here
+
+
+def test_pools_say_why_capacity_is_unknown_when_the_backend_fails(api, admin, fleet, monkeypatch):
+    def unreachable():
+        raise BackendError("connection refused")
+
+    monkeypatch.setattr(fleet.backend, "capacity", unreachable)
+    r = api.get("/api/v1/pools", headers=admin)
+    assert r.status_code == 200
+    for pool in r.json():
+        assert pool["status"]["message"] == "capacity unavailable from the local backend: connection refused"
 
 
 def test_openapi_documents_both_apis(api):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -14,6 +15,8 @@ from .auth import Principal, principal
 from .fleet import Fleet
 from .store import Record
 
+log = logging.getLogger("rayfleet.routes")
+log = logging.getLogger("rayfleet.routes")
 router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
 
@@ -51,9 +54,10 @@ def _parse(kind: type, body: dict[str, Any], name_required: bool = True):
 @router.get("/pools", summary="Pools and their live capacity")
 def list_pools(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
     try:
-        capacity = fleet.backend.capacity()
-    except Exception:
-        capacity = {}
+        capacity, unknown = fleet.backend.capacity(), ""
+    except Exception as e:  # the backend is unreachable: say so on every pool, do not fail the listing
+        log.warning("pool capacity unavailable: %s", e)
+        capacity, unknown = {}, f"capacity unavailable from the {fleet.backend.name} backend: {e}"
     out = []
     for name, pool in fleet.config.pools.items():
         d = pool.to_dict()
@@ -61,6 +65,8 @@ def list_pools(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
         if cap is not None:
             d["status"] = {"readyHosts": cap.ready_hosts, "freeHosts": cap.free_hosts, "hosts": cap.hosts,
                            "state": "Ready" if cap.ready_hosts >= cap.hosts else ("Degraded" if cap.ready_hosts else "Pending")}
+        elif unknown:
+            d["status"] = {**d.get("status", {}), "message": unknown}
         out.append(d)
     return out
 
