@@ -5,7 +5,9 @@
 3. Team B's production job arrives; B reclaims its quota: A is preempted and requeued.
 4. B's job finishes; A is admitted again and resumes from its last checkpoint.
 5. Team C's job arrives through Ray's own ``ray job submit``.
-6. Everything shuts down; no Ray process is left.
+6. Team C serves a model over HTTP: one replica is a leader-worker group on 2 spot L4 hosts.
+7. B's job finishes; A resumes from its checkpoint and finishes.
+8. Everything shuts down; no Ray process is left.
 Queue states are printed along the way.
 """
 
@@ -18,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -66,8 +69,17 @@ def _train(name: str, queue: str, workers: int, gpus: int, steps: int, priority:
     return {"metadata": {"name": name}, "spec": spec}
 
 
+def _service(name: str) -> dict:
+    """Team C's model: the pipelined MLP, one replica split across 2 hosts (leader -> worker -> leader)."""
+    return {"metadata": {"name": name},
+            "spec": {"importPath": "serve_apps.pipeline_mlp:app", "queue": "team-c", "routePrefix": f"/{name}",
+                     "replicaGroup": {"hostsPerReplica": 2, "resourcesPerHost": {"cpu": 1, "nvidia.com/gpu": 1},
+                                      "accelerator": "nvidia-l4"},
+                     "autoscaling": {"minReplicas": 1, "maxReplicas": 1}}}
+
+
 def demo(port: int = typer.Option(8265, "--port", help="Port of the control service.")) -> None:
-    """Run the main scenario on the local backend: borrowing, reclaim, resume, and `ray job submit`."""
+    """Run the main scenario on the local backend: borrowing, reclaim, resume, `ray job submit`, a Serve endpoint."""
     started = time.monotonic()
     url = f"http://127.0.0.1:{port}"
     console.rule("1. rayfleet up (local Ray cluster: 7 simulated GKE hosts)")
@@ -76,6 +88,7 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
     admin = FleetClient(url, token=creds["admin"])
     team_a = FleetClient(url, token=creds["teams"]["team-a"])
     team_b = FleetClient(url, token=creds["teams"]["team-b"])
+    team_c = FleetClient(url, token=creds["teams"]["team-c"])
     suffix = time.strftime("%H%M%S")
     try:
         console.rule("2. team A's gang borrows team B's idle H100 quota")
@@ -105,7 +118,18 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
         if out.returncode != 0:
             console.print(out.stdout[-2000:] + out.stderr[-2000:])
 
-        console.rule("5. team B finishes; team A resumes from its checkpoint")
+        console.rule("5. team C serves a model: one replica = a leader and a worker on 2 spot L4 hosts")
+        svc = team_c.deploy(_service(f"c-mlp-{suffix}"))
+        svc_st = svc.wait_running(timeout=400)
+        answer = httpx.post(svc_st["url"], json={"inputs": [[0.1] * 16]}, timeout=60)
+        served = answer.status_code == 200 and len(set(answer.json().get("hosts", []))) == 2
+        hosts = answer.json().get("hosts") if answer.status_code == 200 else answer.text[:200]
+        console.print(f"{svc.name}: {svc_st['state']} at {svc_st['url']}; replicas wanted/granted/running "
+                      f"{svc_st['replicasWanted']}/{svc_st['replicasGranted']}/{svc_st['replicasRunning']} on {svc_st['flavor']}")
+        console.print(f"POST {svc_st['url']} -> HTTP {answer.status_code}, answered by the group on hosts {hosts}")
+        svc.delete()
+
+        console.rule("6. team B finishes; team A resumes from its checkpoint")
         b_final = b.wait(timeout=300)
         console.print(f"{b.name}: {b_final['state']}")
         a_final = a.wait(timeout=400)
@@ -116,10 +140,11 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
         if resumed:
             console.print(f"log: {resumed[0].strip()}")
         _queues(admin, "queues at the end")
-        ok = a_final["state"] == "SUCCEEDED" and b_final["state"] == "SUCCEEDED" and out.returncode == 0 and (first["resumedFromStep"] or 0) > 0
+        ok = (a_final["state"] == "SUCCEEDED" and b_final["state"] == "SUCCEEDED" and out.returncode == 0
+              and (first["resumedFromStep"] or 0) > 0 and served)
     finally:
-        console.rule("6. rayfleet down")
-        for c in (admin, team_a, team_b):
+        console.rule("7. rayfleet down")
+        for c in (admin, team_a, team_b, team_c):
             c.close()
         down(config=None, timeout=60)
     console.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f}s (data: {data_dir()})")
