@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..api import JobState, TrainJob
-from .accounting import job_cost
+from .accounting import job_cost, service_cost
 
 if TYPE_CHECKING:
     from .fleet import Fleet
@@ -51,8 +51,10 @@ class FleetCollector:
         yield interruptions
         mttr = GaugeMetricFamily("rayfleet_job_mttr_seconds", "Mean time to recover after an interruption.", labels=["job"])
         mtbi = GaugeMetricFamily("rayfleet_job_mtbi_seconds", "Mean running time between interruptions.", labels=["job"])
-        cost = CounterMetricFamily("rayfleet_team_cost_usd", "Accelerator cost attributed to each team.", labels=["team", "cost_center"])
+        cost = CounterMetricFamily("rayfleet_team_cost_usd", "Accelerator cost attributed to each team, training (train) and serving (serve).",
+                                   labels=["team", "cost_center", "workload"])
         run_s = CounterMetricFamily("rayfleet_team_run_seconds", "Gang run time per team.", labels=["team"])
+        serve_s = CounterMetricFamily("rayfleet_team_serve_host_seconds", "Host-seconds of replica groups granted to each team's services.", labels=["team"])
         team_cost: dict[str, float] = defaultdict(float)
         team_run: dict[str, float] = defaultdict(float)
         for r in jobs:
@@ -61,17 +63,28 @@ class FleetCollector:
             recovered = [i for i in st.interruptions if i.recovered_at]
             if recovered:
                 mttr.add_metric([job.name], sum((i.recovered_at - i.at).total_seconds() for i in recovered) / len(recovered))  # type: ignore[operator]
-            events = fleet.store.events("TrainJob", job.name)
+            events = fleet.store.all_events("TrainJob", job.name)
             seconds, usd = job_cost(fleet.config, job, events, now)
             if st.interruptions and seconds:
                 mtbi.add_metric([job.name], seconds / len(st.interruptions))
             team_cost[r.team or ""] += usd
             team_run[r.team or ""] += seconds
-        for team, usd in sorted(team_cost.items()):
+        serve_cost: dict[str, float] = defaultdict(float)
+        serve_hs: dict[str, float] = defaultdict(float)
+        for r in fleet.store.iter_all("Service"):
+            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name), now)  # type: ignore[arg-type]
+            serve_cost[r.team or ""] += usd
+            serve_hs[r.team or ""] += host_s
+        for team in sorted(set(team_cost) | set(serve_cost)):
             t = fleet.config.teams.get(team)
-            cost.add_metric([team, t.spec.cost_center if t else ""], usd)
-            run_s.add_metric([team], team_run[team])
-        yield from (mttr, mtbi, cost, run_s)
+            center = t.spec.cost_center if t else ""
+            if team in team_cost:
+                cost.add_metric([team, center, "train"], team_cost[team])
+                run_s.add_metric([team], team_run[team])
+            if team in serve_cost:
+                cost.add_metric([team, center, "serve"], serve_cost[team])
+                serve_s.add_metric([team], serve_hs[team])
+        yield from (mttr, mtbi, cost, run_s, serve_s)
 
 
 def render(fleet: Fleet) -> tuple[bytes, str]:

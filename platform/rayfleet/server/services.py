@@ -235,6 +235,8 @@ class ServiceManager:
             for i in range(svc.spec.autoscaling.max_replicas - 1, max(wanted, base_replicas(svc)) - 1, -1):
                 if quota.is_admitted(group_id(svc.name, i)):
                     quota.release(group_id(svc.name, i))
+                    self.store.add_event("Service", svc.name, "Released", f"replica group {i} no longer wanted by load: quota returned",
+                                         {"workload": group_id(svc.name, i)})
             granted = self.granted(svc, quota)
         st = svc.status.model_copy(deep=True)
         if granted and st.flavor:

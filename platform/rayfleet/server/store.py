@@ -306,6 +306,15 @@ class Store:
         args.append(limit)
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in self._q(q, args)]
 
+    def all_events(self, kind: str, name: str, page: int = 1000) -> list[Event]:
+        """Every event of one object, oldest first (paged, so a long history is read whole)."""
+        out: list[Event] = []
+        while True:
+            batch = self.events(kind, name, after=out[-1].id if out else 0, limit=page)
+            out.extend(batch)
+            if len(batch) < page:
+                return out
+
     # ------------------------------------------------------------ tokens
 
     def add_token(self, token: str, *, team: str | None, admin: bool = False, label: str = "") -> None:
