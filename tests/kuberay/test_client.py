@@ -13,6 +13,7 @@ import yaml
 from fake_apiserver import FakeApiServer, default_resources
 from kuberay_helpers import service, train_job
 
+from rayfleet.api import ServiceState
 from rayfleet.backends.base import Backend, RunState
 from rayfleet.backends.kuberay import client as kc
 from rayfleet.backends.kuberay import crd_schema
@@ -350,6 +351,31 @@ def test_services_deploy_update_status_and_delete(backend, fake_api, gke_cfg):
     assert st.url == f"http://chat-serve-svc.{NS}.svc.cluster.local:8000"
     backend.delete_service("chat")
     backend.delete_service("chat")  # no-op when absent
+    assert backend.service_status("chat") is None
+
+
+def test_the_controller_scales_a_rayservice_to_the_quota_grant(backend, fake_api, gke_cfg):
+    from rayfleet.server.serving import BackendServing
+
+    serving = BackendServing(backend)
+    svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"cpu": "4", "nvidia.com/gpu": 1}},
+                  autoscaling={"minReplicas": 1, "maxReplicas": 4})
+    spec = gke_cfg.pools["l4-reserved"].spec
+    rs = serving.scale(svc, "l4-reserved", spec, 2, {})
+    assert (rs.replicas_target, rs.replicas_running, rs.state) == (2, 0, ServiceState.DEPLOYING)
+    writes = len(_writes(fake_api, "/rayservices"))
+    serving.scale(svc, "l4-reserved", spec, 2, {})
+    assert len(_writes(fake_api, "/rayservices")) == writes  # the grant did not change: nothing sent
+    fake_api.set_status("RayService", "chat", NS, {"serviceStatus": "Running", "activeServiceStatus": {
+        "rayClusterName": "chat-abc12", "applicationStatuses": {"chat": {"status": "RUNNING"}}}})
+    dash = fake_api.dashboard(NS, "chat-abc12")
+    dash.token = backend._read_token()
+    dash.serve = {"applications": {"chat": {"status": "RUNNING", "route_prefix": "/", "deployments": {"app": {
+        "status": "HEALTHY", "target_num_replicas": 2, "replicas": [{"state": "RUNNING"}, {"state": "RUNNING"}]}}}}}
+    rs = serving.scale(svc, "l4-reserved", spec, 3, {})  # one more group granted
+    assert fake_api.get("RayService", "chat", NS)["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 3
+    assert (rs.replicas_target, rs.replicas_running, rs.state) == (3, 2, ServiceState.RUNNING)
+    serving.delete("chat")
     assert backend.service_status("chat") is None
 
 

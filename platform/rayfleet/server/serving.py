@@ -30,7 +30,7 @@ class Serving(Protocol):
 def state_from_counts(svc: Service, rs: ServiceRunStatus) -> ServiceState:
     """A Service's state from replica counts alone (for backends that report no state)."""
     if rs.replicas_running == 0:
-        return ServiceState.DEPLOYING if rs.healthy else ServiceState.DEGRADED
+        return ServiceState.DEPLOYING  # nothing routed to yet: the RayService or its groups are starting
     if not rs.healthy or (svc.spec.autoscaling.min_replicas > 0 and rs.replicas_running < base_replicas(svc)):
         return ServiceState.DEGRADED
     return ServiceState.RUNNING
