@@ -113,7 +113,11 @@ class TrainJobStatus(Model):
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
     ray_job_id: str | None = Field(default=None, description="Ray job submission id of the current attempt.")
-    stop_reason: Literal["user", "preempted", "deadline"] | None = Field(default=None, description="Why a STOPPING job is being stopped.")
+    stop_reason: Literal["user", "preempted", "deadline", "capacity"] | None = Field(default=None, description="Why a STOPPING job is being stopped.")
+    launched_at: datetime | None = Field(default=None, description="When the current attempt was launched (its wait for capacity starts here).")
+    capacity_skipped: list[str] = Field(
+        default_factory=list, description="Flavors given up for lack of capacity since the job last ran (its compute class's next steps are tried)."
+    )
     queued_at: datetime | None = Field(default=None, description="When the job last entered the queue (submission or requeue).")
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..api import Interruption, JobState, TrainJob
 from ..backends.base import LaunchRequest, RunState, RunStatus
+from ..capacity import fallback
 from .quota_bridge import QuotaBridge
 
 if TYPE_CHECKING:
@@ -118,12 +119,26 @@ class Controller:
             if status is None:
                 status = RunStatus(run_id, RunState.LOST, "the run is gone from the backend (cluster restarted or removed)")
             self._apply_run_status(job, rec.resource_version, status, now)
+            self._capacity_fallback(job, now)
         # Deadlines: a job past its max run duration is stopped.
         for rec in self.store.list("TrainJob", states=[JobState.RUNNING.value]):
             job = rec.doc  # type: ignore[assignment]
             limit = job.spec.max_run_duration
             if limit and job.status.started_at and now - job.status.started_at.timestamp() > limit:
                 self._request_stop(job, "deadline", f"max run duration {limit:.0f}s exceeded")
+
+    def _capacity_fallback(self, job: TrainJob, now: float) -> None:
+        """An attempt still waiting for its hosts past its compute-class step: give the flavor up."""
+        st = job.status
+        if st.state != JobState.STARTING or st.launched_at is None:
+            return
+        if not fallback.out_of_time(self.fleet.config, job.spec.queue, st.flavor, st.launched_at.timestamp(), now):
+            return
+        step = fallback.step_of(self.fleet.config, job.spec.queue, st.flavor)
+        nxt = fallback.next_flavor(self.fleet.config, job.spec.queue, st.flavor or "")
+        wait = step.wait_for_capacity if step is not None else 0
+        self._request_stop(job, "capacity", f"no capacity on flavor {st.flavor} (pool {st.pool}) after {wait:.0f}s; next: {nxt}")
+        self._finish_stop(job, now)
 
     def _apply_run_status(self, job: TrainJob, version: int, rs: RunStatus, now: float) -> None:
         st = job.status.model_copy(deep=True)
@@ -135,6 +150,7 @@ class Controller:
         elif rs.state == RunState.RUNNING:
             if st.state != JobState.RUNNING:
                 st.state = JobState.RUNNING
+                st.capacity_skipped = []
                 st.message = f"running on {st.pool} (attempt {st.attempt})"
                 if st.started_at is None:
                     st.started_at = _now_dt(rs.started_at or now)
@@ -201,7 +217,11 @@ class Controller:
             self._save_logs(job)
         self.quota.release(job.name)
         st = job.status
-        if st.stop_reason == "preempted":
+        if st.stop_reason == "capacity":
+            st.capacity_skipped.append(st.flavor or "")
+            st.state, st.queued_at, st.stop_reason = JobState.QUEUED, _now_dt(now), None
+            self.store.update(job, event="CapacityFallback", message=st.message, data={"flavor": st.flavor, "attempt": st.attempt})
+        elif st.stop_reason == "preempted":
             st.interruptions.append(Interruption(at=_now_dt(now), attempt=st.attempt, reason="preempted", message=st.message))
             st.state, st.queued_at, st.stop_reason = JobState.QUEUED, _now_dt(now), None
             self.store.update(job, event="Requeued", message=f"back in queue {job.spec.queue}: {st.message}")
@@ -216,7 +236,8 @@ class Controller:
         for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}")
         pending = [r.doc for r in self.store.list("TrainJob", states=[JobState.QUEUED.value])]
-        workloads = [self.quota.workload(job, self.fleet.placement_flavors(job)) for job in pending]  # type: ignore[arg-type]
+        workloads = [self.quota.workload(job, fallback.remaining(self.fleet.placement_flavors(job), job.status.capacity_skipped))  # type: ignore[arg-type]
+                     for job in pending]
         workloads += self.fleet.services.pending(self.quota)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:
@@ -279,6 +300,7 @@ class Controller:
                     self.store.update(job, event="Requeued", message=st.message)
                 continue
             job.status.state = JobState.STARTING
+            job.status.launched_at = _now_dt(now)
             job.status.message = f"starting {job.spec.gang.workers} worker(s) on {job.status.pool}"
             self.store.update(job, event="Launched", message=job.status.message, data={"run": req.run_id})
 

@@ -1,0 +1,56 @@
+"""Capacity fallback through the control service: quota admits a gang on its compute class's first
+flavor, the machines are not there, and after the step's ``waitForCapacity`` the attempt is given
+up and the job runs on the next flavor.
+
+The platform (tests/e2e/fleet.yaml): team-c's queue has quota for 4 T4s and 4 L4s and the compute
+class ``t4-then-l4`` (T4 for 20s, then L4). One of the two T4 hosts is lost (its raylet killed, as
+when a reserved machine goes into maintenance), so a gang of 2 workers x 2 GPUs has quota on T4 but
+not the hosts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rayfleet
+from rayfleet.backends import make_backend
+from rayfleet.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_gang_without_capacity_on_its_first_flavor_falls_back_to_the_next(fleet_service):
+    backend = make_backend(load_config([fleet_service.config]), fleet_service.data_dir)
+    lost = backend.host_names("t4")[-1]
+    backend.kill_host(lost)
+    try:
+        c = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-c"))
+        job = c.submit(rayfleet.TrainJob.model_validate({
+            "metadata": {"name": "needs-4-gpus"},
+            "spec": {"queue": "team-c", "entrypoint": "sleep 1",
+                     "gang": {"workers": 2, "resourcesPerWorker": {"cpu": "500m", "nvidia.com/gpu": 2}}},
+        }))
+        final = job.wait(timeout=400)
+        assert final["state"] == "SUCCEEDED", final
+        assert (final["flavor"], final["pool"], final["attempt"]) == ("l4", "l4", 2)
+        assert final["capacitySkipped"] == []  # cleared once it ran: the next admission starts from T4 again
+        assert final["interruptions"] == []    # it never ran on T4: nothing was interrupted
+
+        events = job.events()
+        types = [e["type"] for e in events]
+        assert types.index("CapacityFallback") > types.index("Launched")
+        admitted = [e["data"]["flavor"] for e in events if e["type"] == "Admitted"]
+        assert admitted == ["t4", "l4"]
+        launched = next(e for e in events if e["type"] == "Launched")
+        fell_back = next(e for e in events if e["type"] == "CapacityFallback")
+        assert fell_back["data"]["flavor"] == "t4"
+        assert "no capacity on flavor t4 (pool t4) after 20s; next: l4" in fell_back["message"]
+        assert fell_back["ts"] - launched["ts"] >= 20
+    finally:
+        backend.up()  # the lost host comes back for the tests that follow
+    deadline = time.monotonic() + 60
+    while backend.capacity()["t4"].ready_hosts < 2:
+        assert time.monotonic() < deadline, backend.capacity()
+        time.sleep(1)
