@@ -22,6 +22,7 @@ from .base import (
 from .cluster import Cluster, ClusterSpec, ClusterStatus, KubeRaySpec, LocalBackendSpec
 from .flavor import ComputeClass, ComputeClassSpec, ComputeClassStep, Flavor, FlavorSpec
 from .job import (
+    CapacityWait,
     CheckpointSpec,
     FailurePolicy,
     GangSpec,
@@ -60,7 +61,7 @@ __all__ = [
     "format_quantity", "parse_duration", "parse_quantity",
     "Cluster", "ClusterSpec", "ClusterStatus", "KubeRaySpec", "LocalBackendSpec",
     "ComputeClass", "ComputeClassSpec", "ComputeClassStep", "Flavor", "FlavorSpec",
-    "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "PlacementStrategy",
+    "CapacityWait", "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "PlacementStrategy",
     "TrainAppRef", "TrainJob", "TrainJobSpec", "TrainJobStatus",
     "Accelerator", "Pool", "PoolSpec", "PoolStatus",
     "Cohort", "CohortSpec", "PriorityClass", "PriorityClassSpec", "Queue", "QueueSpec", "QueueStatus",

@@ -28,6 +28,22 @@ class ComputeClassStep(Model):
         default=None,
         description="How long a workload waits for this flavor's capacity before the next step is tried; empty means wait indefinitely (last step).",
     )
+    resubmit_after: Duration | None = Field(
+        default=None,
+        description="Cancel a request for capacity that is not served after this long and submit a new one (a slow DWS flex-start "
+        "ProvisioningRequest), until waitForCapacity runs out; empty: never.",
+    )
+
+    @model_validator(mode="after")
+    def _resubmit_within_wait(self) -> ComputeClassStep:
+        if self.resubmit_after is not None and self.resubmit_after <= 0:
+            raise ValueError(f"resubmitAfter: must be more than 0 seconds, got {self.resubmit_after}")
+        if self.resubmit_after is not None and self.wait_for_capacity is not None and self.resubmit_after >= self.wait_for_capacity:
+            raise ValueError(
+                f"resubmitAfter: {self.resubmit_after:.0f}s must be shorter than waitForCapacity ({self.wait_for_capacity:.0f}s), "
+                "or no request would ever be resubmitted"
+            )
+        return self
 
 
 class ComputeClassSpec(Model):

@@ -90,6 +90,11 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)
 
 
+class CapacityWait(Model):
+    flavor: str = Field(description="Flavor whose machines the job waits for.")
+    since: datetime = Field(description="First launch on that flavor (its compute-class step's waitForCapacity runs from here).")
+
+
 class Interruption(Model):
     at: datetime = Field(description="When the interruption happened.")
     attempt: int = Field(description="Attempt that was interrupted.")
@@ -113,8 +118,13 @@ class TrainJobStatus(Model):
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
     ray_job_id: str | None = Field(default=None, description="Ray job submission id of the current attempt.")
-    stop_reason: Literal["user", "preempted", "deadline", "capacity"] | None = Field(default=None, description="Why a STOPPING job is being stopped.")
-    launched_at: datetime | None = Field(default=None, description="When the current attempt was launched (its wait for capacity starts here).")
+    stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit"] | None = Field(
+        default=None, description="Why a STOPPING job is being stopped."
+    )
+    launched_at: datetime | None = Field(default=None, description="When the current attempt was launched.")
+    capacity_wait: CapacityWait | None = Field(
+        default=None, description="The flavor whose capacity the job waits for, since its first launch there; cleared when it runs."
+    )
     capacity_skipped: list[str] = Field(
         default_factory=list, description="Flavors given up for lack of capacity since the job last ran (its compute class's next steps are tried)."
     )

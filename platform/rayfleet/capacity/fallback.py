@@ -3,7 +3,7 @@
 Quota can admit a job on a flavor whose machines are not there: a reservation smaller than the
 quota or with hosts in maintenance, a DWS flex-start request still queued, spot capacity gone. A
 queue that names a ``ComputeClass`` says how long to wait for each flavor's capacity
-(``waitForCapacity``); the controller asks :func:`out_of_time` about every launched attempt that is
+(``waitForCapacity``); the controller asks :func:`decide` about every launched attempt that is
 still waiting for its hosts (its placement group, or on GKE its pods / ProvisioningRequest). Past
 the wait, the attempt is stopped (which on GKE also cancels its ProvisioningRequest), the flavor is
 skipped, and the job goes back to its queue, where quota tries the next step of the compute class:
@@ -15,6 +15,8 @@ Pure functions of the config, no clock of their own (``now`` is passed in).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from ..api import ComputeClassStep
 from ..config import PlatformConfig
@@ -39,12 +41,26 @@ def next_flavor(cfg: PlatformConfig, queue: str, flavor: str) -> str | None:
     return names[names.index(flavor) + 1] if flavor in names[:-1] else None
 
 
-def out_of_time(cfg: PlatformConfig, queue: str, flavor: str | None, waiting_since: float | None, now: float) -> bool:
-    """True when an attempt on ``flavor`` has waited for capacity longer than its step allows."""
+class Decision(StrEnum):
+    WAIT = "wait"            # keep waiting for this flavor's capacity
+    RESUBMIT = "resubmit"    # cancel this attempt's request for capacity and submit a new one, same flavor
+    NEXT = "next"            # give the flavor up: the compute class's next step
+
+
+def decide(cfg: PlatformConfig, queue: str, flavor: str | None, waiting_since: float | None, launched_at: float | None, now: float) -> Decision:
+    """What to do about an attempt on ``flavor`` still waiting for its machines.
+
+    ``waiting_since``: when the job first launched on this flavor (the step's ``waitForCapacity``
+    runs from there, across resubmissions); ``launched_at``: when this attempt was launched (its
+    ``resubmitAfter`` runs from there)."""
     step = step_of(cfg, queue, flavor)
-    if step is None or step.wait_for_capacity is None or waiting_since is None:
-        return False
-    return now - waiting_since >= step.wait_for_capacity
+    if step is None:
+        return Decision.WAIT
+    if step.wait_for_capacity is not None and waiting_since is not None and now - waiting_since >= step.wait_for_capacity:
+        return Decision.NEXT
+    if step.resubmit_after is not None and launched_at is not None and now - launched_at >= step.resubmit_after:
+        return Decision.RESUBMIT
+    return Decision.WAIT
 
 
 def remaining(flavors: tuple[str, ...], skipped: list[str]) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..api import Interruption, JobState, TrainJob
+from ..api import CapacityWait, Interruption, JobState, TrainJob
 from ..backends.base import LaunchRequest, RunState, RunStatus
 from ..capacity import fallback
 from .quota_bridge import QuotaBridge
@@ -128,16 +128,23 @@ class Controller:
                 self._request_stop(job, "deadline", f"max run duration {limit:.0f}s exceeded")
 
     def _capacity_fallback(self, job: TrainJob, now: float) -> None:
-        """An attempt still waiting for its hosts past its compute-class step: give the flavor up."""
+        """An attempt still waiting for its hosts: resubmit its request, or give the flavor up, as
+        its compute-class step says (``capacity.fallback``)."""
         st = job.status
         if st.state != JobState.STARTING or st.launched_at is None:
             return
-        if not fallback.out_of_time(self.fleet.config, job.spec.queue, st.flavor, st.launched_at.timestamp(), now):
+        cfg, queue = self.fleet.config, job.spec.queue
+        since = st.capacity_wait.since if st.capacity_wait is not None and st.capacity_wait.flavor == st.flavor else st.launched_at
+        decision = fallback.decide(cfg, queue, st.flavor, since.timestamp(), st.launched_at.timestamp(), now)
+        if decision is fallback.Decision.WAIT:
             return
-        step = fallback.step_of(self.fleet.config, job.spec.queue, st.flavor)
-        nxt = fallback.next_flavor(self.fleet.config, job.spec.queue, st.flavor or "")
-        wait = step.wait_for_capacity if step is not None else 0
-        self._request_stop(job, "capacity", f"no capacity on flavor {st.flavor} (pool {st.pool}) after {wait:.0f}s; next: {nxt}")
+        waited = now - (since if decision is fallback.Decision.NEXT else st.launched_at).timestamp()
+        if decision is fallback.Decision.NEXT:
+            nxt = fallback.next_flavor(cfg, queue, st.flavor or "")
+            self._request_stop(job, "capacity", f"no capacity on flavor {st.flavor} (pool {st.pool}) after {waited:.0f}s; next: {nxt}")
+        else:
+            self._request_stop(job, "resubmit", f"capacity on flavor {st.flavor} (pool {st.pool}) not served after {waited:.0f}s: "
+                                                "request cancelled, submitting a new one")
         self._finish_stop(job, now)
 
     def _apply_run_status(self, job: TrainJob, version: int, rs: RunStatus, now: float) -> None:
@@ -150,7 +157,7 @@ class Controller:
         elif rs.state == RunState.RUNNING:
             if st.state != JobState.RUNNING:
                 st.state = JobState.RUNNING
-                st.capacity_skipped = []
+                st.capacity_skipped, st.capacity_wait = [], None
                 st.message = f"running on {st.pool} (attempt {st.attempt})"
                 if st.started_at is None:
                     st.started_at = _now_dt(rs.started_at or now)
@@ -217,10 +224,13 @@ class Controller:
             self._save_logs(job)
         self.quota.release(job.name)
         st = job.status
-        if st.stop_reason == "capacity":
-            st.capacity_skipped.append(st.flavor or "")
+        if st.stop_reason in ("capacity", "resubmit"):
+            event = "CapacityFallback" if st.stop_reason == "capacity" else "CapacityResubmit"
+            if st.stop_reason == "capacity":  # the next step's wait starts at its own first launch
+                st.capacity_skipped.append(st.flavor or "")
+                st.capacity_wait = None
             st.state, st.queued_at, st.stop_reason = JobState.QUEUED, _now_dt(now), None
-            self.store.update(job, event="CapacityFallback", message=st.message, data={"flavor": st.flavor, "attempt": st.attempt})
+            self.store.update(job, event=event, message=st.message, data={"flavor": st.flavor, "attempt": st.attempt})
         elif st.stop_reason == "preempted":
             st.interruptions.append(Interruption(at=_now_dt(now), attempt=st.attempt, reason="preempted", message=st.message))
             st.state, st.queued_at, st.stop_reason = JobState.QUEUED, _now_dt(now), None
@@ -301,6 +311,8 @@ class Controller:
                 continue
             job.status.state = JobState.STARTING
             job.status.launched_at = _now_dt(now)
+            if job.status.capacity_wait is None or job.status.capacity_wait.flavor != job.status.flavor:
+                job.status.capacity_wait = CapacityWait(flavor=job.status.flavor or "", since=job.status.launched_at)
             job.status.message = f"starting {job.spec.gang.workers} worker(s) on {job.status.pool}"
             self.store.update(job, event="Launched", message=job.status.message, data={"run": req.run_id})
 
