@@ -46,7 +46,7 @@ from ..errors import BackendError, CapacityError, ConfigError, FieldProblem, Not
 from . import local_procs
 from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
 from .local_start import RESULT_PREFIX
-from .placement import GangPlan, feasibility_problems, plan_gang
+from .placement import GangPlan, feasibility_problems, plan_request
 from .ray_jobs import RayJobs
 from .rundir import RunDir, latest_checkpoint_step, read_json, request_doc, write_json
 
@@ -792,16 +792,7 @@ class LocalBackend:
         """The gang placement a launch request gets on this cluster."""
         spec = self.pools.get(req.pool, req.pool_spec)
         tpu_slice = self._pick_slice(req.pool) if spec.is_tpu and spec.slice_hosts > 1 and req.pool in self.pools else None
-        return plan_gang(
-            run_id=req.run_id,
-            pool=req.pool,
-            spec=spec,
-            workers=req.workers,
-            resources_per_worker=dict(req.resources_per_worker),
-            strategy=req.placement_strategy,
-            host_cpus=self.host_cpus,
-            tpu_slice=tpu_slice,
-        )
+        return plan_request(req, spec=spec, host_cpus=self.host_cpus, tpu_slice=tpu_slice)
 
     def launch(self, req: LaunchRequest) -> str:
         """Submit one attempt as a Ray job (idempotent per run id).

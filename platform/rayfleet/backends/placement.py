@@ -27,11 +27,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import CPU, GPU, MEMORY, TPU, PlacementStrategy, PoolSpec
 from ..api.labels import LABEL_POOL, LABEL_TPU_SLICE
 from ..errors import CapacityError
+
+if TYPE_CHECKING:
+    from .base import LaunchRequest
 
 # Ray stores resource amounts as fixed point with 4 decimals.
 _RES_QUANTUM = 1e-4
@@ -151,6 +154,20 @@ def plan_gang(
         label_selectors=[dict(selector) for _ in range(workers)],
         tpu_slice=tpu_slice,
         accelerator_type=spec.accelerator.ray_type if spec.accelerator is not None else None,
+    )
+
+
+def plan_request(req: LaunchRequest, *, spec: PoolSpec, host_cpus: float, tpu_slice: str | None = None) -> GangPlan:
+    """:func:`plan_gang` for an attempt's launch request (both backends plan gangs this way)."""
+    return plan_gang(
+        run_id=req.run_id,
+        pool=req.pool,
+        spec=spec,
+        workers=req.workers,
+        resources_per_worker=dict(req.resources_per_worker),
+        strategy=req.placement_strategy,
+        host_cpus=host_cpus,
+        tpu_slice=tpu_slice,
     )
 
 

@@ -52,7 +52,7 @@ from ...api.pool import (
 )
 from ...config import PlatformConfig
 from ..base import LaunchRequest
-from ..placement import plan_gang
+from ..placement import plan_request
 from ..rundir import request_doc
 
 # ---------------------------------------------------------------- GKE and Kubernetes names
@@ -498,21 +498,13 @@ def gang_shape(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int
 def run_request(req: LaunchRequest, *, placement_timeout_s: float) -> dict[str, Any]:
     """The run's request.json, as the local backend writes it: the launch and its GangPlan.
 
-    The plan is the local backend's (:func:`rayfleet.backends.placement.plan_gang`): one bundle per
+    The plan is the local backend's (:func:`rayfleet.backends.placement.plan_request`): one bundle per
     worker, pinned to the pool by the ``rayfleet.io/pool`` label the worker group carries. Ray CPUs
     per host are what KubeRay gives a worker pod (its CPU limit, rounded down). No TPU slice pin:
     the run's own RayCluster holds only the slices of its gang.
     """
     spec = req.pool_spec
-    plan = plan_gang(
-        run_id=req.run_id,
-        pool=req.pool,
-        spec=spec,
-        workers=req.workers,
-        resources_per_worker=dict(req.resources_per_worker),
-        strategy=req.placement_strategy,
-        host_cpus=float(pod_share(spec)[CPU] // 1000),
-    )
+    plan = plan_request(req, spec=spec, host_cpus=float(pod_share(spec)[CPU] // 1000))
     return request_doc(req, plan=plan, checkpoint_dir=req.checkpoint_dir, placement_timeout_s=placement_timeout_s,
                        fake_accelerators=False)
 
