@@ -22,22 +22,21 @@ from ..api import ComputeClassStep
 from ..config import PlatformConfig
 
 
-def step_of(cfg: PlatformConfig, queue: str, flavor: str | None) -> ComputeClassStep | None:
-    """The compute-class step of ``flavor`` for jobs of ``queue`` (None: no compute class or no step)."""
+def _steps(cfg: PlatformConfig, queue: str) -> list[ComputeClassStep]:
+    """The steps of ``queue``'s compute class (none without one)."""
     q = cfg.queues.get(queue)
     cc = cfg.compute_classes.get(q.spec.compute_class or "") if q is not None else None
-    if cc is None or flavor is None:
-        return None
-    return next((s for s in cc.spec.flavors if s.flavor == flavor), None)
+    return cc.spec.flavors if cc is not None else []
+
+
+def step_of(cfg: PlatformConfig, queue: str, flavor: str | None) -> ComputeClassStep | None:
+    """The compute-class step of ``flavor`` for jobs of ``queue`` (None: no compute class or no step)."""
+    return next((s for s in _steps(cfg, queue) if s.flavor == flavor), None)
 
 
 def next_flavor(cfg: PlatformConfig, queue: str, flavor: str) -> str | None:
     """The step after ``flavor`` in the queue's compute class."""
-    q = cfg.queues.get(queue)
-    cc = cfg.compute_classes.get(q.spec.compute_class or "") if q is not None else None
-    if cc is None:
-        return None
-    names = [s.flavor for s in cc.spec.flavors]
+    names = [s.flavor for s in _steps(cfg, queue)]
     return names[names.index(flavor) + 1] if flavor in names[:-1] else None
 
 
