@@ -63,7 +63,7 @@ class FleetCollector:
             recovered = [i for i in st.interruptions if i.recovered_at]
             if recovered:
                 mttr.add_metric([job.name], sum((i.recovered_at - i.at).total_seconds() for i in recovered) / len(recovered))  # type: ignore[operator]
-            events = fleet.store.all_events("TrainJob", job.name)
+            events = fleet.store.all_events("TrainJob", job.name, uid=job.metadata.uid)
             seconds, usd = job_cost(fleet.config, job, events, now)
             if st.interruptions and seconds:
                 mtbi.add_metric([job.name], seconds / len(st.interruptions))
@@ -72,7 +72,7 @@ class FleetCollector:
         serve_cost: dict[str, float] = defaultdict(float)
         serve_hs: dict[str, float] = defaultdict(float)
         for r in fleet.store.iter_all("Service"):
-            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name), now)  # type: ignore[arg-type]
+            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), now)  # type: ignore[arg-type]
             serve_cost[r.team or ""] += usd
             serve_hs[r.team or ""] += host_s
         for team in sorted(set(team_cost) | set(serve_cost)):

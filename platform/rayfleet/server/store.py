@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
