@@ -42,7 +42,7 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
     """The one place the control service's parts are built and wired (tests use it too)."""
     layout = DataLayout(data_dir)
     store = Store(layout.data_dir / "rayfleet.db", clock=clock)
-    quota = QuotaBridge(config)
+    quota = QuotaBridge(config, now=clock())
     cluster = config.cluster
     serving = serving_for(backend, cluster.spec.local.serve_port if cluster else 8000)
     services = ServiceManager(config=config, store=store, quota=quota, serving=serving)

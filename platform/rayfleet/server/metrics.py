@@ -3,7 +3,6 @@ admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI and c
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,8 @@ class FleetCollector:
         self.fleet = fleet
 
     def collect(self):
-        fleet, now = self.fleet, time.time()
+        fleet = self.fleet
+        now = fleet.clock()
         jobs = [r for r in fleet.store.list("TrainJob")]
         by_state = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in jobs)  # type: ignore[attr-defined]
         g = GaugeMetricFamily("rayfleet_jobs", "Training jobs by queue and state.", labels=["queue", "state"])
