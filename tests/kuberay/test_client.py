@@ -173,7 +173,7 @@ def test_failed_provisioning_request_loses_the_run(backend, fake_api, gke_cfg):
         ({"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}, RunState.STOPPED),
         ({"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"}, RunState.FAILED),
         ({"jobDeploymentStatus": "Failed", "reason": "SubmissionFailed"}, RunState.FAILED),
-        ({"jobDeploymentStatus": "Failed", "jobStatus": "RUNNING", "reason": "DeadlineExceeded"}, RunState.STOPPED),
+        ({"jobDeploymentStatus": "Failed", "jobStatus": "RUNNING", "reason": "DeadlineExceeded"}, RunState.DEADLINE_EXCEEDED),
         ({"jobDeploymentStatus": "Failed", "reason": "PreRunningDeadlineExceeded"}, RunState.LOST),
         ({"jobDeploymentStatus": "Failed", "reason": "JobDeploymentStatusTransitionGracePeriodExceeded"}, RunState.LOST),
         ({"jobDeploymentStatus": "Suspended"}, RunState.STOPPED),

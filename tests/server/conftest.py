@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from rayfleet.backends import make_backend
 from rayfleet.config import load_config
 from rayfleet.server.app import create_app
-from rayfleet.server.fleet import Fleet
+from rayfleet.server.main import assemble
 from rayfleet.server.tokens import ensure_tokens
 
 LOCAL = Path(__file__).resolve().parents[2] / "cluster_configs" / "local.yaml"
@@ -20,7 +20,7 @@ LOCAL = Path(__file__).resolve().parents[2] / "cluster_configs" / "local.yaml"
 @pytest.fixture
 def fleet(tmp_path):
     cfg = load_config([LOCAL])
-    f = Fleet(cfg, make_backend(cfg, tmp_path), tmp_path)
+    f = assemble(cfg, make_backend(cfg, tmp_path), tmp_path)
     f.creds = ensure_tokens(f.store, cfg, tmp_path / "credentials.json")
     yield f
     f.close()

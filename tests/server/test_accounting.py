@@ -63,7 +63,8 @@ def test_metrics_split_team_cost_into_training_and_serving(api, team_a, fleet):
         "importPath": "serve_apps.pipeline_mlp:app", "queue": "team-a",
         "replicaGroup": {"hostsPerReplica": 1, "resourcesPerHost": {"nvidia.com/gpu": 8}}}})
     assert r.status_code == 201, r.text
-    fleet.store.add_event("Service", "chat", "Admitted", "admitted on h100-reserved", {"workload": "svc.chat.base", "flavor": "h100-reserved"})
+    fleet.store.add_event("Service", "chat", "Admitted", "admitted on h100-reserved", {"workload": "svc.chat.base", "flavor": "h100-reserved"},
+                          uid=r.json()["metadata"]["uid"])
     text = api.get("/metrics").text
     line = next(ln for ln in text.splitlines() if ln.startswith("rayfleet_team_cost_usd_total{") and 'workload="serve"' in ln)
     assert 'team="team-a"' in line and float(line.rsplit(" ", 1)[1]) > 0

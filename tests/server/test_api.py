@@ -35,7 +35,7 @@ def test_submit_is_idempotent_per_id(api, team_a):
     r1 = api.post("/api/v1/jobs", json=job(), headers=team_a)
     assert r1.status_code == 201 and r1.json()["status"]["state"] == "QUEUED"
     r2 = api.post("/api/v1/jobs", json=job(), headers=team_a)
-    assert r2.status_code == 201 and r2.json()["metadata"]["resourceVersion"] == r1.json()["metadata"]["resourceVersion"]
+    assert r2.status_code == 200 and r2.json()["metadata"]["resourceVersion"] == r1.json()["metadata"]["resourceVersion"]
     r3 = api.post("/api/v1/jobs", json=job(entrypoint="python other.py"), headers=team_a)
     assert r3.status_code == 409 and r3.json()["field"] == "metadata.name"
 

@@ -72,7 +72,18 @@ def _check_job_id(value: Any) -> Any:
     return value
 
 
-class WorkloadMeta(ObjectMeta):
+class SubmittedMeta(ObjectMeta):
+    """Metadata of an object users submit (TrainJob, Service): the name plus the server-set uid."""
+
+    uid: str | None = Field(
+        default=None,
+        description="Set by rayfleet when the object is accepted (like Kubernetes metadata.uid), never reused: run ids, "
+                    "logs, events and the default checkpoint directory hang off it, so a new object with an old name "
+                    "starts clean. A client may not set it (422).",
+    )
+
+
+class WorkloadMeta(SubmittedMeta):
     """Metadata of submitted workloads: the name is the client-chosen id (Ray submission ids such as
     ``raysubmit_Xe7cvjyGJCyuCvm2`` are valid)."""
 

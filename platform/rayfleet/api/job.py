@@ -53,7 +53,18 @@ class CheckpointSpec(Model):
 
 
 class FailurePolicy(Model):
-    max_restarts: int = Field(default=3, ge=0, le=1000, description="Restarts after failures (not counting preemptions) before the job fails with its last error.")
+    """Failures and disruptions are told apart (as Kubernetes' podFailurePolicy does with DisruptionTarget).
+
+    A failure: the run's program failed (the entrypoint or train loop exited with an error). A
+    disruption: the job was interrupted by something other than its program: quota preemption, a
+    lost or reclaimed host, a run gone with its cluster or stopped/suspended by the backend, a capacity
+    fallback or resubmission along the compute class, a launch the backend failed. Each is counted
+    on its own; the rule lives in ``rayfleet.server.transitions``.
+    """
+
+    max_restarts: int = Field(default=3, ge=0, le=1000, description="Requeues after failures (the program failed) before the job fails with reason BackoffLimitExceeded and its last error. Disruptions never count here.")
+    max_disruptions: int = Field(default=30, ge=0, le=10000, description="Requeues after disruptions (preemption, host lost, run lost/stopped/suspended by the backend, capacity fallback or resubmission, failed launch) before the job fails with reason DisruptionLimitExceeded.")
+    disruption_backoff: Duration = Field(default=10.0, ge=0, description="After a backend disruption (host lost, run lost/stopped/suspended, failed launch) the job is not considered by quota for backoff x 2^(n-1) seconds (n: disruptions so far), at most 10 minutes; see status.notBefore. Preemptions and capacity fallbacks requeue at once.")
 
 
 class TrainJobSpec(Model):
@@ -65,7 +76,7 @@ class TrainJobSpec(Model):
     gang: GangSpec = Field(default_factory=GangSpec, description="The gang: workers x resources, all reserved at once.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage.")
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy, description="How often to restart after failures.")
-    max_run_duration: Duration | None = Field(default=None, gt=0, description="Longest the job may run before it is stopped (activeDeadlineSeconds on GKE).")
+    max_run_duration: Duration | None = Field(default=None, gt=0, description="Longest the job may run, counted from when its first attempt started running (requeues included). Past it the controller stops the job and it ends FAILED with reason DeadlineExceeded, never requeued. On GKE each RayJob also carries it as activeDeadlineSeconds, an in-cluster backstop whose report ends the job the same way.")
     runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env (working_dir, pip, env_vars, ...).")
 
     @model_validator(mode="after")
@@ -98,7 +109,8 @@ class CapacityWait(Model):
 class Interruption(Model):
     at: datetime = Field(description="When the interruption happened.")
     attempt: int = Field(description="Attempt that was interrupted.")
-    reason: Literal["preempted", "host-failure", "failure", "capacity"] = Field(description="Why.")
+    reason: Literal["preempted", "host-failure", "failure", "capacity", "disrupted"] = Field(
+        description="Why: preempted (quota), host-failure (a host of the gang or the run's cluster was lost), disrupted (the backend stopped or suspended the run), failure (the program failed; counts toward maxRestarts).")
     message: str = Field(default="", description="Details.")
     recovered_at: datetime | None = Field(default=None, description="When the next attempt was running again.")
     resumed_from_step: int | None = Field(default=None, description="Checkpointed step the next attempt resumed from.")
@@ -107,7 +119,11 @@ class Interruption(Model):
 class TrainJobStatus(Model):
     state: JobState = Field(default=JobState.QUEUED, description="Lifecycle state.")
     attempt: int = Field(default=0, ge=0, description="Current attempt number (0 before the first launch).")
-    restarts: int = Field(default=0, ge=0, description="Restarts after failures so far.")
+    restarts: int = Field(default=0, ge=0, description="Failures so far (the program failed); counted against failurePolicy.maxRestarts.")
+    disruptions: int = Field(default=0, ge=0, description="Disruptions so far (preemption, host lost, run lost or stopped by the backend, capacity fallback, failed launch); counted against failurePolicy.maxDisruptions.")
+    not_before: datetime | None = Field(default=None, description="Backoff after a backend disruption: quota does not consider the queued job before this time.")
+    reason: Literal["Succeeded", "Stopped", "BackoffLimitExceeded", "DisruptionLimitExceeded", "DeadlineExceeded"] | None = Field(
+        default=None, description="Why the job ended (set with a terminal state): DeadlineExceeded when maxRunDuration passed, BackoffLimitExceeded after maxRestarts failures, DisruptionLimitExceeded after maxDisruptions disruptions.")
     flavor: str | None = Field(default=None, description="Flavor quota admitted the job on.")
     pool: str | None = Field(default=None, description="Pool the job runs on.")
     borrowed: dict[str, int] = Field(default_factory=dict, description="Quota borrowed from the cohort for this admission.")
@@ -117,7 +133,7 @@ class TrainJobStatus(Model):
     finished_at: datetime | None = Field(default=None, description="When the job ended.")
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
-    ray_job_id: str | None = Field(default=None, description="Ray job submission id of the current attempt.")
+    ray_job_id: str | None = Field(default=None, description="Run id of the current attempt (the backend's Ray job submission id): <name>-<attempt>-<uid prefix>.")
     stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit"] | None = Field(
         default=None, description="Why a STOPPING job is being stopped."
     )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources
+from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources, SubmittedMeta
 from .pool import Accelerator
 
 
@@ -93,5 +93,6 @@ class ServiceStatus(Model):
 class Service(Document):
     KIND = "Service"
     kind: Literal["Service"] = "Service"
+    metadata: SubmittedMeta = Field(description="Name, labels and the server-set uid.")
     spec: ServiceSpec = Field(description="The application and its replicas.")
     status: ServiceStatus = Field(default_factory=ServiceStatus, description="Observed state.")

@@ -4,7 +4,8 @@ Two implementations: ``local.LocalBackend`` (real Ray processes on this machine,
 Ray nodes) and ``kuberay.client.KubeRayBackend`` (RayCluster/RayJob/RayService on GKE). The
 controller only ever talks to this protocol.
 
-Every launch is keyed by ``run_id`` = ``<job id>-<attempt>``: the controller writes the intent
+Every launch is keyed by ``run_id`` = ``<job id>-<attempt>-<uid prefix>`` (:func:`run_id_for`; the
+uid is the job's server-set metadata.uid, so a new job with an old name never meets an old run): the controller writes the intent
 (job, attempt) to its store *before* calling ``launch``, and after a crash asks ``run_status`` /
 ``list_runs`` whether that attempt exists, so a launch is never lost or done twice.
 """
@@ -23,8 +24,9 @@ class RunState(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"          # the program failed (counts against maxRestarts)
-    STOPPED = "STOPPED"        # stopped on request (user stop or preemption)
+    STOPPED = "STOPPED"        # stopped on request (user stop or preemption), or by the backend (suspended)
     LOST = "LOST"              # a host of the gang died, or the run vanished with its cluster
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"  # an in-cluster run deadline (RayJob activeDeadlineSeconds) ended it
 
     @property
     def terminal(self) -> bool:
@@ -48,6 +50,14 @@ class PoolCapacity:
     free_hosts: int       # alive hosts with no gang bundle on them
 
 
+def run_id_for(job_id: str, attempt: int, uid: str | None = None) -> str:
+    """The backend run id of one attempt: ``<job id>-<attempt>-<first 12 hex digits of the uid>``
+    (``<job id>-<attempt>`` for a job stored before uids existed)."""
+    if not uid:
+        return f"{job_id}-{attempt}"
+    return f"{job_id}-{attempt}-{uid.replace('-', '')[:12]}"
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     """One attempt of an admitted train job, placed on one pool."""
@@ -65,12 +75,13 @@ class LaunchRequest:
     train_config: dict[str, Any] = field(default_factory=dict)
     runtime_env: dict[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None              # stable across attempts: resume reads it
-    max_run_duration: float | None = None
+    max_run_duration: float | None = None         # in-cluster backstop only (KubeRay activeDeadlineSeconds); the controller owns the deadline
     metadata: dict[str, str] = field(default_factory=dict)
+    uid: str = ""                                  # the job's metadata.uid (part of the run id)
 
     @property
     def run_id(self) -> str:
-        return f"{self.job_id}-{self.attempt}"
+        return run_id_for(self.job_id, self.attempt, self.uid)
 
     @classmethod
     def for_job(cls, job: TrainJob, pool: str, pool_spec: PoolSpec, *, attempt: int, checkpoint_dir: str | None) -> LaunchRequest:
@@ -94,6 +105,7 @@ class LaunchRequest:
             max_run_duration=job.spec.max_run_duration,
             metadata={"rayfleet.io/job": job.name, "rayfleet.io/queue": job.spec.queue,
                       "checkpoint_num_to_keep": str(job.spec.checkpoint.num_to_keep), **job.spec.labels},
+            uid=job.metadata.uid or "",
         )
 
 

@@ -943,12 +943,7 @@ class LocalBackend:
                 return self._finish(rd, RunStatus(state=RunState.STOPPED, message=info.message or "stopped through the Ray Jobs API", finished_at=info.end_time, **common))
             error = st.get("error") or info.message or "the run failed"
             return self._finish(rd, RunStatus(state=RunState.FAILED, message=error, finished_at=info.end_time, **common))
-        # Still going.
-        max_run = req.get("max_run_duration")
-        if max_run and started_at and time.time() - started_at > max_run and stop is None:
-            rd.mark("deadline", seconds=max_run)
-            self.stop(run_id, reason="deadline")
-            return self._finish(rd, RunStatus(state=RunState.FAILED, message=f"exceeded maxRunDuration ({max_run:.0f}s)", finished_at=time.time(), **common))
+        # Still going. (maxRunDuration is the controller's: it stops the run, see server/transitions.py.)
         if all_up:
             return RunStatus(state=RunState.RUNNING, message="", **common)
         waiting = st.get("message") or "waiting for the driver to start"

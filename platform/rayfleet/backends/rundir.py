@@ -7,7 +7,6 @@ and the backend tell each other, as small JSON files written atomically.
   workers/       one ``rank-<i>.json`` per Train worker once it runs: node id, pid, time
   stop.json      a stop the backend asked for, with its reason (backend writes)
   lost.json      the backend found a host of the gang dead (backend writes)
-  deadline.json  the run exceeded maxRunDuration and was stopped (backend writes)
   final.json     the terminal RunStatus, kept unchanged from then on (backend writes)
   submitted      marker: the Ray job exists (backend writes after the submission succeeded)
 

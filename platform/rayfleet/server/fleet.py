@@ -1,38 +1,59 @@
-"""The Fleet: one control service's state — config, store, backend, controller — and the
-operations the HTTP layer calls. The HTTP layer validates, authorises and writes specs through
-here; it never launches anything itself (the controller does).
+"""The Fleet: the facade the HTTP layer calls: validate, authorise and write specs, read views.
+It never launches anything itself (the controller does). It is built by the composition root
+(:func:`rayfleet.server.main.assemble`) around the store, backend, controller and service manager;
+nothing below it (controller, service manager, transitions) knows it.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..api import JobState, Service, TrainJob
-from ..backends.base import Backend
+from ..api import JobState, Service, ServiceState, TrainJob
+from ..backends.base import Backend, run_id_for
 from ..config import PlatformConfig
 from ..errors import Conflict, FieldProblem, SpecError
-from . import admission
+from . import admission, transitions
 from .auth import Principal
-from .store import Record, Store
+from .controller import Controller
+from .layout import DataLayout
+from .services import ServiceManager
+from .store import Event, Record, Store
+
+
+def push_packages(store: Store, backend: Backend, runtime_env: dict[str, Any]) -> None:
+    """Hand uploaded packages a runtime_env names to the backend's cluster before a launch."""
+    uris = []
+    wd = runtime_env.get("working_dir")
+    if isinstance(wd, str):
+        uris.append(wd)
+    uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
+    for uri in uris:
+        path = store.package_path(uri)
+        if path is not None:
+            backend.upload_package(uri, Path(path).read_bytes())
+
+
+def _no_uid(meta: Any) -> None:
+    if getattr(meta, "uid", None) is not None:
+        raise SpecError(FieldProblem(field="metadata.uid", problem="set by rayfleet when the object is accepted; do not send it"))
 
 
 class Fleet:
-    def __init__(self, config: PlatformConfig, backend: Backend, data_dir: str | Path, *, controller_interval: float = 1.0):
-        from .controller import Controller
-        from .services import ServiceManager
-
+    def __init__(self, *, config: PlatformConfig, backend: Backend, store: Store, layout: DataLayout,
+                 controller: Controller, services: ServiceManager, clock: Callable[[], float] = time.time):
         self.config = config
         self.backend = backend
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        for sub in ("logs", "packages", "checkpoints"):
-            (self.data_dir / sub).mkdir(exist_ok=True)
-        self.store = Store(self.data_dir / "rayfleet.db")
-        self.services = ServiceManager(self)
-        self.controller = Controller(self, interval=controller_interval)
+        self.store = store
+        self.layout = layout
+        self.data_dir = layout.data_dir
+        self.controller = controller
+        self.services = services
+        self.clock = clock
 
     # ------------------------------------------------------------ lifecycle
 
@@ -58,11 +79,12 @@ class Fleet:
     # ------------------------------------------------------------ jobs
 
     def submit_job(self, job: TrainJob, principal: Principal) -> tuple[Record, bool]:
-        """Validate, authorise and store a job (state QUEUED). Returns (record, created).
+        """Validate, authorise and store a job (state QUEUED) under a new uid. Returns (record, created).
 
         Resubmitting the same id with the same spec returns the stored job (idempotent);
-        the same id with a different spec is a 409.
+        the same id with a different spec is a 409. A client may not set metadata.uid (422).
         """
+        _no_uid(job.metadata)
         placement = admission.check_job(self.config, job)
         team = self.team_of_queue(job.spec.queue)
         principal.require(team, f"queue {job.spec.queue!r}")
@@ -72,12 +94,12 @@ class Fleet:
                 principal.require(existing.team, f"job {job.name!r}")
                 return existing, False
             raise Conflict(f"job {job.name!r} already exists with a different spec", field="metadata.name")
-        now = datetime.now(UTC)
+        now = self.clock()
         job = job.model_copy(deep=True)
-        job.status = type(job.status)(state=JobState.QUEUED, submitted_at=now, queued_at=now,
-                                       message=f"queued in {job.spec.queue} (priority {placement.priority})")
+        job.metadata.uid = str(uuid.uuid4())
+        job.status = transitions.submitted(job.spec.queue, placement.priority, now)
         try:
-            rec = self.store.create(job, team=team, event="Submitted", message=job.status.message)
+            rec = self.store.create(job, team=team, event="Submitted", message=job.status.message, now=now)
         except Conflict:
             # Lost a race with an identical resubmission: answer as the idempotent path does.
             existing = self.store.get("TrainJob", job.name)
@@ -102,16 +124,20 @@ class Fleet:
             raise Conflict(f"job {name!r} is {rec.doc.status.state.value}; stop it before deleting it", field="status.state")  # type: ignore[attr-defined]
         self.store.delete("TrainJob", name)
 
+    def events(self, rec: Record) -> list[Event]:
+        """The events of the stored object (of its uid: never those of an earlier object of that name)."""
+        return self.store.events(rec.doc.KIND, rec.name, uid=getattr(rec.doc.metadata, "uid", None))
+
     def job_logs(self, name: str, principal: Principal) -> str:
         rec = self.get_job(name, principal)
         job: TrainJob = rec.doc  # type: ignore[assignment]
         parts = []
         for attempt in range(1, job.status.attempt + 1):
-            path = self.log_path(name, attempt)
+            path = self.layout.log_path(job, attempt)
             live = attempt == job.status.attempt and job.status.state in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
             if live:
                 try:
-                    text = self.backend.logs(f"{name}-{attempt}")
+                    text = self.backend.logs(run_id_for(name, attempt, job.metadata.uid))
                 except Exception as e:
                     text = f"[rayfleet] logs unavailable: {e}\n"
             elif path.exists():
@@ -123,22 +149,8 @@ class Fleet:
             parts.append(text)
         return "".join(parts)
 
-    def log_path(self, name: str, attempt: int) -> Path:
-        d = self.data_dir / "logs" / name
-        d.mkdir(parents=True, exist_ok=True)
-        return d / f"{attempt}.log"
-
     def checkpoint_dir(self, job: TrainJob) -> str:
-        if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
-            return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
-        return str(self.data_dir / "checkpoints" / job.name)
-
-    def placement_flavors(self, job: TrainJob) -> tuple[str, ...]:
-        """Flavors a stored job may run on (re-derived from the config: a config change applies)."""
-        try:
-            return admission.check_gang(self.config, job.spec.queue, job.spec.gang, path="spec.gang")
-        except (SpecError, KeyError):
-            return ()
+        return self.layout.checkpoint_dir(job)
 
     # ------------------------------------------------------------ packages (ray job submit --working-dir)
 
@@ -157,16 +169,7 @@ class Fleet:
         return path is not None and Path(path).exists()
 
     def push_packages(self, runtime_env: dict[str, Any]) -> None:
-        """Hand uploaded packages a runtime_env names to the backend's cluster before a launch."""
-        uris = []
-        wd = runtime_env.get("working_dir")
-        if isinstance(wd, str):
-            uris.append(wd)
-        uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
-        for uri in uris:
-            path = self.store.package_path(uri)
-            if path is not None:
-                self.backend.upload_package(uri, Path(path).read_bytes())
+        push_packages(self.store, self.backend, runtime_env)
 
     # ------------------------------------------------------------ queues
 
@@ -203,7 +206,26 @@ class Fleet:
     # ------------------------------------------------------------ services
 
     def deploy_service(self, svc: Service, principal: Principal) -> tuple[Record, bool]:
-        return self.services.deploy(svc, principal)
+        """Validate, authorise and store a service (PENDING) under a new uid. Returns (record, created)."""
+        _no_uid(svc.metadata)
+        admission.check_service(self.config, svc)
+        team = self.team_of_queue(svc.spec.queue)
+        principal.require(team, f"queue {svc.spec.queue!r}")
+        existing = self.store.find("Service", svc.name)
+        if existing is not None and existing.doc.status.state != ServiceState.DELETED:  # type: ignore[attr-defined]
+            principal.require(existing.team, f"service {svc.name!r}")
+            if existing.doc.spec == svc.spec:  # type: ignore[attr-defined]
+                return existing, False
+            raise Conflict(f"service {svc.name!r} already exists with a different spec; delete it first", field="metadata.name")
+        now = self.clock()
+        if existing is not None:
+            self.store.delete("Service", svc.name, event=None, now=now)
+        svc = svc.model_copy(deep=True)
+        svc.metadata.uid = str(uuid.uuid4())
+        svc.status = transitions.service_deployed(svc.spec.queue)
+        rec = self.store.create(svc, team=team, event="Submitted", message=svc.status.message, now=now)
+        self.controller.wake()
+        return rec, True
 
     def get_service(self, name: str, principal: Principal) -> Record:
         rec = self.store.get("Service", name)
@@ -211,5 +233,7 @@ class Fleet:
         return rec
 
     def delete_service(self, name: str, principal: Principal) -> None:
-        self.get_service(name, principal)
-        self.services.delete(name)
+        svc: Service = self.get_service(name, principal).doc  # type: ignore[assignment]
+        t = transitions.service_deleting(svc.status)
+        self.store.update(svc.model_copy(update={"status": t.status}), event=t.event, message=t.message, now=self.clock())
+        self.controller.wake()

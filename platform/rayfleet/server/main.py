@@ -1,5 +1,7 @@
-"""Run the control service in the foreground: ``rayfleet serve`` (``rayfleet up`` starts this in the
-background). Brings the backend's cluster up, makes tokens, and serves HTTP with uvicorn."""
+"""The composition root, and the control service in the foreground: ``rayfleet serve`` (``rayfleet up``
+starts this in the background). :func:`assemble` builds store, quota bridge, service manager,
+controller and the HTTP facade and hands each what it needs (nothing else constructs them);
+:func:`serve` brings the backend's cluster up, makes tokens, and serves HTTP with uvicorn."""
 
 from __future__ import annotations
 
@@ -7,14 +9,23 @@ import dataclasses
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
 from ..backends import make_backend
-from ..config import load_config
+from ..backends.base import Backend
+from ..config import PlatformConfig, load_config
 from .app import create_app
-from .fleet import Fleet
+from .controller import Controller
+from .fleet import Fleet, push_packages
+from .layout import DataLayout
+from .quota_bridge import QuotaBridge
+from .services import ServiceManager
+from .serving import serving_for
+from .store import Store
 from .tokens import ensure_tokens
 
 
@@ -26,11 +37,26 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
     return service_app_config(svc, pool, pool_spec, granted=granted, options=ServeOptions(cpu_per_bundle=None))
 
 
+def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
+             clock: Callable[[], float] = time.time, controller_interval: float = 1.0) -> Fleet:
+    """The one place the control service's parts are built and wired (tests use it too)."""
+    layout = DataLayout(data_dir)
+    store = Store(layout.data_dir / "rayfleet.db", clock=clock)
+    quota = QuotaBridge(config, now=clock())
+    cluster = config.cluster
+    serving = serving_for(backend, cluster.spec.local.serve_port if cluster else 8000)
+    services = ServiceManager(config=config, store=store, quota=quota, serving=serving)
+    controller = Controller(config=config, store=store, backend=backend, quota=quota, services=services, layout=layout,
+                            push_packages=lambda env: push_packages(store, backend, env), clock=clock,
+                            interval=controller_interval)
+    return Fleet(config=config, backend=backend, store=store, layout=layout, controller=controller, services=services, clock=clock)
+
+
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
     config = load_config(config_paths)
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
     backend.up()
-    fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
+    fleet = assemble(config, backend, data_dir, controller_interval=controller_interval)
     ensure_tokens(fleet.store, config, data_dir / "credentials.json")
     return fleet
 

@@ -3,7 +3,6 @@ admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI and c
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,8 @@ class FleetCollector:
         self.fleet = fleet
 
     def collect(self):
-        fleet, now = self.fleet, time.time()
+        fleet = self.fleet
+        now = fleet.clock()
         jobs = [r for r in fleet.store.list("TrainJob")]
         by_state = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in jobs)  # type: ignore[attr-defined]
         g = GaugeMetricFamily("rayfleet_jobs", "Training jobs by queue and state.", labels=["queue", "state"])
@@ -63,7 +63,7 @@ class FleetCollector:
             recovered = [i for i in st.interruptions if i.recovered_at]
             if recovered:
                 mttr.add_metric([job.name], sum((i.recovered_at - i.at).total_seconds() for i in recovered) / len(recovered))  # type: ignore[operator]
-            events = fleet.store.all_events("TrainJob", job.name)
+            events = fleet.store.all_events("TrainJob", job.name, uid=job.metadata.uid)
             seconds, usd = job_cost(fleet.config, job, events, now)
             if st.interruptions and seconds:
                 mtbi.add_metric([job.name], seconds / len(st.interruptions))
@@ -72,7 +72,7 @@ class FleetCollector:
         serve_cost: dict[str, float] = defaultdict(float)
         serve_hs: dict[str, float] = defaultdict(float)
         for r in fleet.store.iter_all("Service"):
-            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name), now)  # type: ignore[arg-type]
+            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), now)  # type: ignore[arg-type]
             serve_cost[r.team or ""] += usd
             serve_hs[r.team or ""] += host_s
         for team in sorted(set(team_cost) | set(serve_cost)):

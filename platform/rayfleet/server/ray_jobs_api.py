@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from ray.dashboard.modules.version import CURRENT_VERSION
 
 from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob
+from ..backends.base import run_id_for
 from ..errors import FieldProblem, NotFound, RayfleetError, SpecError
 from .auth import Principal, bearer_token, principal
 from .fleet import Fleet
@@ -312,7 +313,7 @@ async def tail(websocket: WebSocket, job_id: str) -> None:
             if job.status.state in (JobState.STARTING, JobState.RUNNING) and job.status.attempt:
                 # The run may have ended before the controller's next pass: have it look now, so
                 # the follower learns the end as soon as Ray does.
-                run = await asyncio.to_thread(fleet.backend.run_status, f"{job_id}-{job.status.attempt}")
+                run = await asyncio.to_thread(fleet.backend.run_status, run_id_for(job_id, job.status.attempt, job.metadata.uid))
                 if run is not None and run.state.terminal:
                     fleet.controller.wake()
             await asyncio.sleep(0.25)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,6 @@ from .auth import Principal, principal
 from .fleet import Fleet
 from .store import Record
 
-log = logging.getLogger("rayfleet.routes")
 log = logging.getLogger("rayfleet.routes")
 router = APIRouter(prefix="/api/v1")
 Caller = Annotated[Principal, Depends(principal)]
@@ -105,10 +104,11 @@ def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ jobs
 
 
-@router.post("/jobs", status_code=201, summary="Submit a training job (idempotent per metadata.name)")
-def submit_job(fleet: FleetDep, caller: Caller, body: Annotated[dict[str, Any], Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> dict[str, Any]:
+@router.post("/jobs", status_code=201, summary="Submit a training job (idempotent per metadata.name: 201 created, 200 already there)")
+def submit_job(fleet: FleetDep, caller: Caller, response: Response, body: Annotated[dict[str, Any], Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> dict[str, Any]:
     job = _parse(TrainJob, body)
-    rec, _created = fleet.submit_job(job, caller)
+    rec, created = fleet.submit_job(job, caller)
+    response.status_code = 201 if created else 200
     return _wire(rec)
 
 
@@ -143,12 +143,11 @@ def get_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
 
 @router.get("/jobs/{name}/events", summary="A job's event log (admissions, interruptions, recoveries)")
 def job_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    fleet.get_job(name, caller)
-    return _events(fleet, "TrainJob", name)
+    return _events(fleet, fleet.get_job(name, caller))
 
 
-def _events(fleet: Fleet, kind: str, name: str) -> list[dict[str, Any]]:
-    return [{"ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in fleet.store.events(kind, name)]
+def _events(fleet: Fleet, rec: Record) -> list[dict[str, Any]]:
+    return [{"ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in fleet.events(rec)]
 
 
 @router.get("/jobs/{name}/logs", response_class=PlainTextResponse, summary="A job's logs, all attempts")
@@ -165,10 +164,11 @@ def stop_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
 # ------------------------------------------------------------------ services
 
 
-@router.post("/services", status_code=201, summary="Deploy a Serve service (idempotent per metadata.name)")
-def deploy_service(fleet: FleetDep, caller: Caller, body: Annotated[dict[str, Any], Body(description="A Service: metadata and spec.")]) -> dict[str, Any]:
+@router.post("/services", status_code=201, summary="Deploy a Serve service (idempotent per metadata.name: 201 created, 200 already there)")
+def deploy_service(fleet: FleetDep, caller: Caller, response: Response, body: Annotated[dict[str, Any], Body(description="A Service: metadata and spec.")]) -> dict[str, Any]:
     svc = _parse(Service, body)
-    rec, _ = fleet.deploy_service(svc, caller)
+    rec, created = fleet.deploy_service(svc, caller)
+    response.status_code = 201 if created else 200
     return _wire(rec)
 
 
@@ -184,11 +184,21 @@ def get_service(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
 
 @router.get("/services/{name}/events", summary="A service's event log (admissions of replica groups, preemptions, deletion)")
 def service_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    fleet.get_service(name, caller)
-    return _events(fleet, "Service", name)
+    return _events(fleet, fleet.get_service(name, caller))
 
 
 @router.delete("/services/{name}", summary="Delete a service")
 def delete_service(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
     fleet.delete_service(name, caller)
     return {"deleted": True}
+
+
+# ------------------------------------------------------------------ admin
+
+
+@router.get("/quarantine", summary="Stored records that no longer decode, moved aside with their raw body (admins only)")
+def list_quarantine(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
+    caller.require_admin("the quarantine")
+    return [{"id": q.id, "kind": q.kind, "name": q.name, "team": q.team, "uid": q.uid, "state": q.state, "error": q.error,
+             "resourceVersion": q.resource_version, "createdAt": q.created_at, "quarantinedAt": q.quarantined_at, "body": q.body}
+            for q in fleet.store.quarantined()]

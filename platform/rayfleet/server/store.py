@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pydantic
 
 from ..api import ALL_KINDS, Document
 from ..errors import Conflict, NotFound
@@ -63,7 +66,59 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 2: uids (metadata.uid): a new object with an old name sees nothing of the old one's events
+    """
+    ALTER TABLE objects ADD COLUMN uid TEXT;
+    ALTER TABLE events ADD COLUMN uid TEXT;
+    CREATE INDEX events_by_uid ON events (kind, name, uid, id);
+    """,
+    # 3: quarantine: stored records that no longer decode, kept aside with their raw body
+    """
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        team TEXT,
+        uid TEXT,
+        state TEXT,
+        body TEXT NOT NULL,
+        error TEXT NOT NULL,
+        resource_version INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        quarantined_at REAL NOT NULL
+    );
+    CREATE INDEX quarantine_by_object ON quarantine (kind, name, id);
+    """,
 ]
+
+log = logging.getLogger("rayfleet.store")
+
+
+class Quarantined(Conflict):
+    """The stored record of this name did not decode and was moved to the quarantine (admins see it
+    at ``GET /api/v1/quarantine``)."""
+
+
+class _Any:
+    """Marker: no uid filter."""
+
+
+ANY_UID: Any = _Any()
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    id: int
+    kind: str
+    name: str
+    team: str | None
+    uid: str | None
+    state: str | None
+    body: str
+    error: str
+    resource_version: int
+    created_at: float
+    quarantined_at: float
 
 
 @dataclass(frozen=True)
@@ -108,8 +163,16 @@ def _state_of(doc: Document) -> str | None:
     return None if state is None else str(getattr(state, "value", state))
 
 
+def _uid_of(doc: Document) -> str | None:
+    return getattr(doc.metadata, "uid", None)
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """``clock`` stamps every write (created/updated times, events); a caller that drives time
+    itself (the controller pass, a simulator) passes ``now`` to each write instead."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+        self.clock = clock
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -169,39 +232,82 @@ class Store:
 
     # ------------------------------------------------------------ objects
 
-    @staticmethod
-    def _decode(kind: str, row: tuple) -> Record:
-        team, body, rv, created, updated = row
-        return Record(ALL_KINDS[kind].model_validate_json(body), team, rv, created, updated)
+    _COLS = "name, team, body, resource_version, created_at, updated_at"
 
-    def create(self, doc: Document, *, team: str | None = None, event: str | None = "Created", message: str = "") -> Record:
+    def _decode(self, kind: str, row: tuple) -> Record | None:
+        """A stored row as a Record; a row that no longer decodes is quarantined (None)."""
+        name, team, body, rv, created, updated = row
+        try:
+            return Record(ALL_KINDS[kind].model_validate_json(body), team, rv, created, updated)
+        except (pydantic.ValidationError, ValueError) as e:
+            self._quarantine(kind, name, body, str(e))
+            return None
+
+    def _decode_all(self, kind: str, rows: list[tuple]) -> list[Record]:
+        return [rec for rec in (self._decode(kind, r) for r in rows) if rec is not None]
+
+    def _quarantine(self, kind: str, name: str, body: str, error: str) -> None:
+        """Move an undecodable row aside (raw body kept) with an event; everything else goes on."""
+        now = self.clock()
+        with self._tx() as db:
+            row = db.execute("SELECT team, uid, state, resource_version, created_at FROM objects WHERE kind=? AND name=? AND body=?",
+                             (kind, name, body)).fetchone()
+            if row is None:  # another reader moved it first, or it was rewritten since
+                return
+            team, uid, state, rv, created = row
+            db.execute(
+                "INSERT INTO quarantine (kind, name, team, uid, state, body, error, resource_version, created_at, quarantined_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)", (kind, name, team, uid, state, body, error, rv, created, now))
+            db.execute("DELETE FROM objects WHERE kind=? AND name=?", (kind, name))
+            self._event(db, now, kind, name, uid, "Quarantined",
+                        f"the stored {kind} {name} does not decode and was quarantined: {error.splitlines()[0] if error else ''}",
+                        {"error": error})
+        log.error("quarantined %s %s: its stored record does not decode: %s", kind, name, error)
+
+    def quarantined(self, kind: str | None = None) -> list[QuarantinedRecord]:
+        """Records moved aside because they did not decode, oldest first."""
+        q, args = "SELECT id, kind, name, team, uid, state, body, error, resource_version, created_at, quarantined_at FROM quarantine", []
+        if kind:
+            q += " WHERE kind=?"
+            args.append(kind)
+        return [QuarantinedRecord(*r) for r in self._q(q + " ORDER BY id", args)]
+
+    def create(self, doc: Document, *, team: str | None = None, event: str | None = "Created", message: str = "",
+               now: float | None = None) -> Record:
         """Insert a new object; Conflict if one of that kind and name exists."""
-        now = time.time()
+        now = self.clock() if now is None else now
         body = doc.model_dump_json(by_alias=True)
+        uid = _uid_of(doc)
         with self._tx() as db:
             exists = db.execute("SELECT 1 FROM objects WHERE kind=? AND name=?", (doc.KIND, doc.name)).fetchone()
             if exists:
                 raise Conflict(f"{doc.KIND} {doc.name!r} already exists", field="metadata.name")
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM objects WHERE kind=?", (doc.KIND,)).fetchone()[0]
             db.execute(
-                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?)",
-                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq),
+                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid),
             )
             if event:
-                self._event(db, now, doc.KIND, doc.name, event, message or f"{doc.KIND} {doc.name} created", {})
+                self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
         return Record(doc, team, 1, now, now)
 
     def get(self, kind: str, name: str) -> Record:
-        rows = self._q("SELECT team, body, resource_version, created_at, updated_at FROM objects WHERE kind=? AND name=?", (kind, name))
-        row = rows[0] if rows else None
-        if row is None:
-            raise NotFound(f"{kind} {name!r} not found", field="name")
-        return self._decode(kind, row)
+        """The object; NotFound, or Quarantined (409) when its stored record did not decode."""
+        rows = self._q(f"SELECT {self._COLS} FROM objects WHERE kind=? AND name=?", (kind, name))
+        rec = self._decode(kind, rows[0]) if rows else None
+        if rec is not None:
+            return rec
+        q = self._q("SELECT error FROM quarantine WHERE kind=? AND name=? ORDER BY id DESC LIMIT 1", (kind, name))
+        if q:
+            raise Quarantined(f"{kind} {name!r} is quarantined: its stored record does not decode ({q[0][0].splitlines()[0]}); "
+                              "an admin sees it at GET /api/v1/quarantine", field="name")
+        raise NotFound(f"{kind} {name!r} not found", field="name")
 
     def find(self, kind: str, name: str) -> Record | None:
+        """The object, or None (also when only a quarantined record of that name is left)."""
         try:
             return self.get(kind, name)
-        except NotFound:
+        except (NotFound, Quarantined):
             return None
 
     def update(
@@ -212,15 +318,18 @@ class Store:
         event: str | None = None,
         message: str = "",
         data: dict[str, Any] | None = None,
+        now: float | None = None,
     ) -> Record:
         """Replace an object (spec and status) and optionally log an event, in one transaction."""
-        now = time.time()
+        now = self.clock() if now is None else now
         body = doc.model_dump_json(by_alias=True)
         with self._tx() as db:
-            row = db.execute("SELECT resource_version, team, created_at FROM objects WHERE kind=? AND name=?", (doc.KIND, doc.name)).fetchone()
+            row = db.execute("SELECT resource_version, team, created_at, uid FROM objects WHERE kind=? AND name=?", (doc.KIND, doc.name)).fetchone()
             if row is None:
                 raise NotFound(f"{doc.KIND} {doc.name!r} not found", field="name")
-            rv, team, created = row
+            rv, team, created, uid = row
+            if uid != _uid_of(doc):
+                raise Conflict(f"{doc.KIND} {doc.name!r} was replaced (uid {uid}, expected {_uid_of(doc)}); re-read and retry")
             if expected_version is not None and rv != expected_version:
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed (version {rv}, expected {expected_version}); re-read and retry")
             db.execute(
@@ -228,20 +337,21 @@ class Store:
                 (body, _state_of(doc), rv + 1, now, doc.KIND, doc.name),
             )
             if event:
-                self._event(db, now, doc.KIND, doc.name, event, message, data or {})
+                self._event(db, now, doc.KIND, doc.name, uid, event, message, data or {})
         return Record(doc, team, rv + 1, created, now)
 
-    def delete(self, kind: str, name: str, *, event: str | None = "Deleted") -> None:
-        now = time.time()
+    def delete(self, kind: str, name: str, *, event: str | None = "Deleted", now: float | None = None) -> None:
+        now = self.clock() if now is None else now
         with self._tx() as db:
-            cur = db.execute("DELETE FROM objects WHERE kind=? AND name=?", (kind, name))
-            if cur.rowcount == 0:
+            row = db.execute("SELECT uid FROM objects WHERE kind=? AND name=?", (kind, name)).fetchone()
+            if row is None:
                 raise NotFound(f"{kind} {name!r} not found", field="name")
+            db.execute("DELETE FROM objects WHERE kind=? AND name=?", (kind, name))
             if event:
-                self._event(db, now, kind, name, event, f"{kind} {name} deleted", {})
+                self._event(db, now, kind, name, row[0], event, f"{kind} {name} deleted", {})
 
     def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None) -> list[tuple]:
-        q = "SELECT seq, team, body, resource_version, created_at, updated_at FROM objects WHERE kind=? AND seq>?"
+        q = f"SELECT seq, {self._COLS} FROM objects WHERE kind=? AND seq>?"
         args: list[Any] = [kind, after]
         if team is not None:
             q += " AND team=?"
@@ -264,15 +374,16 @@ class Store:
         after: int = 0,
         limit: int | None = None,
     ) -> list[Record]:
-        """Objects of a kind in submission order; ``after`` is the paging cursor (a seq)."""
-        return [self._decode(kind, r[1:]) for r in self._select(kind, team, states, after, limit)]
+        """Objects of a kind in submission order; ``after`` is the paging cursor (a seq). Records
+        that do not decode are quarantined and left out."""
+        return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit)])
 
     def page(self, kind: str, *, team: str | None, states: list[str] | None, limit: int, cursor: int) -> tuple[list[Record], int | None]:
         """One page and the cursor of the next one (None at the end)."""
         rows = self._select(kind, team, states, cursor, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        return [self._decode(kind, r[1:]) for r in rows], (rows[-1][0] if more and rows else None)
+        return self._decode_all(kind, [r[1:] for r in rows]), (rows[-1][0] if more and rows else None)
 
     def count(self, kind: str, states: list[str] | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM objects WHERE kind=?", [kind]
@@ -284,17 +395,20 @@ class Store:
     # ------------------------------------------------------------ events
 
     @staticmethod
-    def _event(db: sqlite3.Connection, ts: float, kind: str, name: str, type_: str, message: str, data: dict) -> None:
+    def _event(db: sqlite3.Connection, ts: float, kind: str, name: str, uid: str | None, type_: str, message: str, data: dict) -> None:
         db.execute(
-            "INSERT INTO events (ts, kind, name, type, message, data) VALUES (?,?,?,?,?,?)",
-            (ts, kind, name, type_, message, json.dumps(data, default=str)),
+            "INSERT INTO events (ts, kind, name, uid, type, message, data) VALUES (?,?,?,?,?,?,?)",
+            (ts, kind, name, uid, type_, message, json.dumps(data, default=str)),
         )
 
-    def add_event(self, kind: str, name: str, type_: str, message: str, data: dict[str, Any] | None = None) -> None:
+    def add_event(self, kind: str, name: str, type_: str, message: str, data: dict[str, Any] | None = None, *,
+                  uid: str | None = None, now: float | None = None) -> None:
         with self._tx() as db:
-            self._event(db, time.time(), kind, name, type_, message, data or {})
+            self._event(db, self.clock() if now is None else now, kind, name, uid, type_, message, data or {})
 
-    def events(self, kind: str | None = None, name: str | None = None, *, after: int = 0, limit: int = 1000) -> list[Event]:
+    def events(self, kind: str | None = None, name: str | None = None, *, uid: str | None = ANY_UID, after: int = 0,
+               limit: int = 1000) -> list[Event]:
+        """Events oldest first; ``uid`` keeps those of one object (None: an object stored before uids)."""
         q, args = "SELECT id, ts, kind, name, type, message, data FROM events WHERE id>?", [after]
         if kind:
             q += " AND kind=?"
@@ -302,15 +416,20 @@ class Store:
         if name:
             q += " AND name=?"
             args.append(name)
+        if uid is None:
+            q += " AND uid IS NULL"
+        elif not isinstance(uid, _Any):
+            q += " AND uid=?"
+            args.append(uid)
         q += " ORDER BY id LIMIT ?"
         args.append(limit)
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in self._q(q, args)]
 
-    def all_events(self, kind: str, name: str, page: int = 1000) -> list[Event]:
+    def all_events(self, kind: str, name: str, page: int = 1000, *, uid: str | None = ANY_UID) -> list[Event]:
         """Every event of one object, oldest first (paged, so a long history is read whole)."""
         out: list[Event] = []
         while True:
-            batch = self.events(kind, name, after=out[-1].id if out else 0, limit=page)
+            batch = self.events(kind, name, uid=uid, after=out[-1].id if out else 0, limit=page)
             out.extend(batch)
             if len(batch) < page:
                 return out
@@ -321,7 +440,7 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO tokens (hash, team, admin, label, created_at) VALUES (?,?,?,?,?)",
-                (hash_token(token), team, int(admin), label, time.time()),
+                (hash_token(token), team, int(admin), label, self.clock()),
             )
 
     def check_token(self, token: str) -> Token | None:
@@ -336,7 +455,7 @@ class Store:
 
     def add_package(self, uri: str, path: str, size: int) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO packages (uri, path, size, created_at) VALUES (?,?,?,?)", (uri, path, size, time.time()))
+            db.execute("INSERT OR REPLACE INTO packages (uri, path, size, created_at) VALUES (?,?,?,?)", (uri, path, size, self.clock()))
 
     def package_path(self, uri: str) -> str | None:
         rows = self._q("SELECT path FROM packages WHERE uri=?", (uri,))

@@ -309,7 +309,7 @@ def map_rayjob_status(status: dict[str, Any] | None) -> tuple[RunState, str]:
         return RunState.FAILED, msg or "KubeRay rejected the RayJob"
     if jds == "Failed":
         if reason == "DeadlineExceeded":
-            return RunState.STOPPED, msg or "stopped: activeDeadlineSeconds (maxRunDuration) exceeded"
+            return RunState.DEADLINE_EXCEEDED, msg or "activeDeadlineSeconds (maxRunDuration) exceeded"
         if reason == "PreRunningDeadlineExceeded":
             return RunState.LOST, msg or "the RayCluster did not start in time (capacity)"
         if reason in ("AppFailed", "SubmissionFailed", "ValidationFailed") or js == "FAILED":

@@ -1,0 +1,34 @@
+"""Where a job's files live under the data directory. Everything hangs off the job's uid, so a new
+job with an old name starts with empty logs and no checkpoints (a job stored before uids existed
+keeps the old name-only paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..api import TrainJob
+
+
+class DataLayout:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for sub in ("logs", "packages", "checkpoints"):
+            (self.data_dir / sub).mkdir(exist_ok=True)
+
+    @staticmethod
+    def _key(job: TrainJob) -> Path:
+        return Path(job.name) / job.metadata.uid if job.metadata.uid else Path(job.name)
+
+    def log_path(self, job: TrainJob, attempt: int) -> Path:
+        """``logs/<name>/<uid>/<attempt>.log``."""
+        d = self.data_dir / "logs" / self._key(job)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{attempt}.log"
+
+    def checkpoint_dir(self, job: TrainJob) -> str:
+        """``spec.checkpoint.storagePath``/<name> when given (the user's choice: a resubmission under
+        the same name resumes from it), else ``checkpoints/<name>/<uid>`` in the data directory."""
+        if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
+            return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
+        return str(self.data_dir / "checkpoints" / self._key(job))

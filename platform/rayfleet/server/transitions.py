@@ -1,0 +1,323 @@
+"""The lifecycle of TrainJobs and Services as a pure state machine.
+
+``(status, what happened — a backend report, a quota decision, a request — , now) -> Transition``:
+the new status, the event to log, and the actions the caller must carry out (stop the run, keep
+its logs, release quota, undeploy). No I/O and no clock here: the controller loop and the service
+manager read the store and the backend, call these functions, write what they return and do the
+actions. Every rule about a job's or service's state lives here and nowhere else.
+
+Failure policy (``spec.failurePolicy``), in the spirit of Kubernetes' podFailurePolicy:
+
+* a **failure** is the program failing (the backend reports FAILED). It counts toward
+  ``maxRestarts``; past it the job ends FAILED with reason BackoffLimitExceeded.
+* a **disruption** is anything else that ends an attempt: quota preemption, a lost or reclaimed
+  host or a run gone with its cluster (LOST), a run the backend stopped or suspended without being
+  asked (STOPPED), a capacity fallback or resubmission along the compute class, a failed launch.
+  Disruptions never count toward ``maxRestarts``; they count toward ``maxDisruptions`` (past it:
+  FAILED, reason DisruptionLimitExceeded). Backend disruptions (LOST, STOPPED, failed launch) also
+  back off: ``status.notBefore = now + disruptionBackoff * 2^(n-1)`` (at most 10 minutes), and quota
+  does not consider the job before then. Preemptions and capacity fallbacks requeue at once (quota
+  and the compute class already decide when the job runs again).
+* the **deadline** (``spec.maxRunDuration``) has one owner, :func:`check_deadline`: a job whose first
+  attempt started running more than maxRunDuration ago is stopped and ends FAILED with reason
+  DeadlineExceeded, never requeued; a requeue decided past the deadline ends the same way. The
+  in-cluster backstop (KubeRay ``activeDeadlineSeconds``) reports DEADLINE_EXCEEDED, which ends the
+  job the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from ..api import CapacityWait, Interruption, JobState, ServiceState, ServiceStatus, TrainJob, TrainJobStatus
+from ..backends.base import RunState, RunStatus, ServiceRunStatus, run_id_for
+
+#: Longest backoff after backend disruptions.
+MAX_BACKOFF_S = 600.0
+
+
+class Action(StrEnum):
+    SAVE_LOGS = "save-logs"          # keep the current attempt's logs (before the run goes)
+    STOP_RUN = "stop-run"            # stop the current attempt's run on the backend
+    RELEASE_QUOTA = "release-quota"  # free the quota the job (or every group of the service) holds
+    UNDEPLOY = "undeploy"            # take the service's Serve application down
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What one step decided. ``status`` is a new object; the input status is never changed."""
+
+    status: Any
+    event: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    actions: tuple[Action, ...] = ()
+
+
+def at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+# ---------------------------------------------------------------- train jobs
+
+
+def submitted(queue: str, priority: int, now: float) -> TrainJobStatus:
+    t = at(now)
+    return TrainJobStatus(state=JobState.QUEUED, submitted_at=t, queued_at=t, message=f"queued in {queue} (priority {priority})")
+
+
+def eligible(job: TrainJob, now: float) -> bool:
+    """Whether quota may consider a queued job now (it is not backing off)."""
+    nb = job.status.not_before
+    return nb is None or now >= nb.timestamp()
+
+
+def deadline_passed(job: TrainJob, now: float) -> bool:
+    limit, started = job.spec.max_run_duration, job.status.started_at
+    return bool(limit) and started is not None and now - started.timestamp() > limit  # type: ignore[operator]
+
+
+def backoff_seconds(base: float, disruptions: int) -> float:
+    return min(base * 2 ** max(disruptions - 1, 0), MAX_BACKOFF_S)
+
+
+def _end(st: TrainJobStatus, state: JobState, reason: str, message: str, now: float) -> None:
+    st.state, st.reason, st.message, st.finished_at, st.stop_reason = state, reason, message, at(now), None  # type: ignore[assignment]
+    st.not_before = None
+
+
+def _deadline_end(job: TrainJob, st: TrainJobStatus, now: float, message: str | None = None) -> Transition:
+    msg = message or f"max run duration {job.spec.max_run_duration:.0f}s exceeded"
+    _end(st, JobState.FAILED, "DeadlineExceeded", msg, now)
+    return Transition(st, "DeadlineExceeded", msg, {"attempt": st.attempt, "state": st.state.value})
+
+
+def _disrupted(job: TrainJob, st: TrainJobStatus, what: str, message: str, now: float, *, backoff: bool,
+               actions: tuple[Action, ...]) -> Transition:
+    """Count a disruption; requeue (with backoff for the backend's), or end the job at its limits."""
+    st.disruptions += 1
+    limit = job.spec.failure_policy.max_disruptions
+    data = {"attempt": st.attempt, "disruption": st.disruptions}
+    if st.disruptions > limit:
+        msg = f"failed after {st.disruptions} disruptions (maxDisruptions {limit}); last: {what}: {message}"
+        _end(st, JobState.FAILED, "DisruptionLimitExceeded", msg, now)
+        return Transition(st, "Failed", msg, {**data, "state": st.state.value}, actions)
+    if deadline_passed(job, now):
+        return Transition(_deadline_end(job, st, now).status, "DeadlineExceeded",
+                          f"max run duration {job.spec.max_run_duration:.0f}s exceeded ({what}: not requeued)", data, actions)
+    st.state, st.queued_at, st.stop_reason = JobState.QUEUED, at(now), None
+    msg = f"requeued after {what} (disruption {st.disruptions}/{limit}): {message}"
+    if backoff:
+        delay = backoff_seconds(job.spec.failure_policy.disruption_backoff, st.disruptions)
+        st.not_before = at(now + delay)
+        msg += f"; back off {delay:.0f}s"
+    st.message = msg
+    return Transition(st, "Requeued", msg, {**data, "state": st.state.value}, actions)
+
+
+def observe(job: TrainJob, rs: RunStatus | None, now: float) -> Transition:
+    """A launched attempt (STARTING or RUNNING) as the backend reports it (None: the backend does not know the run)."""
+    st = job.status.model_copy(deep=True)
+    if rs is None:
+        rs = RunStatus(st.ray_job_id or "", RunState.LOST, "the run is gone from the backend (cluster restarted or removed)")
+    if rs.last_checkpoint_step is not None:
+        st.last_checkpoint_step = rs.last_checkpoint_step
+    data = {"attempt": st.attempt}
+    ending = (Action.SAVE_LOGS, Action.STOP_RUN, Action.RELEASE_QUOTA)
+    if rs.state == RunState.PENDING:
+        st.state = JobState.STARTING
+        return Transition(st)
+    if rs.state == RunState.RUNNING:
+        if st.state == JobState.RUNNING:
+            return Transition(st)
+        st.state = JobState.RUNNING
+        st.capacity_skipped, st.capacity_wait = [], None
+        st.message = f"running on {st.pool} (attempt {st.attempt})"
+        if st.started_at is None:
+            st.started_at = at(rs.started_at or now)
+        if st.interruptions and st.interruptions[-1].recovered_at is None:
+            last = st.interruptions[-1]
+            last.recovered_at = at(rs.started_at or now)
+            last.resumed_from_step = rs.resumed_from_step if rs.resumed_from_step is not None else st.last_checkpoint_step
+            return Transition(st, "Recovered", f"attempt {st.attempt} running; resumes from step {st.last_checkpoint_step}", data)
+        return Transition(st, "Running", f"attempt {st.attempt} running on {st.pool}", data)
+    if rs.state == RunState.SUCCEEDED:
+        _end(st, JobState.SUCCEEDED, "Succeeded", rs.message or "succeeded", rs.finished_at or now)
+        return Transition(st, "Succeeded", f"attempt {st.attempt} succeeded", data, (Action.SAVE_LOGS, Action.RELEASE_QUOTA))
+    if rs.state == RunState.DEADLINE_EXCEEDED:
+        t = _deadline_end(job, st, now, rs.message or "the run's in-cluster deadline (activeDeadlineSeconds) passed")
+        return Transition(t.status, t.event, t.message, t.data, ending)
+    if rs.state == RunState.FAILED:
+        st.restarts += 1
+        st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason="failure", message=rs.message))
+        limit = job.spec.failure_policy.max_restarts
+        if st.restarts > limit:
+            msg = f"failed after {st.restarts - 1} restart(s): {rs.message}"
+            _end(st, JobState.FAILED, "BackoffLimitExceeded", msg, now)
+            return Transition(st, "Failed", msg, {**data, "state": st.state.value}, ending)
+        if deadline_passed(job, now):
+            t = _deadline_end(job, st, now)
+            return Transition(t.status, t.event, t.message, t.data, ending)
+        st.state, st.queued_at = JobState.QUEUED, at(now)
+        st.message = f"requeued after failure (restart {st.restarts}/{limit}): {rs.message}"
+        return Transition(st, "Requeued", st.message, {**data, "state": st.state.value}, ending)
+    # LOST, or STOPPED without a stop asked for (the job is not STOPPING): disruptions.
+    reason = "host-failure" if rs.state == RunState.LOST else "disrupted"
+    st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason=reason, message=rs.message))
+    return _disrupted(job, st, reason, rs.message, now, backoff=True, actions=ending)
+
+
+def check_deadline(job: TrainJob, now: float) -> Transition | None:
+    """The one owner of maxRunDuration: a launched job past it is stopped (it then ends DeadlineExceeded)."""
+    if job.status.state not in (JobState.STARTING, JobState.RUNNING) or not deadline_passed(job, now):
+        return None
+    return request_stop(job, "deadline", f"max run duration {job.spec.max_run_duration:.0f}s exceeded", now)
+
+
+def request_stop(job: TrainJob, reason: str, message: str, now: float) -> Transition | None:
+    """A stop intent (user, preemption, deadline, capacity step). A queued job ends at once; a
+    launched one becomes STOPPING, and :func:`finish_stop` ends or requeues it. None: nothing to do."""
+    st = job.status.model_copy(deep=True)
+    if st.state.terminal:
+        return None
+    if st.state == JobState.QUEUED:
+        _end(st, JobState.STOPPED, "Stopped", message, now)
+        return Transition(st, "Stopped", message)
+    st.state, st.stop_reason, st.message = JobState.STOPPING, reason, message  # type: ignore[assignment]
+    return Transition(st, "Stopping", message, {"reason": reason, "attempt": st.attempt})
+
+
+def capacity_stop(job: TrainJob, give_up_flavor: bool, next_flavor: str | None, waited: float, now: float) -> Transition | None:
+    """A compute-class step's decision for a STARTING attempt: give the flavor up (next step) or
+    resubmit its capacity request."""
+    st = job.status
+    if give_up_flavor:
+        return request_stop(job, "capacity", f"no capacity on flavor {st.flavor} (pool {st.pool}) after {waited:.0f}s; next: {next_flavor}", now)
+    return request_stop(job, "resubmit", f"capacity on flavor {st.flavor} (pool {st.pool}) not served after {waited:.0f}s: "
+                                         "request cancelled, submitting a new one", now)
+
+
+def finish_stop(job: TrainJob, now: float) -> Transition:
+    """Carry out a stored stop intent: the run is stopped, its quota freed; the job ends or requeues."""
+    st = job.status.model_copy(deep=True)
+    actions = (Action.STOP_RUN, Action.SAVE_LOGS, Action.RELEASE_QUOTA) if st.attempt else (Action.RELEASE_QUOTA,)
+    reason = st.stop_reason
+    if reason in ("capacity", "resubmit"):
+        if reason == "capacity":  # the next step's wait starts at its own first launch
+            st.capacity_skipped.append(st.flavor or "")
+            st.capacity_wait = None
+        t = _disrupted(job, st, "capacity fallback" if reason == "capacity" else "capacity resubmission", st.message, now,
+                       backoff=False, actions=actions)
+        if t.status.state == JobState.QUEUED:
+            event = "CapacityFallback" if reason == "capacity" else "CapacityResubmit"
+            return Transition(t.status, event, t.message, {"flavor": job.status.flavor, "attempt": st.attempt}, actions)
+        return t
+    if reason == "preempted":
+        st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason="preempted", message=st.message))
+        return _disrupted(job, st, "preemption", f"back in queue {job.spec.queue}: {st.message}", now, backoff=False, actions=actions)
+    if reason == "deadline":
+        t = _deadline_end(job, st, now, st.message)
+        return Transition(t.status, t.event, t.message, t.data, actions)
+    _end(st, JobState.STOPPED, "Stopped", st.message, now)
+    return Transition(st, "Stopped", st.message, {"attempt": st.attempt}, actions)
+
+
+def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) -> Transition:
+    st = job.status.model_copy(deep=True)
+    st.state, st.attempt, st.flavor, st.pool = JobState.ADMITTED, st.attempt + 1, flavor, pool
+    st.borrowed = {k: v for k, v in borrowed.items() if v}
+    st.not_before = None
+    st.message = f"admitted on {flavor}" + (f", borrowing {st.borrowed}" if st.borrowed else "")
+    st.ray_job_id = run_id_for(job.name, st.attempt, job.metadata.uid)
+    return Transition(st, "Admitted", st.message, {"flavor": flavor, "attempt": st.attempt, "borrowed": st.borrowed})
+
+
+def waiting(job: TrainJob, reason: str) -> Transition | None:
+    if job.status.message == reason:
+        return None
+    st = job.status.model_copy(deep=True)
+    st.message = reason
+    return Transition(st)
+
+
+def launched(job: TrainJob, run_id: str, now: float) -> Transition:
+    st = job.status.model_copy(deep=True)
+    st.state, st.launched_at = JobState.STARTING, at(now)
+    if st.capacity_wait is None or st.capacity_wait.flavor != st.flavor:
+        st.capacity_wait = CapacityWait(flavor=st.flavor or "", since=st.launched_at)
+    st.message = f"starting {job.spec.gang.workers} worker(s) on {st.pool}"
+    return Transition(st, "Launched", st.message, {"run": run_id})
+
+
+def launch_failed(job: TrainJob, error: str, now: float) -> Transition:
+    """The backend refused or failed the launch: a disruption (the program never ran), with backoff."""
+    st = job.status.model_copy(deep=True)
+    return _disrupted(job, st, "launch failure", error, now, backoff=True, actions=(Action.RELEASE_QUOTA,))
+
+
+# ---------------------------------------------------------------- services
+
+
+def service_deployed(queue: str) -> ServiceStatus:
+    return ServiceStatus(state=ServiceState.PENDING, message=f"waiting for quota in {queue}")
+
+
+def service_admitted(st: ServiceStatus, workload_id: str, index: int | None, flavor: str, borrowed: dict[str, int]) -> Transition:
+    st = st.model_copy(deep=True)
+    if index is None:
+        st.flavor, st.state, st.message = flavor, ServiceState.DEPLOYING, f"admitted on {flavor}"
+    else:
+        st.message = f"replica group {index} granted on {flavor}" + (" (borrowed)" if any(borrowed.values()) else "")
+    return Transition(st, "Admitted", st.message, {"workload": workload_id, "flavor": flavor})
+
+
+def service_waiting(st: ServiceStatus, reason: str) -> Transition | None:
+    """The base workload waits: the Service stays PENDING with quota's reason."""
+    message = f"replicas waiting for quota: {reason}"
+    if st.message == message:
+        return None
+    st = st.model_copy(deep=True)
+    st.message = message
+    return Transition(st)
+
+
+def service_preempted(st: ServiceStatus, workload_id: str, index: int | None, message: str) -> Transition:
+    """A group was reclaimed (its quota is released). The base: every group goes, the app is undeployed."""
+    st = st.model_copy(deep=True)
+    actions: tuple[Action, ...] = ()
+    if index is None:
+        st.state, st.replicas_granted, st.replicas_running, st.flavor = ServiceState.PENDING, 0, 0, None
+        actions = (Action.RELEASE_QUOTA, Action.UNDEPLOY)
+    st.message = f"{'service' if index is None else f'replica group {index}'} preempted: {message}"
+    return Transition(st, "Preempted", st.message, {"workload": workload_id}, actions)
+
+
+def service_deleting(st: ServiceStatus) -> Transition:
+    st = st.model_copy(deep=True)
+    st.state = ServiceState.DELETING
+    return Transition(st, "Deleting", "delete requested")
+
+
+def service_deleted(st: ServiceStatus) -> Transition:
+    """A DELETING service: undeployed, every group's quota returned."""
+    st = st.model_copy(deep=True)
+    st.state, st.replicas_granted, st.replicas_running, st.url = ServiceState.DELETED, 0, 0, None
+    return Transition(st, "Deleted", "service deleted", actions=(Action.UNDEPLOY, Action.RELEASE_QUOTA))
+
+
+def service_observed(st: ServiceStatus, granted: int, rs: ServiceRunStatus | None, message: str) -> Transition:
+    """The deployment as Serve reports it (None: nothing deployed yet). RUNNING/DEGRADED/DEPLOYING come
+    from the backend; PENDING from it means Serve has not listed the app yet (the state is kept)."""
+    new = st.model_copy(deep=True)
+    if rs is not None:
+        new.replicas_wanted, new.replicas_running, new.url = rs.replicas_wanted, rs.replicas_running, rs.url
+        if rs.state is not None and rs.state != ServiceState.PENDING:
+            new.state = rs.state
+        new.message = message
+    new.replicas_granted = granted
+    event = "Running" if new.state == ServiceState.RUNNING and st.state != ServiceState.RUNNING else None
+    return Transition(new, event, new.message)
+
