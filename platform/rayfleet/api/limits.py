@@ -20,6 +20,8 @@ JSON_BODY_MAX_BYTES = 1 * MIB
 PACKAGE_BODY_MAX_BYTES = 100 * MIB
 #: Longest number literal in a JSON body (characters); longer ones are refused before decoding.
 JSON_NUMBER_MAX_CHARS = 100
+#: Deepest nesting of objects and arrays in a JSON body.
+JSON_DEPTH_MAX = 64
 #: Most bytes of log text one response carries (GET /api/v1/jobs/{name}/logs pages; Ray's
 #: GET /api/jobs/{id}/logs returns the tail).
 LOG_PAGE_MAX_BYTES = 1 * MIB
