@@ -14,11 +14,11 @@ from rayfleet.server.limits import BodyLimits
 
 
 def job_json(spec_extra: str = "", name: str = "j1") -> str:
-    return '{"metadata":{"name":"%s"},"spec":{"entrypoint":"python train.py","queue":"team-a"%s}}' % (name, spec_extra)
+    return '{"metadata":{"name":"' + name + '"},"spec":{"entrypoint":"python train.py","queue":"team-a"' + spec_extra + "}}"
 
 
 def service_json(autoscaling: str) -> str:
-    return '{"metadata":{"name":"s1"},"spec":{"importPath":"serve_apps.echo:app","queue":"team-a","autoscaling":%s}}' % autoscaling
+    return '{"metadata":{"name":"s1"},"spec":{"importPath":"serve_apps.echo:app","queue":"team-a","autoscaling":' + autoscaling + "}}"
 
 
 def post_raw(api, path, body, headers):

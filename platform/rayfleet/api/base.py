@@ -274,7 +274,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number of seconds, got {value}")
-        seconds = float(value) if abs(value) <= 10**30 else math.copysign(math.inf, value)
+        seconds = float(value) if abs(value) <= 10**30 else (math.inf if value > 0 else -math.inf)
     elif isinstance(value, str):
         text = value.strip()
         pos, seconds = 0, 0.0
