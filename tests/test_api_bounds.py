@@ -5,6 +5,7 @@ an equal object (so a stored record always decodes) with every number finite and
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -201,3 +202,28 @@ def test_parse_duration_is_bounded_or_refuses(value):
 ])
 def test_quantities_are_exact(resource, value, expected):
     assert parse_quantity(resource, value) == expected
+
+
+@pytest.mark.parametrize("field,value,where", [
+    ("cpuPerHost", ".inf", "spec.cpuPerHost"),
+    ("memoryPerHost", ".nan", "spec.memoryPerHost"),
+    ("maxReplicas", "1e400", "spec.maxReplicas"),
+    ("maxReplicas", "9" * 400, "spec.maxReplicas"),
+    ("pricePerHostHour", ".inf", "spec.pricePerHostHour"),
+])
+def test_config_files_are_input_too(tmp_path, field, value, where):
+    """A YAML config with non-finite or huge numbers is a ConfigError naming the field (CLI exit 2)."""
+    import yaml
+
+    from rayfleet.config import load_config
+    from rayfleet.errors import ConfigError
+
+    local = Path(__file__).resolve().parents[1] / "cluster_configs" / "local.yaml"
+    docs = list(yaml.safe_load_all(local.read_text()))
+    pool = next(d for d in docs if d and d.get("kind") == "Pool")
+    pool["spec"][field] = "__VALUE__"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump_all(docs).replace("'__VALUE__'", value))
+    with pytest.raises(ConfigError) as err:
+        load_config([path])
+    assert any(p.field.startswith(where) for p in err.value.problems), err.value.problems

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -147,6 +147,15 @@ class Document(Model):
 
     def ref(self) -> str:
         return f"{self.KIND}/{self.metadata.name}"
+
+    @classmethod
+    def accept(cls, data: Any) -> Self:
+        """Validate input, and check that the document decodes again from its own JSON (the form
+        the store keeps), so an accepted document is always a readable record. Raises
+        pydantic.ValidationError naming the field."""
+        doc = cls.model_validate(data)
+        cls.model_validate_json(doc.model_dump_json(by_alias=True))
+        return doc
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()

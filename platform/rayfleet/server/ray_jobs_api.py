@@ -164,7 +164,7 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
     # Ray Jobs never retry a failed entrypoint; keep that unless the submitter asks for restarts.
     spec["failurePolicy"] = {"maxRestarts": metadata.get("maxRestarts", 0)}
     try:
-        return TrainJob.model_validate({
+        return TrainJob.accept({
             "metadata": {"name": submission_id, "annotations": {str(k): str(v) for k, v in metadata.items()}},
             "spec": spec,
         })

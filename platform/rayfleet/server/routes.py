@@ -48,10 +48,7 @@ def _parse(kind: type, body: dict[str, Any], name_required: bool = True):
         raise SpecError(FieldProblem(field="(body)", problem="expected a JSON object"))
     if "status" in body:
         raise SpecError(FieldProblem(field="status", problem="status is set by rayfleet; submit metadata and spec only"))
-    doc = kind.model_validate(body)
-    # What is accepted must decode again from its own JSON (the store keeps that JSON).
-    kind.model_validate_json(doc.model_dump_json(by_alias=True))
-    return doc
+    return kind.accept(body)
 
 
 # ------------------------------------------------------------------ platform objects
