@@ -60,15 +60,41 @@ class FleetClient:
 
     # ------------------------------------------------------------ raw
 
-    def request(self, method: str, path: str, **kw) -> Any:
+    def response(self, method: str, path: str, **kw) -> httpx.Response:
+        """The raw response of a successful call (headers included); errors raise as in request()."""
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
             raise BackendError(f"cannot reach rayfleet at {self.url}: {e}") from None
         _raise_for(resp)
+        return resp
+
+    def request(self, method: str, path: str, **kw) -> Any:
+        resp = self.response(method, path, **kw)
         if resp.headers.get("content-type", "").startswith("application/json"):
             return resp.json()
         return resp.text
+
+    def listed(self, path: str, cursor_param: str = "cursor", **params: Any) -> list[dict[str, Any]]:
+        """Every item of a list that pages with the X-Next-Cursor header."""
+        out: list[dict[str, Any]] = []
+        cursor: str | None = "0"
+        while cursor is not None:
+            resp = self.response("GET", path, params={**params, cursor_param: cursor})
+            out += resp.json()
+            cursor = resp.headers.get("X-Next-Cursor")
+        return out
+
+    def log_text(self, name: str) -> str:
+        """A job's whole log, following its pages (at most 1 MiB each)."""
+        data, offset = bytearray(), 0
+        while True:
+            resp = self.response("GET", f"/api/v1/jobs/{name}/logs", params={"offset": offset})
+            data += resp.content
+            nxt = int(resp.headers.get("X-Next-Offset", offset + len(resp.content)))
+            if nxt <= offset or nxt >= int(resp.headers.get("X-Log-Size", nxt)):
+                return data.decode(errors="replace")
+            offset = nxt
 
     # ------------------------------------------------------------ jobs
 
@@ -121,7 +147,7 @@ class FleetClient:
         return ServiceHandle(self, name, self.request("GET", f"/api/v1/services/{name}"))
 
     def services(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/api/v1/services")
+        return self.listed("/api/v1/services")
 
 
 class JobHandle:
@@ -153,14 +179,14 @@ class JobHandle:
     def logs(self, follow: bool = False, poll: float = 1.0) -> str | Iterator[str]:
         """All logs so far, or (follow=True) an iterator of new text until the job ends."""
         if not follow:
-            return self.fleet.request("GET", f"/api/v1/jobs/{self.name}/logs")
+            return self.fleet.log_text(self.name)
         return self._follow(poll)
 
     def _follow(self, poll: float) -> Iterator[str]:
         sent = 0
         while True:
             state = self.status()["state"]
-            text = self.fleet.request("GET", f"/api/v1/jobs/{self.name}/logs")
+            text = self.fleet.log_text(self.name)
             if len(text) < sent:
                 sent = 0
             if len(text) > sent:
@@ -171,7 +197,7 @@ class JobHandle:
             time.sleep(poll)
 
     def events(self) -> list[dict[str, Any]]:
-        return self.fleet.request("GET", f"/api/v1/jobs/{self.name}/events")
+        return self.fleet.listed(f"/api/v1/jobs/{self.name}/events", cursor_param="after")
 
     def stop(self) -> dict[str, Any]:
         self.data = self.fleet.request("POST", f"/api/v1/jobs/{self.name}/stop")
@@ -195,7 +221,7 @@ class ServiceHandle:
 
     def events(self) -> list[dict[str, Any]]:
         """The service's event log: submission, admissions of replica groups, preemptions, deletion."""
-        return self.fleet.request("GET", f"/api/v1/services/{self.name}/events")
+        return self.fleet.listed(f"/api/v1/services/{self.name}/events", cursor_param="after")
 
     def wait_running(self, timeout: float = 120.0, poll: float = 1.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -8,11 +8,16 @@ on the wire (the ecosystem's convention: nominalQuota, borrowingLimit); snake_ca
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+from . import limits
 
 API_VERSION = "rayfleet.io/v1alpha1"
 
@@ -35,6 +40,7 @@ class Model(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
         use_enum_values=False,
+        allow_inf_nan=False,
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,7 +52,7 @@ _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _check_name(value: Any) -> Any:
-    if isinstance(value, str) and (len(value) > 63 or not _NAME_RE.match(value)):
+    if isinstance(value, str) and (len(value) > 63 or not _NAME_RE.fullmatch(value)):
         raise ValueError(
             "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
             "starting and ending with a letter or digit"
@@ -57,17 +63,64 @@ def _check_name(value: Any) -> Any:
 Name = Annotated[str, BeforeValidator(_check_name), Field(description="A DNS-1123 label.")]
 
 
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON; ValueError if it holds a non-finite number."""
+    try:
+        return len(json.dumps(value, allow_nan=False, separators=(",", ":"), default=str).encode())
+    except ValueError:
+        raise ValueError("numbers must be finite (no Infinity or NaN)") from None
+
+
+def _check_object(value: dict[str, Any]) -> dict[str, Any]:
+    size = json_size(value)
+    if size > limits.OBJECT_MAX_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {limits.OBJECT_MAX_BYTES} bytes")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_check_object)]
+"""A free-form object (runtime_env, args, config): finite numbers, at most OBJECT_MAX_BYTES as JSON."""
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > limits.LABELS_MAX_ENTRIES:
+        raise ValueError(f"has {len(value)} entries; at most {limits.LABELS_MAX_ENTRIES}")
+    for k, v in value.items():
+        if not k or len(k) > limits.LABEL_KEY_MAX_CHARS:
+            raise ValueError(f"key {k[:40]!r}: 1 to {limits.LABEL_KEY_MAX_CHARS} characters")
+        if len(v) > limits.LABEL_VALUE_MAX_CHARS:
+            raise ValueError(f"value of {k[:40]!r}: at most {limits.LABEL_VALUE_MAX_CHARS} characters")
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+"""Labels: at most LABELS_MAX_ENTRIES entries, keys 1-253 characters, values at most 1024."""
+
+
+def _check_annotations(value: dict[str, str]) -> dict[str, str]:
+    size = json_size(value)
+    if size > limits.ANNOTATIONS_MAX_BYTES:
+        raise ValueError(f"are {size} bytes as JSON; at most {limits.ANNOTATIONS_MAX_BYTES} bytes")
+    return value
+
+
+Annotations = Annotated[dict[str, str], AfterValidator(_check_annotations)]
+
+Text = Annotated[str, Field(max_length=limits.TEXT_MAX_CHARS)]
+"""Free text of at most TEXT_MAX_CHARS characters."""
+
+
 class ObjectMeta(Model):
     name: Name = Field(description="Unique name of the object within its kind.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels (team, cost centre, ...).")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Free-form annotations.")
+    labels: Labels = Field(default_factory=dict, description="Free-form labels (team, cost centre, ...): at most 64, keys up to 253 and values up to 1024 characters.")
+    annotations: Annotations = Field(default_factory=dict, description="Free-form annotations: at most 256 KiB as JSON.")
 
 
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _check_job_id(value: Any) -> Any:
-    if isinstance(value, str) and not _JOB_ID_RE.match(value):
+    if isinstance(value, str) and not _JOB_ID_RE.fullmatch(value):
         raise ValueError("must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return value
 
@@ -106,6 +159,15 @@ class Document(Model):
     def ref(self) -> str:
         return f"{self.KIND}/{self.metadata.name}"
 
+    @classmethod
+    def accept(cls, data: Any) -> Self:
+        """Validate input, and check that the document decodes again from its own JSON (the form
+        the store keeps), so an accepted document is always a readable record. Raises
+        pydantic.ValidationError naming the field."""
+        doc = cls.model_validate(data)
+        cls.model_validate_json(doc.model_dump_json(by_alias=True))
+        return doc
+
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
         return {"apiVersion": body.pop("apiVersion"), "kind": body.pop("kind", self.KIND), **body}
@@ -115,47 +177,58 @@ class Document(Model):
 
 _BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 _DEC = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
-_QTY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?\s*$")
+_QTY_RE = re.compile(r"\s*(\d{1,30}(?:\.\d{1,30})?)\s*(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?\s*")
 
 
-def parse_quantity(resource: str, value: Any) -> int:
+def _describe(resource: str, amount: int) -> str:
+    return str(format_quantity(resource, amount))
+
+
+def parse_quantity(resource: str, value: Any, *, maximum: int | None = None) -> int:
     """A Kubernetes quantity in the canonical integer unit of ``resource``.
 
     cpu -> millicores ("500m" -> 500, 2 -> 2000); memory -> bytes ("16Gi");
-    accelerators -> whole counts. Raises ValueError with the reason.
+    accelerators -> whole counts. At most ``maximum`` (default: ``limits.QUANTITY_MAX``) in the
+    canonical unit. Raises ValueError with the reason.
     """
     if resource not in RESOURCE_NAMES:
         raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+    bound = limits.QUANTITY_MAX[resource] if maximum is None else maximum
     if isinstance(value, bool):
         raise ValueError(f"expected a number or quantity string for {resource}, got a boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{resource} must be a finite number, got {value}")
     if isinstance(value, int | float):
-        number, suffix = float(value), None
-        if number < 0:
+        if value < 0:
             raise ValueError(f"{resource} must not be negative, got {value}")
+        if value > 10**30:
+            raise ValueError(f"{resource} is at most {_describe(resource, bound)}")
+        number, suffix = Decimal(value), None
     elif isinstance(value, str):
-        m = _QTY_RE.match(value)
+        m = _QTY_RE.fullmatch(value)
         if not m:
             if value.strip().startswith("-"):
-                raise ValueError(f"{resource} must not be negative, got {value!r}")
-            raise ValueError(f"{value!r} is not a quantity of {resource} (e.g. 2, 500m, 16Gi)")
-        number, suffix = float(m.group(1)), m.group(2)
+                raise ValueError(f"{resource} must not be negative, got {value[:40]!r}")
+            raise ValueError(f"{value[:40]!r} is not a quantity of {resource} (e.g. 2, 500m, 16Gi)")
+        number, suffix = Decimal(m.group(1)), m.group(2)
     else:
         raise ValueError(f"expected a number or quantity string for {resource}, got {type(value).__name__}")
     if resource == CPU:
-        if suffix == "m":
-            return round(number)
-        if suffix is not None:
+        if suffix not in (None, "m"):
             raise ValueError(f"unit {suffix!r} does not apply to cpu (use cores or 'm')")
-        return round(number * 1000)
-    if resource == MEMORY:
+        scaled = number if suffix == "m" else number * 1000
+    elif resource == MEMORY:
         if suffix == "m":
             raise ValueError("unit 'm' does not apply to memory (use Ki, Mi, Gi, ...)")
-        mult = _BIN.get(suffix or "", _DEC.get(suffix or "", 1))
-        return round(number * mult)
-    # accelerators: whole devices
-    if suffix is not None or number != int(number):
-        raise ValueError(f"{resource} must be a whole number of devices, got {value!r}")
-    return int(number)
+        scaled = number * _BIN.get(suffix or "", _DEC.get(suffix or "", 1))
+    else:  # accelerators: whole devices
+        if suffix is not None or number != number.to_integral_value():
+            raise ValueError(f"{resource} must be a whole number of devices, got {value!r}")
+        scaled = number
+    amount = int(scaled.to_integral_value(rounding=ROUND_HALF_EVEN))
+    if amount > bound:
+        raise ValueError(f"{resource} is at most {_describe(resource, bound)}, got {value!r}")
+    return amount
 
 
 def format_quantity(resource: str, amount: int) -> str | int:
@@ -175,7 +248,9 @@ def _parse_resources(value: Any) -> Any:
         return value  # let pydantic report the type error
     out: dict[str, int] = {}
     for key, qty in value.items():
-        out[key] = parse_quantity(key, qty)
+        if not isinstance(key, str) or key not in RESOURCE_NAMES:
+            raise ValueError(f"unknown resource {str(key)[:60]!r}; expected one of {', '.join(RESOURCE_NAMES)}")
+        out[key] = parse_quantity(key, qty, maximum=limits.PER_HOST_MAX[key])
     return out
 
 
@@ -187,7 +262,8 @@ Resources = Annotated[
     dict[str, int],
     BeforeValidator(_parse_resources),
     PlainSerializer(_dump_resources, when_used="json"),
-    Field(description="Resources by Kubernetes name (cpu, memory, nvidia.com/gpu, google.com/tpu) as quantities."),
+    Field(description="Resources of one worker or host by Kubernetes name (cpu, memory, nvidia.com/gpu, google.com/tpu) as "
+          "quantities; at most 1024 cpu, 64Ti memory and 16 accelerators."),
 ]
 
 
@@ -195,7 +271,7 @@ def _parse_quantity_any(resource: str):
     def parse(value: Any) -> Any:
         if value is None:
             return None
-        return parse_quantity(resource, value)
+        return parse_quantity(resource, value, maximum=limits.PER_HOST_MAX[resource])
 
     return parse
 
@@ -206,16 +282,19 @@ MemoryQuantity = Annotated[int, BeforeValidator(_parse_quantity_any(MEMORY)), Pl
 
 # ---------------------------------------------------------------- durations
 
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DUR_RE = re.compile(r"(\d{1,30}(?:\.\d{1,30})?)(ms|s|m|h|d)")
 _DUR_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Go-style duration string ("90s", "10m", "1h30m", "7d")."""
+    """Seconds from a number or a Go-style duration string ("90s", "10m", "1h30m", "7d"); finite,
+    not negative and at most ``limits.DURATION_MAX_S`` (90 days)."""
     if isinstance(value, bool):
         raise ValueError("expected seconds or a duration like '10m', got a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number of seconds, got {value}")
+        seconds = float(value) if abs(value) <= 10**30 else (math.inf if value > 0 else -math.inf)
     elif isinstance(value, str):
         text = value.strip()
         pos, seconds = 0, 0.0
@@ -225,11 +304,13 @@ def parse_duration(value: Any) -> float:
             seconds += float(m.group(1)) * _DUR_UNITS[m.group(2)]
             pos = m.end()
         if pos != len(text) or not text:
-            raise ValueError(f"{value!r} is not a duration (e.g. 90s, 10m, 1h30m, 7d)")
+            raise ValueError(f"{value[:40]!r} is not a duration (e.g. 90s, 10m, 1h30m, 7d)")
     else:
         raise ValueError(f"expected seconds or a duration like '10m', got {type(value).__name__}")
     if seconds < 0:
         raise ValueError(f"must not be negative, got {value!r}")
+    if seconds > limits.DURATION_MAX_S:
+        raise ValueError(f"is at most {limits.DURATION_MAX_S / limits.DAY:.0f} days ({limits.DURATION_MAX_S:.0f}s), got {str(value)[:40]}")
     return seconds
 
 
@@ -237,4 +318,4 @@ def _duration_validator(value: Any) -> Any:
     return None if value is None else parse_duration(value)
 
 
-Duration = Annotated[float, BeforeValidator(_duration_validator), Field(description="Seconds, or a duration string such as 10m or 1h30m.")]
+Duration = Annotated[float, BeforeValidator(_duration_validator), Field(description="Seconds, or a duration string such as 10m or 1h30m; at most 90 days.")]

@@ -6,28 +6,29 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Document, Duration, MemoryQuantity, Model, Name
+from . import limits
+from .base import Document, Duration, MemoryQuantity, Model, Name, Text
 
 
 class LocalBackendSpec(Model):
     object_store_memory: MemoryQuantity = Field(default=128 * 2**20, description="Object store per simulated host.")
-    cpus_per_host: int = Field(default=1, ge=1, description="Ray CPUs each simulated host advertises (whole CPUs, as `ray start` takes; real CPU is shared).")
-    head_cpus: int = Field(default=2, ge=0, description="Ray CPUs on the head node (job drivers, Serve proxy and controller), whole CPUs.")
-    temp_dir: str | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
+    cpus_per_host: int = Field(default=1, ge=1, le=1024, description="At most 1024. Ray CPUs each simulated host advertises (whole CPUs, as `ray start` takes; real CPU is shared).")
+    head_cpus: int = Field(default=2, ge=0, le=1024, description="At most 1024. Ray CPUs on the head node (job drivers, Serve proxy and controller), whole CPUs.")
+    temp_dir: Text | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
     dashboard_port: int | None = Field(default=None, ge=1, le=65535, description="Ray dashboard port; default: a free port.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port of Serve's HTTP proxy: services answer at http://127.0.0.1:<servePort>/<routePrefix>.")
 
 
 class KubeRaySpec(Model):
     namespace: Name = Field(default="rayfleet", description="Namespace the RayClusters live in.")
-    kubeconfig: str | None = Field(default=None, description="Path of a kubeconfig; empty uses in-cluster config or the default kubeconfig.")
-    context: str | None = Field(default=None, description="kubeconfig context.")
+    kubeconfig: Text | None = Field(default=None, description="Path of a kubeconfig; empty uses in-cluster config or the default kubeconfig.")
+    context: Text | None = Field(default=None, description="kubeconfig context.")
     in_cluster: bool = Field(default=False, description="Use the pod's service account.")
-    image: str = Field(default="rayproject/ray:2.60.0-py311", description="Ray image for head and workers.")
-    ray_version: str = Field(default="2.60.0", description="Ray version (RayCluster spec.rayVersion).")
-    ttl_seconds_after_finished: int = Field(default=300, ge=0, description="RayJob ttlSecondsAfterFinished.")
-    head_cpu: str = Field(default="4", description="Head pod CPU.")
-    head_memory: str = Field(default="16Gi", description="Head pod memory.")
+    image: Text = Field(default="rayproject/ray:2.60.0-py311", description="Ray image for head and workers.")
+    ray_version: str = Field(default="2.60.0", max_length=64, description="Ray version (RayCluster spec.rayVersion).")
+    ttl_seconds_after_finished: int = Field(default=300, ge=0, le=int(limits.DURATION_MAX_S), description="RayJob ttlSecondsAfterFinished; at most 90 days.")
+    head_cpu: str = Field(default="4", max_length=64, description="Head pod CPU.")
+    head_memory: str = Field(default="16Gi", max_length=64, description="Head pod memory.")
 
 
 class ClusterSpec(Model):

@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import Document, Duration, Model, Name
+from .base import Document, Duration, Labels, Model, Name
 
 
 class FlavorSpec(Model):
     pool: Name = Field(description="The pool whose hosts this flavor stands for.")
-    node_labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels (beyond the pool's own) that select this flavor's hosts.")
+    node_labels: Labels = Field(default_factory=dict, description="Extra node labels (beyond the pool's own) that select this flavor's hosts; at most 64.")
 
 
 class Flavor(Document):

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources, WorkloadMeta
+from . import limits
+from .base import (
+    ACCELERATOR_RESOURCES,
+    Document,
+    Duration,
+    JsonObject,
+    Labels,
+    Model,
+    Name,
+    Resources,
+    Text,
+    WorkloadMeta,
+)
 from .pool import Accelerator
 
 
@@ -20,7 +32,7 @@ class PlacementStrategy(StrEnum):
 
 
 class GangSpec(Model):
-    workers: int = Field(default=1, ge=1, le=4096, description="Number of workers (Ray Train ScalingConfig.num_workers); all start together or none does.")
+    workers: int = Field(default=1, ge=1, le=limits.WORKERS_MAX, description="Number of workers (Ray Train ScalingConfig.num_workers), 1 to 4096; all start together or none does.")
     resources_per_worker: Resources = Field(default_factory=lambda: {"cpu": 1000}, description="Resources each worker needs, e.g. {cpu: 1, nvidia.com/gpu: 8}.")
     accelerator: Accelerator | None = Field(default=None, description="Accelerator the workers need (GKE name); restricts the job to flavors of matching pools.")
     placement_strategy: PlacementStrategy | None = Field(default=None, description="Placement group strategy; default PACK for GPUs, STRICT_SPREAD (one host each, one slice) for multi-host TPU.")
@@ -43,13 +55,13 @@ class GangSpec(Model):
 
 
 class TrainAppRef(Model):
-    module: str = Field(pattern=r"^[A-Za-z_][\w.]*$", description="Python module of a train app, e.g. train_apps.ddp_synthetic.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Keyword config passed to the app's train loop.")
+    module: str = Field(pattern=r"^[A-Za-z_][\w.]*$", max_length=256, description="Python module of a train app, e.g. train_apps.ddp_synthetic.")
+    config: JsonObject = Field(default_factory=dict, description="Keyword config passed to the app's train loop; at most 256 KiB as JSON.")
 
 
 class CheckpointSpec(Model):
-    storage_path: str | None = Field(default=None, description="Where checkpoints are kept (a directory or gs:// path); default: the service's data directory.")
-    num_to_keep: int = Field(default=2, ge=1, description="Checkpoints kept per job.")
+    storage_path: Text | None = Field(default=None, description="Where checkpoints are kept (a directory or gs:// path); default: the service's data directory.")
+    num_to_keep: int = Field(default=2, ge=1, le=limits.CHECKPOINTS_KEPT_MAX, description="Checkpoints kept per job (1 to 1000).")
 
 
 class FailurePolicy(Model):
@@ -62,25 +74,27 @@ class FailurePolicy(Model):
     on its own; the rule lives in ``rayfleet.server.transitions``.
     """
 
-    max_restarts: int = Field(default=3, ge=0, le=1000, description="Requeues after failures (the program failed) before the job fails with reason BackoffLimitExceeded and its last error. Disruptions never count here.")
+    max_restarts: int = Field(default=3, ge=0, le=limits.RESTARTS_MAX, description="Requeues after failures (the program failed) before the job fails with reason BackoffLimitExceeded and its last error; at most 1000. Disruptions never count here.")
     max_disruptions: int = Field(default=30, ge=0, le=10000, description="Requeues after disruptions (preemption, host lost, run lost/stopped/suspended by the backend, capacity fallback or resubmission, failed launch) before the job fails with reason DisruptionLimitExceeded.")
     disruption_backoff: Duration = Field(default=10.0, ge=0, description="After a backend disruption (host lost, run lost/stopped/suspended, failed launch) the job is not considered by quota for backoff x 2^(n-1) seconds (n: disruptions so far), at most 10 minutes; see status.notBefore. Preemptions and capacity fallbacks requeue at once.")
 
 
 class TrainJobSpec(Model):
-    entrypoint: str | None = Field(default=None, min_length=1, description="Shell command run as the job's driver (as in `ray job submit -- CMD`).")
+    entrypoint: str | None = Field(default=None, min_length=1, description="Shell command run as the job's driver (as in `ray job submit -- CMD`); at most 64 KiB.")
     train_app: TrainAppRef | None = Field(default=None, description="A train app run by rayfleet's TorchTrainer launcher; alternative to entrypoint.")
     queue: Name = Field(description="Queue (ClusterQueue) the job is admitted through.")
     priority_class: Name | None = Field(default=None, description="Priority class; default: the class marked default, else priority 0.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels (team, cost centre, experiment) carried into metrics and cost reports.")
+    labels: Labels = Field(default_factory=dict, description="Labels (team, cost centre, experiment) carried into metrics and cost reports; at most 64, values up to 1024 characters.")
     gang: GangSpec = Field(default_factory=GangSpec, description="The gang: workers x resources, all reserved at once.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage.")
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy, description="How often to restart after failures.")
-    max_run_duration: Duration | None = Field(default=None, gt=0, description="Longest the job may run, counted from when its first attempt started running (requeues included). Past it the controller stops the job and it ends FAILED with reason DeadlineExceeded, never requeued. On GKE each RayJob also carries it as activeDeadlineSeconds, an in-cluster backstop whose report ends the job the same way.")
-    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env (working_dir, pip, env_vars, ...).")
+    max_run_duration: Duration | None = Field(default=None, gt=0, description="Longest the job may run, counted from when its first attempt started running (requeues included). Past it the controller stops the job and it ends FAILED with reason DeadlineExceeded, never requeued. On GKE each RayJob also carries it as activeDeadlineSeconds, an in-cluster backstop whose report ends the job the same way. At most 90 days.")
+    runtime_env: JsonObject = Field(default_factory=dict, description="Ray runtime_env (working_dir, pip, env_vars, ...); at most 256 KiB as JSON.")
 
     @model_validator(mode="after")
     def _one_program(self) -> TrainJobSpec:
+        if self.entrypoint is not None and len(self.entrypoint.encode()) > limits.ENTRYPOINT_MAX_BYTES:
+            raise ValueError(f"entrypoint: is {len(self.entrypoint.encode())} bytes; at most {limits.ENTRYPOINT_MAX_BYTES} bytes (64 KiB)")
         if (self.entrypoint is None) == (self.train_app is None):
             raise ValueError("entrypoint: give exactly one of entrypoint or trainApp")
         return self

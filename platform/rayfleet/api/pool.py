@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from . import limits
 from .base import CPU, GPU, MEMORY, TPU, CpuQuantity, Document, Duration, MemoryQuantity, Model
 
 
@@ -68,8 +69,8 @@ _RAY_TYPES = {
 
 class ReservationProvisioning(Model):
     mode: Literal["reservation"] = Field(description="Capacity from a specific Compute Engine reservation.")
-    reservation_name: str = Field(min_length=1, description="Name of the reservation (cloud.google.com/reservation-name).")
-    reservation_project: str | None = Field(default=None, description="Project owning a shared reservation.")
+    reservation_name: str = Field(min_length=1, max_length=256, description="Name of the reservation (cloud.google.com/reservation-name).")
+    reservation_project: str | None = Field(default=None, max_length=256, description="Project owning a shared reservation.")
 
 
 class DwsFlexProvisioning(Model):
@@ -131,16 +132,16 @@ def topology_chips(topology: str) -> int:
 class PoolSpec(Model):
     accelerator: Accelerator | None = Field(default=None, description="GKE accelerator name; empty for a CPU-only pool.")
     accelerators_per_host: int = Field(default=0, ge=0, le=16, description="GPUs or TPU chips on each host.")
-    machine_type: str = Field(min_length=1, description="Compute Engine machine type, e.g. a3-highgpu-8g or ct5lp-hightpu-4t.")
-    tpu_topology: str | None = Field(default=None, pattern=r"^\d+x\d+(x\d+)?$", description="TPU slice topology, e.g. 2x4 or 2x2x2 (TPU pools only).")
-    hosts_per_slice: int | None = Field(default=None, ge=1, description="Hosts in one TPU slice; derived from the topology (chips / acceleratorsPerHost); if given it must agree.")
-    cpu_per_host: CpuQuantity = Field(default=8000, description="Allocatable CPU of one host (cores or millicores, e.g. 8 or 7500m).")
-    memory_per_host: MemoryQuantity = Field(default=32 * 2**30, description="Allocatable memory of one host (e.g. 64Gi).")
-    min_replicas: int = Field(default=0, ge=0, description="Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) the node pool keeps (GKE node-pool minimum; local: always all hosts).")
-    max_replicas: int = Field(ge=1, description="Most hosts (GPU/CPU pools) or slices (multi-host TPU pools); KubeRay worker group maxReplicas.")
+    machine_type: str = Field(min_length=1, max_length=256, description="Compute Engine machine type, e.g. a3-highgpu-8g or ct5lp-hightpu-4t.")
+    tpu_topology: str | None = Field(default=None, pattern=r"^\d{1,3}x\d{1,3}(x\d{1,3})?$", description="TPU slice topology, e.g. 2x4 or 2x2x2 (TPU pools only).")
+    hosts_per_slice: int | None = Field(default=None, ge=1, le=limits.HOSTS_PER_SLICE_MAX, description="Hosts in one TPU slice (at most 4096); derived from the topology (chips / acceleratorsPerHost); if given it must agree.")
+    cpu_per_host: CpuQuantity = Field(default=8000, description="Allocatable CPU of one host (cores or millicores, e.g. 8 or 7500m); at most 1024 cores.")
+    memory_per_host: MemoryQuantity = Field(default=32 * 2**30, description="Allocatable memory of one host (e.g. 64Gi); at most 64Ti.")
+    min_replicas: int = Field(default=0, ge=0, le=limits.POOL_REPLICAS_MAX, description="At most 10000. Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) the node pool keeps (GKE node-pool minimum; local: always all hosts).")
+    max_replicas: int = Field(ge=1, le=limits.POOL_REPLICAS_MAX, description="At most 10000. Most hosts (GPU/CPU pools) or slices (multi-host TPU pools); KubeRay worker group maxReplicas.")
     provisioning: Provisioning = Field(default_factory=lambda: OnDemandProvisioning(mode="on-demand"), description="Where the capacity comes from: reservation, dws-flex, dws-calendar, spot or on-demand.")
-    price_per_host_hour: float = Field(default=0.0, ge=0, description="Price of one host for one hour, in USD (for cost attribution).")
-    zone: str | None = Field(default=None, description="GCP zone of the node pool.")
+    price_per_host_hour: float = Field(default=0.0, ge=0, le=limits.PRICE_MAX, description="Price of one host for one hour, in USD (for cost attribution); at most 1000000.")
+    zone: str | None = Field(default=None, max_length=256, description="GCP zone of the node pool.")
 
     @model_validator(mode="after")
     def _check_shape(self) -> PoolSpec:

@@ -9,7 +9,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
 from pydantic.alias_generators import to_camel
 
-from .base import RESOURCE_NAMES, Document, Model, Name, format_quantity, parse_quantity
+from . import limits
+from .base import RESOURCE_NAMES, Document, Model, Name, Text, format_quantity, parse_quantity
 
 
 class QueueingStrategy(StrEnum):
@@ -43,6 +44,9 @@ class WhenCanPreempt(StrEnum):
     PREEMPT = "Preempt"
     TRY_NEXT_FLAVOR = "TryNextFlavor"
 
+
+#: Largest quota amount of any resource in its canonical unit (per resource: limits.QUANTITY_MAX).
+_AMOUNT_MAX = max(limits.QUANTITY_MAX.values())
 
 _AMOUNT_KEYS = ("nominalQuota", "nominal_quota", "borrowingLimit", "borrowing_limit", "lendingLimit", "lending_limit")
 
@@ -90,9 +94,9 @@ ResourceName = Annotated[str, AfterValidator(_known_resource)]
 
 class ResourceQuotaSpec(_QuotaAmounts):
     name: ResourceName = Field(description="Resource name: cpu, memory, nvidia.com/gpu or google.com/tpu.")
-    nominal_quota: int = Field(description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi).")
-    borrowing_limit: int | None = Field(default=None, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
-    lending_limit: int | None = Field(default=None, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
+    nominal_quota: int = Field(ge=0, le=_AMOUNT_MAX, description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi); at most 1000000 cpu, 1Ei memory, 1000000 accelerators.")
+    borrowing_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
+    lending_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
 
     @model_validator(mode="after")
     def _limits(self) -> ResourceQuotaSpec:
@@ -132,7 +136,7 @@ class ResourceGroup(Model):
 
 class BorrowWithinCohort(Model):
     policy: BorrowWithinCohortPolicy = Field(default=BorrowWithinCohortPolicy.NEVER, description="Whether a borrowing workload may preempt lower-priority workloads in the cohort.")
-    max_priority_threshold: int | None = Field(default=None, description="Only workloads with priority at or below this may be preempted while borrowing.")
+    max_priority_threshold: int | None = Field(default=None, ge=-(2**31), le=10**9, description="Only workloads with priority at or below this may be preempted while borrowing.")
 
 
 class PreemptionSpec(Model):
@@ -147,11 +151,11 @@ class FlavorFungibility(Model):
 
 
 class FairSharing(Model):
-    weight: float = Field(default=1.0, ge=0, description="Share weight: higher weights get a larger share of borrowed capacity.")
+    weight: float = Field(default=1.0, ge=0, le=limits.WEIGHT_MAX, description="Share weight: higher weights get a larger share of borrowed capacity; at most 1000000.")
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
 
 
 class ScheduledQuota(_QuotaAmounts):
@@ -159,23 +163,23 @@ class ScheduledQuota(_QuotaAmounts):
 
     flavor: Name = Field(description="Flavor whose quota changes in the window.")
     resource: ResourceName = Field(description="Resource whose quota changes.")
-    nominal_quota: int = Field(description="Nominal quota during the window.")
-    borrowing_limit: int | None = Field(default=None, description="Borrowing limit during the window (empty: unchanged).")
-    lending_limit: int | None = Field(default=None, description="Lending limit during the window (empty: unchanged).")
+    nominal_quota: int = Field(ge=0, le=_AMOUNT_MAX, description="Nominal quota during the window.")
+    borrowing_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Borrowing limit during the window (empty: unchanged).")
+    lending_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Lending limit during the window (empty: unchanged).")
 
 
 class QuotaWindow(Model):
-    name: str = Field(min_length=1, description="Name of the window, e.g. business-hours.")
+    name: str = Field(min_length=1, max_length=256, description="Name of the window, e.g. business-hours.")
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
     start: str = Field(description="Start time HH:MM (inclusive).")
     end: str = Field(description="End time HH:MM (exclusive); an end before start wraps past midnight.")
-    timezone: str = Field(default="UTC", description="IANA time zone of start and end.")
+    timezone: str = Field(default="UTC", max_length=256, description="IANA time zone of start and end.")
     quotas: list[ScheduledQuota] = Field(min_length=1, description="Quotas in force during the window.")
 
     @field_validator("start", "end")
     @classmethod
     def _hhmm(cls, v: str) -> str:
-        if not _HHMM.match(v):
+        if not _HHMM.fullmatch(v):
             raise ValueError(f"{v!r} is not a time of day HH:MM")
         return v
 
@@ -231,7 +235,7 @@ class Cohort(Document):
 
 class PriorityClassSpec(Model):
     value: int = Field(ge=-(2**31), le=10**9, description="Higher values are admitted first and may preempt lower ones.")
-    description: str = Field(default="", description="What the class is for.")
+    description: Text = Field(default="", description="What the class is for.")
     default: bool = Field(default=False, description="Used when a workload names no priority class.")
 
 
@@ -244,9 +248,9 @@ class PriorityClass(Document):
 
 
 class TeamSpec(Model):
-    display_name: str = Field(default="", description="Human name of the team.")
-    cost_center: str = Field(default="", description="Cost centre charged for the team's usage.")
-    monthly_budget: float | None = Field(default=None, ge=0, description="Budget in USD per month (reported against, not enforced).")
+    display_name: Text = Field(default="", description="Human name of the team.")
+    cost_center: Text = Field(default="", description="Cost centre charged for the team's usage.")
+    monthly_budget: float | None = Field(default=None, ge=0, le=limits.BUDGET_MAX, description="Budget in USD per month (reported against, not enforced); at most 1e12.")
     namespace: Name | None = Field(default=None, description="Kubernetes namespace of the team on GKE (defaults to the team name).")
 
 

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import ACCELERATOR_RESOURCES, Document, Duration, Model, Name, Resources, SubmittedMeta
+from . import limits
+from .base import (
+    ACCELERATOR_RESOURCES,
+    Document,
+    Duration,
+    JsonObject,
+    Labels,
+    Model,
+    Name,
+    Resources,
+    SubmittedMeta,
+)
 from .pool import Accelerator
 
 
 class ReplicaGroupSpec(Model):
-    hosts_per_replica: int = Field(default=1, ge=1, le=64, description="Hosts in one replica: a leader (host 0) and hostsPerReplica-1 workers.")
+    hosts_per_replica: int = Field(default=1, ge=1, le=limits.HOSTS_PER_REPLICA_MAX, description="Hosts in one replica (1 to 64): a leader (host 0) and hostsPerReplica-1 workers.")
     resources_per_host: Resources = Field(default_factory=lambda: {"cpu": 1000}, description="Resources of each host of a replica.")
     accelerator: Accelerator | None = Field(default=None, description="Accelerator the replica needs (GKE name).")
 
@@ -32,9 +43,9 @@ SERVE_METRICS_INTERVAL_S = 10.0
 
 
 class AutoscalingSpec(Model):
-    min_replicas: int = Field(default=1, ge=0, description="Replicas always kept (admitted as one workload).")
-    max_replicas: int = Field(default=1, ge=1, description="Most replicas; each above minReplicas is its own quota request.")
-    target_ongoing_requests: float = Field(default=2.0, gt=0, description="Ray Serve target of ongoing requests per replica.")
+    min_replicas: int = Field(default=1, ge=0, le=limits.SERVICE_REPLICAS_MAX, description="Replicas always kept (admitted as one workload); at most 1000.")
+    max_replicas: int = Field(default=1, ge=1, le=limits.SERVICE_REPLICAS_MAX, description="Most replicas (at most 1000); each above minReplicas is its own quota request.")
+    target_ongoing_requests: float = Field(default=2.0, gt=0, le=limits.TARGET_ONGOING_REQUESTS_MAX, description="Ray Serve target of ongoing requests per replica: a finite number above 0, at most 100000.")
     upscale_delay: Duration = Field(default=30.0, description="How long load must stay high before scaling up.")
     downscale_delay: Duration = Field(default=600.0, description="How long load must stay low before scaling down.")
     look_back_period: Duration | None = Field(
@@ -59,15 +70,15 @@ class AutoscalingSpec(Model):
 
 
 class ServiceSpec(Model):
-    import_path: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="Serve application import path, module:attribute.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments for the application builder.")
+    import_path: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_length=256, description="Serve application import path, module:attribute.")
+    args: JsonObject = Field(default_factory=dict, description="Arguments for the application builder; at most 256 KiB as JSON.")
     replica_group: ReplicaGroupSpec = Field(default_factory=ReplicaGroupSpec, description="Shape of one replica (a leader-worker group).")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Replica bounds and Serve autoscaling.")
-    route_prefix: str = Field(default="/", pattern=r"^/[\w\-/.]*$", description="HTTP route prefix under the Serve proxy.")
+    route_prefix: str = Field(default="/", pattern=r"^/[\w\-/.]*$", max_length=256, description="HTTP route prefix under the Serve proxy.")
     queue: Name = Field(description="Queue whose quota the replicas draw on.")
     priority_class: Name | None = Field(default=None, description="Priority class of the replicas.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels for metrics and cost.")
-    runtime_env: dict[str, Any] = Field(default_factory=dict, description="Ray runtime_env.")
+    labels: Labels = Field(default_factory=dict, description="Labels for metrics and cost; at most 64, values up to 1024 characters.")
+    runtime_env: JsonObject = Field(default_factory=dict, description="Ray runtime_env; at most 256 KiB as JSON.")
 
 
 class ServiceState(StrEnum):

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 from ..version import __version__
 from . import errors_http, ray_jobs_api, routes
 from .fleet import Fleet
+from .limits import BodyLimits
 
 
 def create_app(fleet: Fleet, *, start_controller: bool = True) -> FastAPI:
@@ -34,6 +35,7 @@ def create_app(fleet: Fleet, *, start_controller: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet = fleet
+    app.add_middleware(BodyLimits)  # body caps (413) and strict JSON numbers (422), before any route
     errors_http.install(app)
     app.include_router(routes.router)
     app.include_router(ray_jobs_api.router)

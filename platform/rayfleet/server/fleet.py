@@ -124,9 +124,9 @@ class Fleet:
             raise Conflict(f"job {name!r} is {rec.doc.status.state.value}; stop it before deleting it", field="status.state")  # type: ignore[attr-defined]
         self.store.delete("TrainJob", name)
 
-    def events(self, rec: Record) -> list[Event]:
+    def events(self, rec: Record, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """The events of the stored object (of its uid: never those of an earlier object of that name)."""
-        return self.store.events(rec.doc.KIND, rec.name, uid=getattr(rec.doc.metadata, "uid", None))
+        return self.store.events(rec.doc.KIND, rec.name, uid=getattr(rec.doc.metadata, "uid", None), after=after, limit=limit)
 
     def job_logs(self, name: str, principal: Principal) -> str:
         rec = self.get_job(name, principal)

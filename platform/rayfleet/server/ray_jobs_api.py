@@ -13,7 +13,7 @@ Metadata keys rayfleet reads (``--metadata-json``): ``queue``, ``priority`` (a p
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import secrets
 from typing import Any
 
@@ -23,11 +23,13 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from ray.dashboard.modules.version import CURRENT_VERSION
 
-from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob
+from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob, limits
 from ..backends.base import run_id_for
 from ..errors import FieldProblem, NotFound, RayfleetError, SpecError
 from .auth import Principal, bearer_token, principal
 from .fleet import Fleet
+from .limits import decode_json
+from .paging import log_tail, tail_items
 
 router = APIRouter()
 
@@ -102,16 +104,21 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
     resources: dict[str, Any] = {}
     problems: list[FieldProblem] = []
 
-    def number(field: str) -> float | None:
-        v = body.get(field)
+    def number(field: str, v: Any, maximum: float) -> float | None:
+        """A finite, non-negative amount of at most ``maximum`` (what one worker may ask for)."""
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            problems.append(FieldProblem(field=field, problem=f"must be a non-negative number, got {v!r}"))
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (isinstance(v, float) and not math.isfinite(v)):
+            problems.append(FieldProblem(field=field, problem=f"must be a finite, non-negative number, got {str(v)[:40]}"))
+            return None
+        if v > maximum:
+            problems.append(FieldProblem(field=field, problem=f"must be at most {maximum:g} (per worker), got {str(v)[:40]}"))
             return None
         return v
 
-    cpus, gpus, mem = number("entrypoint_num_cpus"), number("entrypoint_num_gpus"), number("entrypoint_memory")
+    cpus = number("entrypoint_num_cpus", body.get("entrypoint_num_cpus"), limits.PER_HOST_MAX[CPU] / 1000)
+    gpus = number("entrypoint_num_gpus", body.get("entrypoint_num_gpus"), limits.PER_HOST_MAX[GPU])
+    mem = number("entrypoint_memory", body.get("entrypoint_memory"), limits.PER_HOST_MAX[MEMORY])
     if cpus:
         resources[CPU] = f"{round(cpus * 1000)}m"
     if gpus:
@@ -124,10 +131,11 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
         problems.append(FieldProblem(field="entrypoint_resources", problem="expected an object of resource -> amount"))
         custom = {}
     ray_accel = {a.ray_type: a.value for a in Accelerator}
-    for key, amount in custom.items():
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
-            problems.append(FieldProblem(field=f"entrypoint_resources.{key}", problem=f"must be a non-negative number, got {amount!r}"))
-        elif key == "TPU" or key == TPU:
+    for key, given in custom.items():
+        amount = number(f"entrypoint_resources.{key}", given, limits.PER_HOST_MAX[TPU])
+        if amount is None:
+            continue
+        if key == "TPU" or key == TPU:
             resources[TPU] = amount
         elif key == GPU:
             resources[GPU] = amount
@@ -157,7 +165,7 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
     # Ray Jobs never retry a failed entrypoint; keep that unless the submitter asks for restarts.
     spec["failurePolicy"] = {"maxRestarts": metadata.get("maxRestarts", 0)}
     try:
-        return TrainJob.model_validate({
+        return TrainJob.accept({
             "metadata": {"name": submission_id, "annotations": {str(k): str(v) for k, v in metadata.items()}},
             "spec": spec,
         })
@@ -168,7 +176,8 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
         mapped = []
         for p in pydantic_problems(e, file=None, document=None):
             field = p.field
-            for ours, theirs in (("metadata.name", "submission_id"), ("spec.gang.workers", "metadata.workers"),
+            for ours, theirs in (("metadata.name", "submission_id"), ("metadata.annotations", "metadata"), ("spec.labels", "metadata"),
+                                 ("spec.entrypoint", "entrypoint"), ("spec.gang.workers", "metadata.workers"),
                                  ("spec.gang.accelerator", "metadata.accelerator"), ("spec.priorityClass", "metadata.priority"),
                                  ("spec.queue", "metadata.queue"), ("spec.gang.placementStrategy", "metadata.placement"),
                                  ("spec.runtimeEnv", "runtime_env"), ("spec.failurePolicy.maxRestarts", "metadata.maxRestarts"), ("spec.gang.resourcesPerWorker", "entrypoint_resources")):
@@ -216,7 +225,7 @@ async def submit(request: Request) -> Response:
     try:
         caller = principal(request)
         try:
-            body = json.loads(await request.body() or b"null")
+            body = decode_json(await request.body() or b"null")
         except ValueError as e:
             raise SpecError(FieldProblem(field="(body)", problem=f"malformed JSON: {e}")) from None
         job = job_from_request(body, caller, fleet)
@@ -240,12 +249,26 @@ def _answer(request: Request, job_id: str, action) -> Response:
         return _text_error(e)
 
 
-@router.get("/api/jobs/", tags=["ray-jobs"], summary="Ray Jobs API: list")
+@router.get("/api/jobs/", tags=["ray-jobs"], summary="Ray Jobs API: list (the newest 500 jobs, at most 8 MiB; "
+            "header X-Rayfleet-Jobs-Total counts them all, GET /api/v1/jobs pages through all)")
 def list_jobs(request: Request) -> Response:
     def action(fleet: Fleet, caller: Principal):
-        return [_details(r.doc) for r in fleet.store.list("TrainJob", team=None if caller.admin else caller.team)]  # type: ignore[arg-type]
+        team = None if caller.admin else caller.team
 
-    return _answer(request, "", action)
+        def every():
+            cursor: int | None = 0
+            while cursor is not None:
+                recs, cursor = fleet.store.page("TrainJob", team=team, states=None, limit=limits.LIST_PAGE_MAX_ITEMS, cursor=cursor)
+                yield from (_details(r.doc) for r in recs)  # type: ignore[arg-type]
+
+        items, total[0] = tail_items(every())
+        return items
+
+    total = [0]
+    response = _answer(request, "", action)
+    if response.status_code == 200:
+        response.headers["X-Rayfleet-Jobs-Total"] = str(total[0])
+    return response
 
 
 @router.get("/api/jobs/{job_id}", tags=["ray-jobs"], summary="Ray Jobs API: status")
@@ -273,9 +296,10 @@ def delete(job_id: str, request: Request) -> Response:
     return _answer(request, job_id, action)
 
 
-@router.get("/api/jobs/{job_id}/logs", tags=["ray-jobs"], summary="Ray Jobs API: logs")
+@router.get("/api/jobs/{job_id}/logs", tags=["ray-jobs"], summary="Ray Jobs API: logs (the last 1 MiB, after a first line "
+            "saying it was cut; GET /api/v1/jobs/{name}/logs pages through all)")
 def logs(job_id: str, request: Request) -> Response:
-    return _answer(request, job_id, lambda fleet, caller: {"logs": fleet.job_logs(job_id, caller)})
+    return _answer(request, job_id, lambda fleet, caller: {"logs": log_tail(fleet.job_logs(job_id, caller))})
 
 
 @router.websocket("/api/jobs/{job_id}/logs/tail")
@@ -306,7 +330,7 @@ async def tail(websocket: WebSocket, job_id: str) -> None:
             if len(text) < sent:  # logs of a new attempt replaced the live view
                 sent = 0
             if len(text) > sent:
-                await websocket.send_text(text[sent:])
+                await websocket.send_text(log_tail(text[sent:]))  # one message carries at most the last 1 MiB
                 sent = len(text)
             if job.status.state.terminal:
                 break

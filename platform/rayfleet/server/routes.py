@@ -6,13 +6,14 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from ..api import JobState, Service, TrainJob
+from ..api import JobState, Service, TrainJob, limits
 from ..errors import FieldProblem, SpecError
 from .auth import Principal, principal
 from .fleet import Fleet
+from .paging import fill_page, log_page
 from .store import Record
 
 log = logging.getLogger("rayfleet.routes")
@@ -25,6 +26,9 @@ def fleet_of(request: Request) -> Fleet:
 
 
 FleetDep = Annotated[Fleet, Depends(fleet_of)]
+PageSize = Annotated[int, Query(ge=1, le=limits.LIST_PAGE_MAX_ITEMS, description="Page size (at most 500; a page also stops at 8 MiB of items).")]
+Cursor = Annotated[int, Query(ge=0, le=limits.CURSOR_MAX, description="Cursor from the previous page's next (0 to 2^63-1).")]
+NEXT_HEADER = "X-Next-Cursor"
 
 
 class Page(BaseModel):
@@ -44,7 +48,7 @@ def _parse(kind: type, body: dict[str, Any], name_required: bool = True):
         raise SpecError(FieldProblem(field="(body)", problem="expected a JSON object"))
     if "status" in body:
         raise SpecError(FieldProblem(field="status", problem="status is set by rayfleet; submit metadata and spec only"))
-    return kind.model_validate(body)
+    return kind.accept(body)
 
 
 # ------------------------------------------------------------------ platform objects
@@ -119,21 +123,30 @@ def list_jobs(
     state: Annotated[list[JobState] | None, Query(description="Only these states.")] = None,
     queue: Annotated[str | None, Query(description="Only this queue.")] = None,
     team: Annotated[str | None, Query(description="Only this team (admins).")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
-    cursor: Annotated[int, Query(ge=0, description="Cursor from the previous page's next.")] = 0,
+    limit: PageSize = 100,
+    cursor: Cursor = 0,
 ) -> Page:
     if not caller.admin:
         if team is not None and team != caller.team:
             caller.require(team, f"jobs of team {team!r}")
         team = caller.team
     states = [s.value for s in state] if state else None
-    items: list[dict[str, Any]] = []
-    nxt: int | None = cursor
-    # Queue filtering happens after the store's page; keep paging until the page is full.
-    while nxt is not None and len(items) < limit:
-        recs, nxt = fleet.store.page("TrainJob", team=team, states=states, limit=limit, cursor=nxt)
-        items += [_wire(r) for r in recs if queue is None or r.doc.spec.queue == queue]  # type: ignore[attr-defined]
-    return Page(items=items[:limit], next=nxt)
+    # Queue filtering happens after the store's page; fill_page keeps paging until the page is full.
+    items, nxt = _page(fleet, "TrainJob", team, states, cursor, limit,
+                       keep=lambda r: queue is None or r.doc.spec.queue == queue)  # type: ignore[attr-defined]
+    return Page(items=items, next=nxt)
+
+
+def _page(fleet: Fleet, kind: str, team: str | None, states: list[str] | None, cursor: int, limit: int, keep=lambda _: True):
+    def batch(after: int, n: int):
+        return fleet.store.page(kind, team=team, states=states, limit=n, cursor=after)
+
+    return fill_page(batch, cursor, limit, _wire, keep, recut=lambda after, n: batch(after, n)[1])
+
+
+def _listed(items: list[dict[str, Any]], nxt: int | None) -> JSONResponse:
+    headers = {NEXT_HEADER: str(nxt)} if nxt is not None else {}
+    return JSONResponse(items, headers=headers)
 
 
 @router.get("/jobs/{name}", summary="One job")
@@ -141,18 +154,38 @@ def get_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
     return _wire(fleet.get_job(name, caller))
 
 
-@router.get("/jobs/{name}/events", summary="A job's event log (admissions, interruptions, recoveries)")
-def job_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    return _events(fleet, fleet.get_job(name, caller))
+EventsSize = Annotated[int, Query(ge=1, le=1000, description="Most events in this page (at most 1000).")]
+EventsAfter = Annotated[int, Query(ge=0, le=limits.CURSOR_MAX, description="Only events after this event id (the previous page's X-Next-Cursor).")]
 
 
-def _events(fleet: Fleet, rec: Record) -> list[dict[str, Any]]:
-    return [{"ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in fleet.events(rec)]
+@router.get("/jobs/{name}/events", summary="A job's event log (admissions, interruptions, recoveries), oldest first; "
+            "a full page carries the cursor of the next in the X-Next-Cursor header")
+def job_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> list[dict[str, Any]]:
+    return _events(fleet, fleet.get_job(name, caller), after, limit)  # type: ignore[return-value]
 
 
-@router.get("/jobs/{name}/logs", response_class=PlainTextResponse, summary="A job's logs, all attempts")
-def job_logs(name: str, fleet: FleetDep, caller: Caller) -> str:
-    return fleet.job_logs(name, caller)
+def _events(fleet: Fleet, rec: Record, after: int, limit: int) -> JSONResponse:
+    events = fleet.events(rec, after=after, limit=limit)
+    items = [{"id": e.id, "ts": e.ts, "type": e.type, "message": e.message, "data": e.data} for e in events]
+    return _listed(items, events[-1].id if len(events) == limit else None)
+
+
+LOG_HEADERS = ("X-Log-Offset", "X-Next-Offset", "X-Log-Size")
+
+
+@router.get("/jobs/{name}/logs", response_class=PlainTextResponse,
+            summary="A job's logs, all attempts, one page of bytes: headers X-Log-Offset, X-Next-Offset (pass as ?offset= for the "
+            "next page) and X-Log-Size (bytes so far); the page is complete when X-Next-Offset equals X-Log-Size")
+def job_logs(
+    name: str,
+    fleet: FleetDep,
+    caller: Caller,
+    offset: Annotated[int, Query(ge=0, le=limits.CURSOR_MAX, description="First byte of the page.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=limits.LOG_PAGE_MAX_BYTES, description="Most bytes in the page (at most 1 MiB).")] = limits.LOG_PAGE_MAX_BYTES,
+) -> Response:
+    page = log_page(fleet.job_logs(name, caller), offset, limit)
+    return Response(page.data, media_type="text/plain; charset=utf-8",
+                    headers=dict(zip(LOG_HEADERS, (str(page.offset), str(page.next_offset), str(page.size)), strict=True)))
 
 
 @router.post("/jobs/{name}/stop", summary="Stop a job (its whole gang)")
@@ -172,9 +205,10 @@ def deploy_service(fleet: FleetDep, caller: Caller, response: Response, body: An
     return _wire(rec)
 
 
-@router.get("/services", summary="List services")
-def list_services(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    return [_wire(r) for r in fleet.store.list("Service", team=None if caller.admin else caller.team)]
+@router.get("/services", summary="List services, paged: a page that is not the last carries the next cursor in the X-Next-Cursor header")
+def list_services(fleet: FleetDep, caller: Caller, limit: PageSize = limits.LIST_PAGE_MAX_ITEMS, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    items, nxt = _page(fleet, "Service", None if caller.admin else caller.team, None, cursor, limit)
+    return _listed(items, nxt)  # type: ignore[return-value]
 
 
 @router.get("/services/{name}", summary="One service: replicas wanted, granted, running, URL")
@@ -183,8 +217,8 @@ def get_service(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
 
 
 @router.get("/services/{name}/events", summary="A service's event log (admissions of replica groups, preemptions, deletion)")
-def service_events(name: str, fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    return _events(fleet, fleet.get_service(name, caller))
+def service_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> list[dict[str, Any]]:
+    return _events(fleet, fleet.get_service(name, caller), after, limit)  # type: ignore[return-value]
 
 
 @router.delete("/services/{name}", summary="Delete a service")
