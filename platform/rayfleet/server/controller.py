@@ -16,6 +16,7 @@ requeued as lost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -295,7 +296,7 @@ class Controller:
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
             try:
-                self.fleet.push_packages(job.spec.runtime_env)
+                req = dataclasses.replace(req, runtime_env=self.fleet.packages.hand_over(rec.team, req.runtime_env, self.backend))
                 self.backend.launch(req)
             except Exception as e:
                 log.exception("launch of %s failed", req.run_id)

@@ -5,7 +5,6 @@ here; it never launches anything itself (the controller does).
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from ..config import PlatformConfig
 from ..errors import Conflict, FieldProblem, SpecError
 from . import admission
 from .auth import Principal
+from .packages import Packages
 from .store import Record, Store
 
 
@@ -31,6 +31,7 @@ class Fleet:
         for sub in ("logs", "packages", "checkpoints"):
             (self.data_dir / sub).mkdir(exist_ok=True)
         self.store = Store(self.data_dir / "rayfleet.db")
+        self.packages = Packages(self.store, self.data_dir / "packages")
         self.services = ServiceManager(self)
         self.controller = Controller(self, interval=controller_interval)
 
@@ -66,6 +67,7 @@ class Fleet:
         placement = admission.check_job(self.config, job)
         team = self.team_of_queue(job.spec.queue)
         principal.require(team, f"queue {job.spec.queue!r}")
+        self.packages.check_owned(team, job.spec.runtime_env, "spec.runtimeEnv")
         existing = self.store.find("TrainJob", job.name)
         if existing is not None:
             if existing.doc.spec == job.spec:  # type: ignore[attr-defined]
@@ -139,34 +141,6 @@ class Fleet:
             return admission.check_gang(self.config, job.spec.queue, job.spec.gang, path="spec.gang")
         except (SpecError, KeyError):
             return ()
-
-    # ------------------------------------------------------------ packages (ray job submit --working-dir)
-
-    def store_package(self, uri: str, data: bytes) -> None:
-        name = uri.split("://", 1)[-1]
-        if "/" in name or name.startswith("."):
-            raise SpecError(FieldProblem(field="package_name", problem=f"invalid package name {name!r}"))
-        path = self.data_dir / "packages" / name
-        tmp = path.with_suffix(path.suffix + f".{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        self.store.add_package(uri, str(path), len(data))
-
-    def has_package(self, uri: str) -> bool:
-        path = self.store.package_path(uri)
-        return path is not None and Path(path).exists()
-
-    def push_packages(self, runtime_env: dict[str, Any]) -> None:
-        """Hand uploaded packages a runtime_env names to the backend's cluster before a launch."""
-        uris = []
-        wd = runtime_env.get("working_dir")
-        if isinstance(wd, str):
-            uris.append(wd)
-        uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
-        for uri in uris:
-            path = self.store.package_path(uri)
-            if path is not None:
-                self.backend.upload_package(uri, Path(path).read_bytes())
 
     # ------------------------------------------------------------ queues
 
