@@ -269,6 +269,8 @@ def test_size_cap_and_team_quota(api, fleet, team_a, team_b):
     assert api.put(url1, content=first, headers=team_a).status_code == 200
     r = api.put(url2, content=second, headers=team_a)
     assert r.status_code == 413 and "package quota" in r.text and "of 1.5 MiB used" in r.text and "RAYFLEET_PACKAGE_QUOTA_MIB" in r.text
+    # A refused upload leaves no blob behind (the disk holds only what quotas count).
+    assert {p.name for p in fleet.packages.directory.iterdir()} == {hashlib.sha256(first).hexdigest()}
     assert api.put(url2, content=second, headers=team_b).status_code == 200  # team b's quota is its own
     assert [r[0] for r in rows(fleet, "team-a")] == ["gcs://pkg1-1.0-py3-none-any.whl"]
 

@@ -35,6 +35,7 @@ import secrets
 import stat
 import tarfile
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -265,6 +266,7 @@ class Packages:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.limits = limits or PackageLimits.from_env()
+        self._blobs_lock = threading.Lock()
 
     def _blob(self, digest: str) -> Path:
         return self.directory / digest
@@ -296,12 +298,16 @@ class Packages:
                 return False
             raise Conflict(f"package {name} was already uploaded by team {owner!r} with other contents; packages are write-once", field="package_name")
         verified = check_content(uri, data, self.limits)
-        blob = self._blob(digest)
-        if not blob.exists():
-            tmp = blob.with_name(f".{digest}.{secrets.token_hex(4)}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(blob)
-        outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
+        with self._blobs_lock:  # a blob is written, recorded or removed by one upload at a time
+            blob = self._blob(digest)
+            written = not blob.exists()
+            if written:
+                tmp = blob.with_name(f".{digest}.{secrets.token_hex(4)}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(blob)
+            outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
+            if outcome != "created" and written and not self.store.package_digest_used(digest):
+                blob.unlink()  # refused: leave nothing on disk that no quota counts
         if outcome == "different":
             raise Conflict(f"package {name} was already uploaded by team {owner!r} with other contents; packages are write-once", field="package_name")
         if outcome == "over_quota":

@@ -371,6 +371,10 @@ class Store:
         rows = self._q("SELECT digest, size, verified FROM packages WHERE uri=? AND team=?", (uri, team))
         return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
+    def package_digest_used(self, digest: str) -> bool:
+        """Whether any team's package has these bytes (blobs are shared by equal bytes)."""
+        return bool(self._q("SELECT 1 FROM packages WHERE digest=? LIMIT 1", (digest,)))
+
     def legacy_package_path(self, uri: str) -> str | None:
         """Where an upload from before packages had owners was kept (schema 1), or None."""
         rows = self._q("SELECT path FROM packages_v1 WHERE uri=?", (uri,))
