@@ -20,7 +20,7 @@ from ray._private.runtime_env.packaging import get_uri_for_directory, get_uri_fo
 from ray.job_submission import JobSubmissionClient
 
 from rayfleet.backends.runtime_env import package_uris, with_package_uris
-from rayfleet.server.packages import MIB, PackageLimits, cluster_uri, parse_uri
+from rayfleet.server.packages import EVICT_AFTER_S, MIB, PackageLimits, cluster_uri, evictable, parse_uri
 from rayfleet.server.store import Store
 
 
@@ -333,3 +333,37 @@ def test_uploads_from_before_owners_are_adopted_only_by_a_stored_job_at_launch(t
         assert pk.exists("team-a", uri) and not pk.exists("team-b", uri)
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------- quota room
+
+
+def test_evictable_is_oldest_unused_first_and_all_or_nothing():
+    pkgs = [("gcs://c", "dc", 30, 300.0), ("gcs://a", "da", 10, 100.0), ("gcs://b", "db", 20, 200.0), ("gcs://new", "dn", 50, 9000.0)]
+    now = 5000.0
+    assert evictable(pkgs, set(), 15, now) == [("gcs://a", "da"), ("gcs://b", "db")]
+    assert evictable(pkgs, {"gcs://a"}, 15, now) == [("gcs://b", "db")]
+    assert evictable(pkgs, set(), 61, now) == []            # the recent one is kept: not enough room
+    assert evictable(pkgs, set(), 61, 9000.0 + EVICT_AFTER_S) == [("gcs://a", "da"), ("gcs://b", "db"), ("gcs://c", "dc"), ("gcs://new", "dn")]
+
+
+def test_full_quota_drops_old_packages_no_unfinished_job_names(api, fleet, team_a, tmp_path):
+    wd = project(tmp_path / "wd")
+    sid = submit(ray_client(api, team_a), "team-a", working_dir=str(wd))  # QUEUED: its package is in use
+    used_uri = fleet.store.get("TrainJob", sid).doc.spec.runtime_env["working_dir"]
+    idle = zip_bytes({"main.py": b"print('old')"})
+    idle_uri = "gcs://_ray_pkg_" + hashlib.sha1(idle).hexdigest() + ".zip"
+    assert api.put(f"/api/packages/gcs/{name_of(idle_uri)}", content=idle, headers=team_a).status_code == 200
+    fleet.store._db.execute("UPDATE packages SET created_at = created_at - ?", (2 * EVICT_AFTER_S,))
+    held = sum(r[2] for r in rows(fleet, "team-a"))
+    fleet.packages.limits = PackageLimits(quota_bytes=held + 100)
+    new = zip_bytes({"main.py": b"print('new')" * 20})
+    new_uri = "gcs://_ray_pkg_" + hashlib.sha1(new).hexdigest() + ".zip"
+    assert api.put(f"/api/packages/gcs/{name_of(new_uri)}", content=new, headers=team_a).status_code == 200
+    assert {r[0] for r in rows(fleet, "team-a")} == {used_uri, new_uri}  # the idle one made room
+    assert not (fleet.packages.directory / hashlib.sha256(idle).hexdigest()).exists()
+    # What is left is in use or new: a package that needs more room is refused.
+    more = zip_bytes({"x.bin": hashlib.sha256(b"m").digest() * 64})
+    r = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(more).hexdigest() + ".zip", content=more, headers=team_a)
+    assert r.status_code == 413 and "package quota" in r.text
+    assert used_uri in {r[0] for r in rows(fleet, "team-a")}

@@ -22,6 +22,10 @@ packages it uploaded itself; two teams uploading the same name each own their ow
 are stored once when they are equal). At launch the job's team's copy is handed to the cluster
 under a name derived from the SHA-256 of its bytes (:func:`cluster_uri`), so packages of two
 teams never meet under one name there either.
+
+Limits (:class:`PackageLimits`): a size cap per package, caps on what an archive unpacks to, and a
+storage quota per team; an upload that would exceed the quota first drops the team's packages no
+unfinished job names (:func:`evictable`).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import stat
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..api import JobState
 from ..backends.base import Backend
 from ..backends.runtime_env import package_uris, with_package_uris
 from ..errors import Conflict, FieldProblem, Forbidden, RayfleetError, SpecError
@@ -254,6 +260,26 @@ def check_content(uri: str, data: bytes, limits: PackageLimits) -> bool:
     return False
 
 
+#: A package is not dropped for quota room in its first hour: Ray's client checks that it exists
+#: (GET) and then submits the job that names it.
+EVICT_AFTER_S = 3600.0
+
+
+def evictable(packages: list[tuple[str, str, int, float]], in_use: set[str], needed: int, now: float) -> list[tuple[str, str]]:
+    """Which of a team's packages (``(uri, digest, size, created_at)``) to drop to free ``needed``
+    bytes: those no unfinished job names and older than :data:`EVICT_AFTER_S`, oldest first.
+    Empty when they cannot free enough (then nothing is dropped)."""
+    out, freed = [], 0
+    for uri, digest, size, created in sorted(packages, key=lambda p: (p[3], p[0])):
+        if freed >= needed:
+            break
+        if uri in in_use or now - created < EVICT_AFTER_S:
+            continue
+        out.append((uri, digest))
+        freed += size
+    return out if freed >= needed else []
+
+
 # ---------------------------------------------------------------------- the packages of a fleet
 
 
@@ -306,6 +332,8 @@ class Packages:
                 tmp.write_bytes(data)
                 tmp.replace(blob)
             outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
+            if outcome == "over_quota" and self._evict(owner, used + len(data) - self.limits.quota_bytes, time.time()):
+                outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
             if outcome != "created" and written and not self.store.package_digest_used(digest):
                 blob.unlink()  # refused: leave nothing on disk that no quota counts
         if outcome == "different":
@@ -316,6 +344,20 @@ class Packages:
         if outcome == "created" and not verified:
             log.info("package %s of team %s kept unverified (its name is not a hash of its files)", uri, owner)
         return outcome == "created"
+
+    def _evict(self, team: str, needed: int, now: float) -> bool:
+        """Make room for ``needed`` bytes in ``team``'s quota by dropping its packages no unfinished
+        job of the team names, oldest first (see :func:`evictable`). Returns whether it made room."""
+        unfinished = [s.value for s in JobState if not s.terminal]
+        in_use = {uri for rec in self.store.list("TrainJob", team=team, states=unfinished)
+                  for _, uri in package_uris(rec.doc.spec.runtime_env)}  # type: ignore[attr-defined]
+        victims = evictable(self.store.team_packages(team), in_use, needed, now)
+        for uri, digest in victims:
+            self.store.delete_package(uri, team)
+            if not self.store.package_digest_used(digest):
+                self._blob(digest).unlink(missing_ok=True)
+            log.info("package %s of team %s dropped to make room in the team's package quota", uri, team)
+        return bool(victims)
 
     def check_owned(self, team: str | None, runtime_env: dict[str, Any] | None, prefix: str) -> None:
         """Refuse a runtime_env naming a package ``team`` did not upload; fields are named

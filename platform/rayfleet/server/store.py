@@ -371,6 +371,14 @@ class Store:
         rows = self._q("SELECT digest, size, verified FROM packages WHERE uri=? AND team=?", (uri, team))
         return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
+    def team_packages(self, team: str) -> list[tuple[str, str, int, float]]:
+        """``(uri, digest, size, created_at)`` of every package ``team`` holds, oldest first."""
+        return [tuple(r) for r in self._q("SELECT uri, digest, size, created_at FROM packages WHERE team=? ORDER BY created_at, uri", (team,))]  # type: ignore[misc]
+
+    def delete_package(self, uri: str, team: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM packages WHERE uri=? AND team=?", (uri, team))
+
     def package_digest_used(self, digest: str) -> bool:
         """Whether any team's package has these bytes (blobs are shared by equal bytes)."""
         return bool(self._q("SELECT 1 FROM packages WHERE digest=? LIMIT 1", (digest,)))
