@@ -367,3 +367,43 @@ def test_full_quota_drops_old_packages_no_unfinished_job_names(api, fleet, team_
     r = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(more).hexdigest() + ".zip", content=more, headers=team_a)
     assert r.status_code == 413 and "package quota" in r.text
     assert used_uri in {r[0] for r in rows(fleet, "team-a")}
+
+
+def _wheel(path: Path) -> Path:
+    """A minimal pure-Python wheel, my_lib 1.2.0, built by hand (PEP 427 layout)."""
+    import base64
+
+    files = {"my_lib/__init__.py": b"VALUE = 42\n",
+             "my_lib-1.2.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: my-lib\nVersion: 1.2.0\n",
+             "my_lib-1.2.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+    def line(name: str, data: bytes) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        return f"{name},sha256={digest},{len(data)}"
+
+    wheel = path / "my_lib-1.2.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("my_lib-1.2.0.dist-info/RECORD", "\n".join(line(n, d) for n, d in files.items()) + "\nmy_lib-1.2.0.dist-info/RECORD,,\n")
+    return wheel
+
+
+def test_wheel_is_kept_per_team_and_pip_installs_its_cluster_name(api, fleet, team_a, tmp_path):
+    import subprocess
+    import sys
+
+    wheel = _wheel(tmp_path)
+    sid = submit(ray_client(api, team_a), "team-a", py_modules=[str(wheel)])
+    uri = fleet.store.get("TrainJob", sid).doc.spec.runtime_env["py_modules"][0]
+    assert uri == "gcs://my_lib-1.2.0-py3-none-any.whl" and rows(fleet, "team-a")[0][3] == 0  # a wheel cannot be checked
+    env, [(target, blob)] = fleet.packages.for_launch("team-a", {"py_modules": [uri]})
+    assert env == {"py_modules": [target]} and target != uri
+    # The renamed wheel is what Ray's py_modules plugin pip-installs on the cluster.
+    staged = tmp_path / "staged" / name_of(target)
+    staged.parent.mkdir()
+    staged.write_bytes(blob.read_bytes())
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(staged)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "site" / "my_lib" / "__init__.py").read_text() == "VALUE = 42\n"
