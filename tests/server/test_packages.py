@@ -407,3 +407,33 @@ def test_wheel_is_kept_per_team_and_pip_installs_its_cluster_name(api, fleet, te
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (tmp_path / "site" / "my_lib" / "__init__.py").read_text() == "VALUE = 42\n"
+
+
+def test_corrupted_archives_are_4xx_never_5xx(api, team_a):
+    import tarfile
+
+    good = zip_bytes({"main.py": b"print('x')" * 200, "sub/a.py": b"A = 1\n" * 100})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("main.py")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"x=1\n"))
+    tgz = buf.getvalue()
+    variants = [good[: len(good) // 2], good[:-10]]
+    for pos in range(30, len(good) - 30, max(1, len(good) // 40)):
+        broken = bytearray(good)
+        broken[pos] ^= 0xFF
+        variants.append(bytes(broken))
+    for data in variants:
+        for name in ("_ray_pkg_0123456789abcdef.zip", "_ray_pkg_" + hashlib.sha1(data).hexdigest() + ".zip",
+                     "broken-1.0-py3-none-any.whl"):
+            r = api.put(f"/api/packages/gcs/{name}", content=data, headers=team_a)
+            assert r.status_code < 500, (name, r.status_code, r.text)
+    for data in (tgz[: len(tgz) // 2], tgz[:-4], tgz[:20] + bytes(len(tgz) - 20)):
+        r = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(data).hexdigest() + ".tar.gz", content=data, headers=team_a)
+        assert r.status_code < 500, r.text
+    garbage = b"\x1f\x8b" + bytes(200)
+    r = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(garbage).hexdigest() + ".tar.gz", content=garbage, headers=team_a)
+    assert r.status_code == 400 and "not a valid tar archive" in r.text, r.text
+    ok = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(tgz).hexdigest() + ".tar.gz", content=tgz, headers=team_a)
+    assert ok.status_code == 200

@@ -158,7 +158,7 @@ def _zip_entries(data: bytes, limits: PackageLimits) -> tuple[zipfile.ZipFile, l
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # untrusted bytes: any failure to read them is the uploader's
         raise _bad(f"not a valid zip archive: {e}", "(body)") from None
     if len(infos) > limits.max_entries:
         raise PackageTooLarge(f"the archive has {len(infos)} entries; at most {limits.max_entries} (RAYFLEET_PACKAGE_MAX_ENTRIES)")
@@ -192,7 +192,9 @@ def _check_tar(data: bytes, limits: PackageLimits) -> None:
                 total += member.size
                 if total > limits.max_unpacked_bytes:
                     raise PackageTooLarge(f"the archive unpacks to more than {_mib(limits.max_unpacked_bytes)} (RAYFLEET_PACKAGE_MAX_UNPACKED_MIB)")
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+    except RayfleetError:
+        raise
+    except Exception as e:  # untrusted bytes: any failure to read them is the uploader's
         raise _bad(f"not a valid tar archive: {e}", "(body)") from None
 
 
@@ -212,7 +214,9 @@ def _extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path, limi
                     if total > limits.max_unpacked_bytes:
                         raise PackageTooLarge(f"the archive unpacks to more than {_mib(limits.max_unpacked_bytes)} (RAYFLEET_PACKAGE_MAX_UNPACKED_MIB)")
                     out.write(chunk)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
+        except RayfleetError:
+            raise
+        except Exception as e:  # untrusted bytes: any failure to read them is the uploader's
             raise _bad(f"entry {info.filename!r} cannot be read: {e}", "(body)") from None
 
 
