@@ -4,7 +4,10 @@ unbounded responses get a 4xx naming the field or the limit, on both APIs; never
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
+import zipfile
 
 import pytest
 
@@ -207,10 +210,15 @@ def test_package_upload_cap_counts_streamed_bytes(fleet):
 
 
 def test_package_under_the_json_cap_but_over_1_mib_is_accepted(api, fleet, team_a):
-    data = b"PK" + b"\0" * (2 * limits.MIB)
-    r = api.put("/api/packages/gcs/_ray_pkg_abc.zip", content=data, headers=team_a)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("weights.bin", os.urandom(2 * limits.MIB))
+    data = buf.getvalue()
+    assert len(data) > 2 * limits.MIB
+    name = "_ray_pkg_0123456789abcdef.zip"  # Ray's directory-package form; its hash cannot match: kept unverified
+    r = api.put(f"/api/packages/gcs/{name}", content=data, headers=team_a)
     assert r.status_code == 200, r.text
-    assert api.get("/api/packages/gcs/_ray_pkg_abc.zip", headers=team_a).status_code == 200
+    assert api.get(f"/api/packages/gcs/{name}", headers=team_a).status_code == 200
 
 
 # ------------------------------------------------------------------ paged and capped responses

@@ -22,6 +22,7 @@ never sees the HTTP facade.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -57,7 +58,7 @@ def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
 
 class Controller:
     def __init__(self, *, config: PlatformConfig, store: Store, backend: Backend, quota: QuotaBridge,
-                 services: ServiceManager, layout: DataLayout, push_packages: Callable[[dict[str, Any]], None],
+                 services: ServiceManager, layout: DataLayout, push_packages: Callable[[str | None, dict[str, Any]], dict[str, Any]],
                  clock: Callable[[], float] = time.time, interval: float = 1.0):
         self.config = config
         self.store = store
@@ -238,7 +239,7 @@ class Controller:
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
             try:
-                self.push_packages(job.spec.runtime_env)
+                req = dataclasses.replace(req, runtime_env=self.push_packages(rec.team, req.runtime_env))
                 self.backend.launch(req)
             except Exception as e:
                 log.exception("launch of %s failed", req.run_id)

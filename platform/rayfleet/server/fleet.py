@@ -6,11 +6,9 @@ nothing below it (controller, service manager, transitions) knows it.
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..api import JobState, Service, ServiceState, TrainJob
@@ -21,21 +19,9 @@ from . import admission, transitions
 from .auth import Principal
 from .controller import Controller
 from .layout import DataLayout
+from .packages import Packages
 from .services import ServiceManager
 from .store import Event, Record, Store
-
-
-def push_packages(store: Store, backend: Backend, runtime_env: dict[str, Any]) -> None:
-    """Hand uploaded packages a runtime_env names to the backend's cluster before a launch."""
-    uris = []
-    wd = runtime_env.get("working_dir")
-    if isinstance(wd, str):
-        uris.append(wd)
-    uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
-    for uri in uris:
-        path = store.package_path(uri)
-        if path is not None:
-            backend.upload_package(uri, Path(path).read_bytes())
 
 
 def _no_uid(meta: Any) -> None:
@@ -45,7 +31,8 @@ def _no_uid(meta: Any) -> None:
 
 class Fleet:
     def __init__(self, *, config: PlatformConfig, backend: Backend, store: Store, layout: DataLayout,
-                 controller: Controller, services: ServiceManager, clock: Callable[[], float] = time.time):
+                 controller: Controller, services: ServiceManager, packages: Packages,
+                 clock: Callable[[], float] = time.time):
         self.config = config
         self.backend = backend
         self.store = store
@@ -53,6 +40,7 @@ class Fleet:
         self.data_dir = layout.data_dir
         self.controller = controller
         self.services = services
+        self.packages = packages
         self.clock = clock
 
     # ------------------------------------------------------------ lifecycle
@@ -88,6 +76,7 @@ class Fleet:
         placement = admission.check_job(self.config, job)
         team = self.team_of_queue(job.spec.queue)
         principal.require(team, f"queue {job.spec.queue!r}")
+        self.packages.check_owned(team, job.spec.runtime_env, "spec.runtimeEnv")
         existing = self.store.find("TrainJob", job.name)
         if existing is not None:
             if existing.doc.spec == job.spec:  # type: ignore[attr-defined]
@@ -151,25 +140,6 @@ class Fleet:
 
     def checkpoint_dir(self, job: TrainJob) -> str:
         return self.layout.checkpoint_dir(job)
-
-    # ------------------------------------------------------------ packages (ray job submit --working-dir)
-
-    def store_package(self, uri: str, data: bytes) -> None:
-        name = uri.split("://", 1)[-1]
-        if "/" in name or name.startswith("."):
-            raise SpecError(FieldProblem(field="package_name", problem=f"invalid package name {name!r}"))
-        path = self.data_dir / "packages" / name
-        tmp = path.with_suffix(path.suffix + f".{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        self.store.add_package(uri, str(path), len(data))
-
-    def has_package(self, uri: str) -> bool:
-        path = self.store.package_path(uri)
-        return path is not None and Path(path).exists()
-
-    def push_packages(self, runtime_env: dict[str, Any]) -> None:
-        push_packages(self.store, self.backend, runtime_env)
 
     # ------------------------------------------------------------ queues
 

@@ -20,8 +20,9 @@ from ..backends.base import Backend
 from ..config import PlatformConfig, load_config
 from .app import create_app
 from .controller import Controller
-from .fleet import Fleet, push_packages
+from .fleet import Fleet
 from .layout import DataLayout
+from .packages import Packages
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .serving import serving_for
@@ -46,10 +47,12 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
     cluster = config.cluster
     serving = serving_for(backend, cluster.spec.local.serve_port if cluster else 8000)
     services = ServiceManager(config=config, store=store, quota=quota, serving=serving)
+    packages = Packages(store, layout.data_dir / "packages")
     controller = Controller(config=config, store=store, backend=backend, quota=quota, services=services, layout=layout,
-                            push_packages=lambda env: push_packages(store, backend, env), clock=clock,
+                            push_packages=lambda team, env: packages.hand_over(team, env, backend), clock=clock,
                             interval=controller_interval)
-    return Fleet(config=config, backend=backend, store=store, layout=layout, controller=controller, services=services, clock=clock)
+    return Fleet(config=config, backend=backend, store=store, layout=layout, controller=controller, services=services,
+                 packages=packages, clock=clock)
 
 
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:

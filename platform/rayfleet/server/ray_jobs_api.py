@@ -190,7 +190,11 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
 def _translate(err: SpecError) -> SpecError:
     names = {"spec.queue": "metadata.queue", "spec.priorityClass": "metadata.priority", "spec.gang.workers": "metadata.workers",
              "spec.gang.resourcesPerWorker": "entrypoint_resources"}
-    return SpecError([FieldProblem(field=names.get(p.field, p.field), problem=p.problem) for p in err.problems])
+
+    def field(f: str) -> str:
+        return "runtime_env" + f[len("spec.runtimeEnv"):] if f.startswith("spec.runtimeEnv.") else names.get(f, f)
+
+    return SpecError([FieldProblem(field=field(p.field), problem=p.problem) for p in err.problems])
 
 
 @router.get("/api/version", include_in_schema=True, tags=["ray-jobs"], summary="Ray Jobs API: version handshake")
@@ -198,24 +202,36 @@ def version() -> dict[str, Any]:
     return {"version": CURRENT_VERSION, "ray_version": ray.__version__, "ray_commit": ray.__commit__, "session_name": "rayfleet"}
 
 
-@router.get("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"], summary="Ray Jobs API: does an uploaded package exist")
+def _package_error(exc: RayfleetError) -> Response:
+    # A bad package name or archive is a 400, as Ray's dashboard answers it.
+    resp = _text_error(exc)
+    if isinstance(exc, SpecError):
+        resp.status_code = 400
+    return resp
+
+
+@router.get("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"], summary="Ray Jobs API: did the caller's team upload this package")
 def package_exists(protocol: str, package_name: str, request: Request) -> Response:
-    principal(request)
-    if not _fleet(request).has_package(f"{protocol}://{package_name}"):
-        return Response(f"Package {protocol}://{package_name} does not exist", status_code=404)
+    """200 when the caller's team uploaded this package, 404 otherwise (also when another team
+    did: Ray's client then uploads it, and the team gets its own copy)."""
+    try:
+        if not _fleet(request).packages.exists(principal(request).team, f"{protocol}://{package_name}"):
+            return Response(f"Package {protocol}://{package_name} does not exist", status_code=404)
+    except RayfleetError as e:
+        return _package_error(e)
     return Response(status_code=200)
 
 
 @router.put("/api/packages/{protocol}/{package_name}", tags=["ray-jobs"], summary="Ray Jobs API: upload a working_dir / py_modules package")
 async def upload_package(protocol: str, package_name: str, request: Request) -> Response:
-    principal(request)
-    if protocol != "gcs":
-        return Response(f"unsupported package protocol {protocol!r}; expected gcs", status_code=400)
-    data = await request.body()
+    """Keep the package for the caller's team: write-once (the same bytes again are a no-op),
+    checked against the hash in its name, within the package size cap and the team's quota."""
     try:
-        _fleet(request).store_package(f"{protocol}://{package_name}", data)
+        caller = principal(request)
+        data = await request.body()
+        await asyncio.to_thread(_fleet(request).packages.upload, caller.team, f"{protocol}://{package_name}", data)
     except RayfleetError as e:
-        return _text_error(e)
+        return _package_error(e)
     return Response(status_code=200)
 
 

@@ -89,6 +89,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX quarantine_by_object ON quarantine (kind, name, id);
     """,
+    # 4: packages are owned: one row per (uri, owner team), the SHA-256 of the bytes (the blob's
+    # name on disk), whether the bytes match Ray's hash in the name. Uploads made before this
+    # had no owner; they stay in packages_v1 until a team that runs them adopts them.
+    """
+    ALTER TABLE packages RENAME TO packages_v1;
+    CREATE TABLE packages (
+        uri TEXT NOT NULL,
+        team TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        verified INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (uri, team)
+    );
+    CREATE INDEX packages_by_team ON packages (team);
+    """,
 ]
 
 log = logging.getLogger("rayfleet.store")
@@ -453,12 +469,42 @@ class Store:
 
     # ------------------------------------------------------------ packages (Ray Jobs working_dir uploads)
 
-    def add_package(self, uri: str, path: str, size: int) -> None:
+    def add_package(self, uri: str, team: str, digest: str, size: int, verified: bool, *, quota_bytes: int) -> tuple[str, int]:
+        """Record that ``team`` uploaded ``uri`` (write-once per team), within the team's quota, in
+        one transaction. Returns ``(outcome, bytes the team holds)``; outcome is ``created``,
+        ``same`` (already there with this digest), ``different`` (already there with another
+        digest; nothing changed) or ``over_quota`` (nothing changed)."""
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO packages (uri, path, size, created_at) VALUES (?,?,?,?)", (uri, path, size, self.clock()))
+            row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
+            used = db.execute("SELECT COALESCE(SUM(size), 0) FROM packages WHERE team=?", (team,)).fetchone()[0]
+            if row is not None:
+                return ("same" if row[0] == digest else "different"), used
+            if used + size > quota_bytes:
+                return "over_quota", used
+            db.execute("INSERT INTO packages (uri, team, digest, size, verified, created_at) VALUES (?,?,?,?,?,?)",
+                       (uri, team, digest, size, int(verified), self.clock()))
+            return "created", used + size
 
-    def package_path(self, uri: str) -> str | None:
-        rows = self._q("SELECT path FROM packages WHERE uri=?", (uri,))
+    def package(self, uri: str, team: str) -> tuple[str, int, bool] | None:
+        """``(digest, size, verified)`` of the package ``team`` uploaded as ``uri``, or None."""
+        rows = self._q("SELECT digest, size, verified FROM packages WHERE uri=? AND team=?", (uri, team))
+        return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+
+    def team_packages(self, team: str) -> list[tuple[str, str, int, float]]:
+        """``(uri, digest, size, created_at)`` of every package ``team`` holds, oldest first."""
+        return [tuple(r) for r in self._q("SELECT uri, digest, size, created_at FROM packages WHERE team=? ORDER BY created_at, uri", (team,))]  # type: ignore[misc]
+
+    def delete_package(self, uri: str, team: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM packages WHERE uri=? AND team=?", (uri, team))
+
+    def package_digest_used(self, digest: str) -> bool:
+        """Whether any team's package has these bytes (blobs are shared by equal bytes)."""
+        return bool(self._q("SELECT 1 FROM packages WHERE digest=? LIMIT 1", (digest,)))
+
+    def legacy_package_path(self, uri: str) -> str | None:
+        """Where an upload from before packages had owners was kept (schema 1), or None."""
+        rows = self._q("SELECT path FROM packages_v1 WHERE uri=?", (uri,))
         return rows[0][0] if rows else None
 
     def iter_all(self, kind: str) -> Iterator[Record]:

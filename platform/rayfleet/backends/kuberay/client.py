@@ -40,6 +40,7 @@ from ...api import KubeRaySpec, PoolSpec, Service
 from ...config import PlatformConfig
 from ...errors import BackendError, Conflict, NotFound
 from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
+from ..runtime_env import package_uris
 from . import crd_schema
 from .manifests import (
     ANN_RUN_ID,
@@ -521,11 +522,7 @@ class KubeRayBackend:
     # ------------------------------------------------------------ runs
 
     def _packages(self, runtime_env: dict[str, Any]) -> list[str]:
-        uris = []
-        wd = runtime_env.get("working_dir")
-        if isinstance(wd, str) and wd.startswith("gcs://"):
-            uris.append(wd)
-        uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str) and m.startswith("gcs://")]
+        uris = [uri for _, uri in package_uris(runtime_env)]
         for uri in uris:
             cm, _, _ = package_mount(uri)
             if self.kube.get_core("ConfigMap", cm, self.namespace) is None:

@@ -54,6 +54,7 @@ from ...config import PlatformConfig
 from ..base import LaunchRequest
 from ..placement import plan_request
 from ..rundir import request_doc
+from ..runtime_env import with_package_uris
 
 # ---------------------------------------------------------------- GKE and Kubernetes names
 
@@ -521,12 +522,7 @@ def driver_command(req: LaunchRequest) -> str:
 
 
 def _runtime_env(req: LaunchRequest, packages: dict[str, str], request: dict[str, Any]) -> dict[str, Any]:
-    env = json.loads(json.dumps(req.runtime_env))  # deep copy of plain data
-    wd = env.get("working_dir")
-    if isinstance(wd, str) and wd in packages:
-        env["working_dir"] = packages[wd]
-    if isinstance(env.get("py_modules"), list):
-        env["py_modules"] = [packages.get(m, m) if isinstance(m, str) else m for m in env["py_modules"]]
+    env = with_package_uris(req.runtime_env, packages)
     env["env_vars"] = {**(env.get("env_vars") or {}), RUN_REQUEST_ENV: json.dumps(request, sort_keys=True, indent=1) + "\n"}
     return env
 
