@@ -15,6 +15,7 @@ from ..backends import make_backend
 from ..config import load_config
 from .app import create_app
 from .fleet import Fleet
+from .storage_guard import check_startup
 from .tokens import ensure_tokens
 
 
@@ -26,8 +27,10 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
     return service_app_config(svc, pool, pool_spec, granted=granted, options=ServeOptions(cpu_per_bundle=None))
 
 
-def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
+def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
+                allow_new_database: bool = False) -> Fleet:
     config = load_config(config_paths)
+    check_startup(data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
     backend.up()
     fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
@@ -35,14 +38,15 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     return fleet
 
 
-def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265) -> None:
+def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
+          allow_new_database: bool = False, metrics_public: bool = False) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fleet = build_fleet(config_paths, data_dir)
+    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))
-    app = create_app(fleet)
+    app = create_app(fleet, metrics_public=metrics_public)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto")
     finally:
