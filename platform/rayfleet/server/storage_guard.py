@@ -8,7 +8,7 @@ lost at the next restart. :class:`StorageGuard` records the file's identity (``s
 still names that file and can be written (``access(2)``, which also refuses root on a read-only
 mount or an immutable file). SQLite's own errors for a read-only, full or failing disk are
 mapped to :class:`~rayfleet.errors.StorageUnavailable` (HTTP 503) with the reason. The last fault
-is kept for ``/healthz`` until a write succeeds again.
+is kept for ``/healthz`` until a write commits again.
 
 :func:`check_startup` refuses to create a new database in a data directory that already holds
 state of an old one (credentials, run directories, logs, packages, checkpoints): a missing
@@ -108,8 +108,8 @@ class StorageGuard:
         return self._fail(reason, f"SQLite says {exc} ({getattr(exc, 'sqlite_errorname', code)}) for {self.path}")
 
     def succeeded(self) -> None:
-        """A write transaction committed: a transient fault (full, read-only) is over."""
-        if self.fault is not None and self.fault.reason in ("full", "read-only", "io-error"):
+        """A write transaction passed the checks and committed: whatever failed before is over."""
+        if self.fault is not None:
             with self._lock:
                 self.fault = None
 
