@@ -95,6 +95,27 @@ class BackendError(RayfleetError):
     http_status = 502
 
 
+class StorageUnavailable(RayfleetError):
+    """The database cannot take writes: its file is missing, replaced, read-only, full or failing.
+    ``reason`` is one word (missing, replaced, read-only, full, io-error, corrupt)."""
+
+    http_status = 503
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+    def as_dict(self) -> dict:
+        return {**super().as_dict(), "reason": self.reason}
+
+
+class StartupRefused(RayfleetError):
+    """The service will not start as asked (e.g. a new database over an old one's state); the
+    operator must act or say so (CLI exit code 2)."""
+
+    http_status = 409
+
+
 def is_user_error(err: BaseException) -> bool:
     """True for errors caused by the caller's input (CLI exit code 2)."""
     return isinstance(err, RayfleetError) and 400 <= err.http_status < 500

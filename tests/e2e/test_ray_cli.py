@@ -41,6 +41,9 @@ def test_submit_with_working_dir_and_metadata_queue(fleet_service, tmp_path):
     assert status.returncode == 0 and "succeeded" in (status.stdout + status.stderr).lower()
     logs = fleet_service.ray("job", "logs", "--address", fleet_service.url, sid)
     assert "payload-42" in logs.stdout
+    with fleet_service.client("team-a") as c:
+        info = c.get(f"/api/jobs/{sid}").json()
+    assert info["driver_exit_code"] == 0 and info["runtime_env"]["working_dir"].startswith("gcs://")
 
 
 def test_no_wait_status_follow_stop_list_delete(fleet_service):
@@ -54,11 +57,13 @@ def test_no_wait_status_follow_stop_list_delete(fleet_service):
     assert "RUNNING" in (status.stdout + status.stderr)
     lst = fleet_service.ray("job", "list", "--address", fleet_service.url)
     assert "cli-sleeper" in lst.stdout + lst.stderr
-    # the other team sees neither the job nor may stop it
+    # the other team sees neither the job nor may stop it: to it the job does not exist
     other = fleet_service.ray("job", "list", "--address", fleet_service.url, team="team-b")
     assert "cli-sleeper" not in other.stdout + other.stderr
     denied = fleet_service.ray("job", "stop", "--address", fleet_service.url, "cli-sleeper", team="team-b")
-    assert denied.returncode != 0 and "may not access" in denied.stdout + denied.stderr
+    assert denied.returncode != 0 and "Job cli-sleeper does not exist" in denied.stdout + denied.stderr
+    follow = fleet_service.ray("job", "logs", "--follow", "--address", fleet_service.url, "cli-sleeper", team="team-b")
+    assert follow.returncode != 0 and "Job cli-sleeper does not exist" in follow.stdout + follow.stderr
     # not finished: delete is refused
     early = fleet_service.ray("job", "delete", "--address", fleet_service.url, "cli-sleeper")
     assert early.returncode != 0
@@ -84,6 +89,8 @@ def test_logs_follow_and_failed_exit_code(fleet_service):
     job = fleet_service.wait_state("cli-fails", {"FAILED", "SUCCEEDED"}, team="team-b")
     assert job["status"]["state"] == "FAILED"
     assert job["status"]["attempt"] == 1  # Ray semantics: a failed entrypoint is not retried
+    with fleet_service.client("team-b") as c:
+        assert c.get("/api/jobs/cli-fails").json()["driver_exit_code"] == 3  # as Ray reports it
 
 
 def test_no_token_is_rejected(fleet_service):

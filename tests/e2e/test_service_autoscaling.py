@@ -137,7 +137,8 @@ def test_load_borrows_up_to_the_grant_a_reclaim_drains_a_group_and_idle_returns_
     released = {e["data"]["workload"] for e in handle.events() if e["type"] == "Released"}
     assert released == {"svc.clf.1", "svc.clf.3"} or released == {"svc.clf.1", "svc.clf.2"}, released
     # team-b is charged for the groups it held, as serving cost
-    metrics = httpx.get(f"{fleet_service.url}/metrics", timeout=30).text.splitlines()
+    with fleet_service.client() as admin:  # /metrics needs an admin token
+        metrics = admin.get("/metrics").text.splitlines()
     (held,) = [ln for ln in metrics if ln.startswith('rayfleet_team_serve_host_seconds_total{team="team-b"}')]
     assert float(held.rsplit(" ", 1)[1]) > 0
 

@@ -58,14 +58,14 @@ def test_all_events_reads_a_long_history_whole(tmp_path):
     store.close()
 
 
-def test_metrics_split_team_cost_into_training_and_serving(api, team_a, fleet):
+def test_metrics_split_team_cost_into_training_and_serving(api, team_a, admin, fleet):
     r = api.post("/api/v1/services", headers=team_a, json={"metadata": {"name": "chat"}, "spec": {
         "importPath": "serve_apps.pipeline_mlp:app", "queue": "team-a",
         "replicaGroup": {"hostsPerReplica": 1, "resourcesPerHost": {"nvidia.com/gpu": 8}}}})
     assert r.status_code == 201, r.text
     fleet.store.add_event("Service", "chat", "Admitted", "admitted on h100-reserved", {"workload": "svc.chat.base", "flavor": "h100-reserved"},
                           uid=r.json()["metadata"]["uid"])
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=admin).text
     line = next(ln for ln in text.splitlines() if ln.startswith("rayfleet_team_cost_usd_total{") and 'workload="serve"' in ln)
     assert 'team="team-a"' in line and float(line.rsplit(" ", 1)[1]) > 0
     assert any(ln.startswith('rayfleet_team_serve_host_seconds_total{team="team-a"}') for ln in text.splitlines())

@@ -75,7 +75,7 @@ def test_delete_and_resubmit_under_the_same_name_starts_clean_ray_jobs_api(api, 
     assert api.get("/api/jobs/b-job-1", headers=team_a).json()["status"] == "PENDING"
     assert api.get("/api/jobs/b-job-1/logs", headers=team_a).json() == {"logs": ""}
     assert [e["type"] for e in api.get("/api/v1/jobs/b-job-1/events", headers=team_a).json()] == ["Submitted"]
-    assert api.get("/api/jobs/b-job-1", headers=team_b).status_code == 403
+    assert api.get("/api/jobs/b-job-1", headers=team_b).status_code == 404  # another team's job reads as missing
 
 
 def test_uid_is_server_set(api, team_a):

@@ -119,6 +119,7 @@ class RunStatus:
     last_checkpoint_step: int | None = None
     node_ids: tuple[str, ...] = ()           # Ray node ids of the gang's bundles
     resumed_from_step: int | None = None     # checkpointed step this attempt resumed from (None: from scratch)
+    exit_code: int | None = None             # the entrypoint's exit code once it ended, where the backend knows it
 
 
 @dataclass(frozen=True)

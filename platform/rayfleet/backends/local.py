@@ -888,7 +888,8 @@ class LocalBackend:
             info = self.jobs.info(run_id)
             if info is None:
                 return None
-            return RunStatus(run_id=run_id, state=_JOB_STATE[info.status], message=info.message, started_at=info.start_time, finished_at=info.end_time)
+            return RunStatus(run_id=run_id, state=_JOB_STATE[info.status], message=info.message, started_at=info.start_time,
+                             finished_at=info.end_time, exit_code=info.driver_exit_code)
         if st.get("kind") == "infeasible":
             return self._finish(rd, RunStatus(run_id=run_id, state=RunState.FAILED, message=st.get("error", ""), finished_at=st.get("finished_at")))
         if not rd.submitted():
@@ -937,12 +938,15 @@ class LocalBackend:
         if info.terminal:
             if stop is not None and info.status != "SUCCEEDED":
                 return self._finish(rd, RunStatus(state=RunState.STOPPED, message=stop.get("reason", "stopped"), finished_at=info.end_time, **common))
+            # the entrypoint's own exit code (the driver, rayfleet.train.entrypoint, exits with it)
+            code = st.get("exit_code") if st.get("exit_code") is not None else info.driver_exit_code
+            ended = {"finished_at": info.end_time, "exit_code": code, **common}
             if info.status == "SUCCEEDED":
-                return self._finish(rd, RunStatus(state=RunState.SUCCEEDED, message=info.message, finished_at=info.end_time, **common))
+                return self._finish(rd, RunStatus(state=RunState.SUCCEEDED, message=info.message, **ended))
             if info.status == "STOPPED":
-                return self._finish(rd, RunStatus(state=RunState.STOPPED, message=info.message or "stopped through the Ray Jobs API", finished_at=info.end_time, **common))
+                return self._finish(rd, RunStatus(state=RunState.STOPPED, message=info.message or "stopped through the Ray Jobs API", **ended))
             error = st.get("error") or info.message or "the run failed"
-            return self._finish(rd, RunStatus(state=RunState.FAILED, message=error, finished_at=info.end_time, **common))
+            return self._finish(rd, RunStatus(state=RunState.FAILED, message=error, **ended))
         # Still going. (maxRunDuration is the controller's: it stops the run, see server/transitions.py.)
         if all_up:
             return RunStatus(state=RunState.RUNNING, message="", **common)
@@ -1008,6 +1012,7 @@ def _status_to_dict(s: RunStatus) -> dict[str, Any]:
         "last_checkpoint_step": s.last_checkpoint_step,
         "resumed_from_step": s.resumed_from_step,
         "node_ids": list(s.node_ids),
+        "exit_code": s.exit_code,
     }
 
 
@@ -1021,6 +1026,7 @@ def _status_from_dict(d: dict[str, Any]) -> RunStatus:
         last_checkpoint_step=d.get("last_checkpoint_step"),
         resumed_from_step=d.get("resumed_from_step"),
         node_ids=tuple(d.get("node_ids") or ()),
+        exit_code=d.get("exit_code"),
     )
 
 

@@ -27,6 +27,7 @@ class JobInfo:
     start_time: float | None    # epoch seconds
     end_time: float | None
     metadata: dict[str, str]
+    driver_exit_code: int | None = None  # the entrypoint's exit code once it ended (Ray reports it)
 
     @property
     def terminal(self) -> bool:
@@ -125,4 +126,5 @@ def _to_info(d: Any) -> JobInfo:
         start_time=secs(d.start_time),
         end_time=secs(d.end_time),
         metadata=dict(d.metadata or {}),
+        driver_exit_code=getattr(d, "driver_exit_code", None),
     )

@@ -20,6 +20,13 @@ from .output import console, err_console
 ConfigOpt = typer.Option(None, "--config", "-c", help="Cluster config files (default: cluster_configs/local.yaml).")
 
 
+AllowNewDbOpt = typer.Option(False, "--allow-new-database", help=(
+    "Start with a new, empty database although the data directory holds an earlier service's state "
+    "(credentials, runs, logs): every job is forgotten and every token rotated. Also $RAYFLEET_ALLOW_NEW_DATABASE=1."))
+MetricsPublicOpt = typer.Option(False, "--metrics-public", help=(
+    "Serve /metrics without a token (it shows every team's jobs and cost; by default it needs an admin token)."))
+
+
 def _configs(config: list[Path] | None) -> list[Path]:
     return list(config) if config else [default_config_path()]
 
@@ -29,11 +36,14 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless told otherwise)."),
     port: int = typer.Option(8265, "--port", help="Port: rayfleet's API and Ray's Jobs API (ray job submit --address)."),
     data: Path = typer.Option(None, "--data-dir", help="Data directory (default: $RAYFLEET_HOME/data)."),
+    allow_new_database: bool = AllowNewDbOpt,
+    metrics_public: bool = MetricsPublicOpt,
 ) -> None:
     """Run the control service in the foreground."""
     from ..server.main import serve as run
 
-    run(_configs(config), data or data_dir(), host=host, port=port)
+    run(_configs(config), data or data_dir(), host=host, port=port, allow_new_database=allow_new_database,
+        metrics_public=metrics_public)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,12 +59,17 @@ def up(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8265, "--port", help="Port of rayfleet's API and Ray Jobs API."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the cluster and service."),
+    allow_new_database: bool = AllowNewDbOpt,
+    metrics_public: bool = MetricsPublicOpt,
 ) -> None:
     """Start the local Ray cluster and the control service in the background; print addresses and tokens."""
+    from ..server.storage_guard import check_startup
+
     paths = _configs(config)
     load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
     ddir = data_dir()
     ddir.mkdir(parents=True, exist_ok=True)
+    check_startup(ddir, allow_new_database=allow_new_database)  # exit 2: no new database over old state
     svc_file = ddir / "service.json"
     if svc_file.exists():
         svc = json.loads(svc_file.read_text())
@@ -67,6 +82,7 @@ def up(
     cmd = [sys.executable, "-m", "rayfleet.cli", "serve", "--host", host, "--port", str(port), "--data-dir", str(ddir)]
     for p in paths:
         cmd += ["--config", str(p)]
+    cmd += ["--allow-new-database"] * allow_new_database + ["--metrics-public"] * metrics_public
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://{host}:{port}"
     console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")

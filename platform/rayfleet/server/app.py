@@ -5,15 +5,31 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..version import __version__
 from . import errors_http, ray_jobs_api, routes
+from .auth import principal
 from .fleet import Fleet
 from .limits import BodyLimits
 
 
-def create_app(fleet: Fleet, *, start_controller: bool = True) -> FastAPI:
+def health(fleet: Fleet) -> str | None:
+    """None when the service is healthy, else one word: ``storage`` (the database cannot take
+    writes, see ``storage_guard``), ``backend`` (the controller's last pass failed talking to the
+    backend) or ``controller`` (its last pass failed otherwise). The full error is in the log."""
+    if fleet.store.guard.health() is not None:
+        return "storage"
+    error = fleet.controller.last_error
+    if error is None:
+        return None
+    kind = error.split(":", 1)[0]  # the controller keeps "<ExceptionType>: <message>"
+    return {"StorageUnavailable": "storage", "BackendError": "backend"}.get(kind, "controller")
+
+
+def create_app(fleet: Fleet, *, start_controller: bool = True, metrics_public: bool = False) -> FastAPI:
+    """``metrics_public``: serve ``/metrics`` without a token (``rayfleet serve --metrics-public``);
+    by default it needs an admin token, as it shows every team's jobs and cost."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if start_controller:
@@ -40,14 +56,21 @@ def create_app(fleet: Fleet, *, start_controller: bool = True) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(ray_jobs_api.router)
 
-    @app.get("/healthz", summary="Liveness: the controller loop is turning", tags=["ops"])
-    def healthz() -> dict:
-        c = fleet.controller
-        return {"ok": c.last_error is None, "cycles": c.cycles, "lastError": c.last_error, "backend": fleet.backend.name}
+    @app.get("/healthz", summary="Health: 200 {status: ok}, or 503 {status: unhealthy, reason: storage|controller|backend}",
+             tags=["ops"], responses={503: {"description": "unhealthy; the reason in one word, the full error in the log"}})
+    def healthz() -> Response:
+        reason = health(fleet)
+        if reason is None:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", tags=["ops"])
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"],
+             summary="Prometheus metrics (admin bearer token, unless the service runs with --metrics-public)")
     def metrics(request: Request) -> Response:
         from .metrics import render
+
+        if not metrics_public:
+            principal(request).require_admin("/metrics")
 
         body, content_type = render(fleet)
         return Response(body, media_type=content_type)

@@ -100,7 +100,7 @@ class Fleet:
 
     def get_job(self, name: str, principal: Principal) -> Record:
         rec = self.store.get("TrainJob", name)
-        principal.require(rec.team, f"job {name!r}")
+        principal.require_own(rec.team, "TrainJob", name)
         return rec
 
     def stop_job(self, name: str, principal: Principal) -> TrainJob:
@@ -199,7 +199,7 @@ class Fleet:
 
     def get_service(self, name: str, principal: Principal) -> Record:
         rec = self.store.get("Service", name)
-        principal.require(rec.team, f"service {name!r}")
+        principal.require_own(rec.team, "Service", name)
         return rec
 
     def delete_service(self, name: str, principal: Principal) -> None:

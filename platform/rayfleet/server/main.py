@@ -26,6 +26,7 @@ from .packages import Packages
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .serving import serving_for
+from .storage_guard import check_startup
 from .store import Store
 from .tokens import ensure_tokens
 
@@ -55,8 +56,10 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
                  packages=packages, clock=clock)
 
 
-def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
+def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
+                allow_new_database: bool = False) -> Fleet:
     config = load_config(config_paths)
+    check_startup(data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
     backend.up()
     fleet = assemble(config, backend, data_dir, controller_interval=controller_interval)
@@ -64,14 +67,15 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     return fleet
 
 
-def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265) -> None:
+def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
+          allow_new_database: bool = False, metrics_public: bool = False) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fleet = build_fleet(config_paths, data_dir)
+    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))
-    app = create_app(fleet)
+    app = create_app(fleet, metrics_public=metrics_public)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", ws="auto")
     finally:

@@ -8,6 +8,14 @@ then reaches Ray. A Ray ``submission_id`` is a TrainJob id.
 Metadata keys rayfleet reads (``--metadata-json``): ``queue``, ``priority`` (a priority class),
 ``workers`` (gang size, default 1), ``accelerator`` (GKE name), ``placement`` (PACK, SPREAD, ...),
 ``maxRestarts`` (default 0: like Ray, a failed entrypoint is not retried; preemptions always requeue).
+
+Errors read as Ray's CLI shows them: it prints ``Authentication required: <body>`` for a 401 (no
+token), ``Authentication failed: <body>`` for a 403 (a token rayfleet does not know, as Ray's
+dashboard answers), and ``Request failed with status code N: <body>`` otherwise, so every body is
+rayfleet's plain-text message. Another team's job is ``Job X does not exist`` (404), word for word
+as a missing one. A refused permission (submitting into another team's queue) is 400, not 403,
+which Ray's CLI would present as a bad token. ``entrypoint_label_selector`` is refused when not
+empty: rayfleet places the gang on the pool quota admits it to (``metadata.accelerator``, queue).
 """
 
 from __future__ import annotations
@@ -25,8 +33,8 @@ from ray.dashboard.modules.version import CURRENT_VERSION
 
 from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob, limits
 from ..backends.base import run_id_for
-from ..errors import FieldProblem, NotFound, RayfleetError, SpecError
-from .auth import Principal, bearer_token, principal
+from ..errors import FieldProblem, Forbidden, NotFound, RayfleetError, SpecError, Unauthorized
+from .auth import Principal, UnknownToken, bearer_token, principal, principal_of_token
 from .fleet import Fleet
 from .limits import decode_json
 from .paging import log_tail, tail_items
@@ -57,11 +65,29 @@ def _fleet(request: Request) -> Fleet:
 
 def _text_error(exc: RayfleetError) -> Response:
     # The Ray SDK prints the body of a failed request as text; make it the readable message.
+    status = exc.http_status
+    if isinstance(exc, UnknownToken):
+        status = 403  # Ray's dashboard: no token 401, an invalid one 403
+    elif isinstance(exc, Forbidden):
+        status = 400  # a 403 would read as a bad token in Ray's CLI
     return Response(exc.message if not isinstance(exc, SpecError) else "\n".join(str(p) for p in exc.problems),
-                    status_code=exc.http_status, media_type="text/plain")
+                    status_code=status, media_type="text/plain")
 
 
-def _details(job: TrainJob) -> dict[str, Any]:
+def _exit_code(fleet: Fleet, job: TrainJob) -> int | None:
+    """The entrypoint's exit code, where the backend knows it (Ray's ``driver_exit_code``)."""
+    if not job.status.state.terminal or not job.status.attempt:
+        return None
+    try:
+        run = fleet.backend.run_status(f"{job.name}-{job.status.attempt}")
+    except Exception:  # the cluster is away: the code is unknown, the status still answers
+        run = None
+    if run is not None and run.exit_code is not None:
+        return run.exit_code
+    return 0 if job.status.state is JobState.SUCCEEDED else None
+
+
+def _details(job: TrainJob, exit_code: int | None = None) -> dict[str, Any]:
     st = job.status
     meta = {k: str(v) for k, v in (job.metadata.annotations or {}).items() if not k.startswith("rayfleet.io/")}
     meta.setdefault("queue", job.spec.queue)
@@ -80,10 +106,11 @@ def _details(job: TrainJob) -> dict[str, Any]:
         "start_time": ts(st.submitted_at),
         "end_time": ts(st.finished_at) if st.state.terminal else None,
         "metadata": meta,
-        "runtime_env": job.spec.runtime_env or None,
+        "runtime_env": job.spec.runtime_env or {},
         "driver_agent_http_address": None,
         "driver_node_id": None,
-        "driver_exit_code": None,
+        # Ray: 0 after success; a list does not ask the backend, so it knows only that
+        "driver_exit_code": exit_code if exit_code is not None else (0 if st.state is JobState.SUCCEEDED else None),
     }
 
 
@@ -97,6 +124,11 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
     entrypoint = body.get("entrypoint")
     if not isinstance(entrypoint, str) or not entrypoint.strip():
         raise SpecError(FieldProblem(field="entrypoint", problem="required: the command to run"))
+    selector = body.get("entrypoint_label_selector")
+    if selector not in (None, {}):
+        raise SpecError(FieldProblem(field="entrypoint_label_selector", problem=(
+            f"rayfleet cannot honour a label selector ({selector!r}): the gang runs on the pool quota admits it to; "
+            "choose it with metadata.accelerator and metadata.queue")))
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise SpecError(FieldProblem(field="metadata", problem="expected an object of strings"))
@@ -289,7 +321,11 @@ def list_jobs(request: Request) -> Response:
 
 @router.get("/api/jobs/{job_id}", tags=["ray-jobs"], summary="Ray Jobs API: status")
 def job_info(job_id: str, request: Request) -> Response:
-    return _answer(request, job_id, lambda fleet, caller: _details(fleet.get_job(job_id, caller).doc))  # type: ignore[arg-type]
+    def action(fleet: Fleet, caller: Principal):
+        job: TrainJob = fleet.get_job(job_id, caller).doc  # type: ignore[assignment]
+        return _details(job, _exit_code(fleet, job))
+
+    return _answer(request, job_id, action)
 
 
 @router.post("/api/jobs/{job_id}/stop", tags=["ray-jobs"], summary="Ray Jobs API: stop")
@@ -323,18 +359,20 @@ async def tail(websocket: WebSocket, job_id: str) -> None:
     """``ray job logs --follow`` / ``ray job submit`` (without --no-wait): stream new log text until
     the job ends. Waiting in the queue is shown as it changes."""
     fleet: Fleet = websocket.app.state.fleet
-    token = bearer_token(websocket)  # type: ignore[arg-type]
-    found = fleet.store.check_token(token) if token else None
-    if found is None:
-        await websocket.close(code=4401)
-        return
-    caller = Principal(found.team, found.admin, found.label)
-    try:
-        fleet.get_job(job_id, caller)
-    except RayfleetError:
-        await websocket.close(code=4404)
-        return
+    # Accept first, then refuse with a close code: a refused handshake is only "403" or "404,
+    # message='Invalid response status'" to Ray's CLI. After the close, the CLI asks for the job's
+    # status and prints that answer ("Job X does not exist", or the token problem), exiting 1.
     await websocket.accept()
+    try:
+        caller = principal_of_token(fleet.store, bearer_token(websocket))  # type: ignore[arg-type]
+        fleet.get_job(job_id, caller)
+    except RayfleetError as e:
+        if isinstance(e, NotFound):
+            code, reason = 4404, f"Job {job_id} does not exist"
+        else:
+            code, reason = (4403 if isinstance(e, UnknownToken) else 4401 if isinstance(e, Unauthorized) else 4400), e.message
+        await websocket.close(code=code, reason=reason)
+        return
     sent, last_note = 0, ""
     try:
         while True:

@@ -87,11 +87,11 @@ def list_queues(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
 
 @router.get("/queues/{name}", summary="One queue")
 def get_queue(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
-    if name not in fleet.config.queues:
+    # another team's queue is answered as a missing one, as GET /queues does not list it
+    if name not in fleet.config.queues or not caller.can_access(fleet.config.queues[name].spec.team):
         from ..errors import NotFound
 
         raise NotFound(f"queue {name!r} not found", field="name")
-    caller.require(fleet.config.queues[name].spec.team, f"queue {name!r}")
     return fleet.queue_view(name)
 
 

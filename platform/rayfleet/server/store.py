@@ -24,6 +24,7 @@ import pydantic
 
 from ..api import ALL_KINDS, Document
 from ..errors import Conflict, NotFound
+from .storage_guard import StorageGuard
 
 MIGRATIONS: list[str] = [
     # 1: objects, events, tokens, uploaded packages
@@ -196,6 +197,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self.guard = StorageGuard(self.path)  # storage faults -> StorageUnavailable (503)
         self._migrate()
 
     # ------------------------------------------------------------ schema
@@ -225,12 +227,16 @@ class Store:
 
         def __enter__(self):
             self.store._lock.acquire()
-            self.store._db.execute("BEGIN IMMEDIATE")
+            try:
+                self.store.guard.begin(self.store._db)  # BEGIN IMMEDIATE, after the storage checks
+            except BaseException:
+                self.store._lock.release()
+                raise
             return self.store._db
 
         def __exit__(self, exc_type, exc, tb):
             try:
-                self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
 
