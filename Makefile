@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test lint contracts pytest bench demo clean
+.PHONY: venv test lint contracts pytest bench demo clean crds
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; \
 	done
+
+# Regenerate the CRD copies vendored in the package (platform/rayfleet/backends/kuberay/crds/,
+# with PROVENANCE.json) from a folder of upstream CRD YAML files.
+crds: $(STAMP)
+	@test -n "$(CRD_SRC)" || { echo "usage: make crds CRD_SRC=<folder of upstream CRD files, e.g. ../shared/crds>"; exit 2; }
+	PYTHONPATH=platform $(BIN)/python -m rayfleet.backends.kuberay.crd_vendor $(CRD_SRC)
 
 demo: $(STAMP)
 	$(BIN)/rayfleet demo

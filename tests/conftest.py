@@ -26,7 +26,6 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
-CRDS = ROOT.parent / "shared" / "crds"
 
 POOLS_CONFIG = """\
 kind: Cluster
