@@ -136,11 +136,15 @@ def test_tpu_worker_groups_are_slices(gke_cfg, pool, topology, hosts, chips_per_
 def test_multi_host_tpu_gang_rounds_up_to_whole_slices(gke_cfg):
     spec = gke_cfg.pools["tpu-v5e-4x4"].spec
     assert m.gang_shape(spec, 5, {"google.com/tpu": 4}) == (8, 2)  # 5 hosts -> 2 slices of 4 hosts
-    assert m.gang_shape(spec, 16, {"google.com/tpu": 1}) == (4, 1)  # 4 workers per host
+    assert m.gang_shape(spec, 16, {"google.com/tpu": 1}, "PACK") == (4, 1)  # 4 workers per host
+    # the default strategy of a multi-host TPU gang is STRICT_SPREAD: one host each
+    assert m.gang_shape(spec, 8, {"google.com/tpu": 1}) == (8, 2)
+    with pytest.raises(ValueError, match="slices of 4 hosts"):
+        m.gang_shape(spec, 4 * spec.max_replicas + 1, {"google.com/tpu": 4})
 
 
 def test_worker_that_does_not_fit_a_host_is_refused(gke_cfg):
-    with pytest.raises(ValueError, match="does not fit one host"):
+    with pytest.raises(ValueError, match="asks for 2 nvidia.com/gpu but a host of the pool offers 1"):
         m.gang_shape(gke_cfg.pools["l4-spot"].spec, 1, {"nvidia.com/gpu": 2})
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from ...api import CPU, GPU, MEMORY, TPU, KubeRaySpec, PoolSpec, Service, TrainJob
+from ...api import CPU, GPU, MEMORY, TPU, KubeRaySpec, PlacementStrategy, PoolSpec, Service, TrainJob
 from ...api.base import format_quantity
 from ...api.labels import LABEL_HOST, LABEL_TPU_SLICE, LABEL_TPU_WORKER, node_labels, node_resources
 from ...api.pool import (
@@ -52,7 +52,7 @@ from ...api.pool import (
 )
 from ...config import PlatformConfig
 from ..base import LaunchRequest
-from ..placement import plan_request
+from ..placement import POD_HOST_FRACTION, gang_fit, host_offer, plan_request
 from ..rundir import request_doc
 
 # ---------------------------------------------------------------- GKE and Kubernetes names
@@ -94,9 +94,8 @@ ANN_HOSTS = "rayfleet.io/hosts"
 ANN_METADATA = "rayfleet.io/metadata"
 ANN_SPEC_HASH = "rayfleet.io/spec-hash"
 
-#: Share of a host's allocatable CPU and memory a worker pod requests: the rest is left to GKE's
-#: DaemonSets (GPU device plugin, logging, metrics agents) so that one worker pod fits each host.
-HOST_FRACTION = 0.9
+#: Share of a host's allocatable CPU and memory a worker pod requests (defined with the gang-fit rule).
+HOST_FRACTION = POD_HOST_FRACTION
 #: Spot VMs get a 30 s termination notice; GKE recommends a shorter pod grace period.
 SPOT_TERMINATION_GRACE_SECONDS = 25
 #: Drivers of a run, as on the local backend: the Train launcher (train apps) and the entry-point
@@ -200,10 +199,7 @@ def ray_resources(resources: dict[str, int]) -> dict[str, float]:
 
 def pod_share(spec: PoolSpec) -> dict[str, int]:
     """What one worker pod requests on a host of ``spec`` (canonical units)."""
-    share = {CPU: int(spec.cpu_per_host * HOST_FRACTION), MEMORY: int(spec.memory_per_host * HOST_FRACTION)}
-    if spec.accelerator is not None:
-        share[spec.accelerator.resource] = spec.accelerators_per_host
-    return share
+    return host_offer(spec, "kuberay")
 
 
 def _pod_resources(spec: PoolSpec) -> dict[str, Any]:
@@ -471,28 +467,15 @@ def fleet_raycluster(cfg: PlatformConfig, *, auth_secret: str | None = None) -> 
 # ---------------------------------------------------------------- gangs
 
 
-def gang_shape(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int]) -> tuple[int, int]:
-    """(hosts, worker-group replicas) a gang of ``workers`` needs on a pool.
-
-    Workers are packed onto hosts by the pod's share of each host; multi-host TPU gangs take whole
-    slices. Raises ValueError when one worker does not fit one host.
-    """
-    share = pod_share(spec)
-    per_host = None
-    for resource, amount in resources_per_worker.items():
-        if not amount:
-            continue
-        fit = share.get(resource, 0) // amount
-        per_host = fit if per_host is None else min(per_host, fit)
-    if per_host is None:
-        per_host = workers
-    if per_host < 1:
-        wants = {r: quantity(r, a) for r, a in resources_per_worker.items() if a}
-        has = {r: quantity(r, a) for r, a in share.items()}
-        raise ValueError(f"a worker asking for {wants} does not fit one host (a pod gets {has})")
-    hosts = math.ceil(workers / per_host)
-    slices = math.ceil(hosts / spec.slice_hosts)
-    return slices * spec.slice_hosts, slices
+def gang_shape(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int],
+               strategy: PlacementStrategy | str | None = None) -> tuple[int, int]:
+    """(hosts, worker-group replicas) a gang of ``workers`` needs on a pool: the gang-fit rule
+    (:func:`rayfleet.backends.placement.gang_fit`) with a worker pod's share of a host. Multi-host
+    TPU gangs take one whole slice. Raises ValueError naming why the gang can never fit."""
+    fit = gang_fit(spec, workers, resources_per_worker, strategy, backend="kuberay")
+    if not fit.ok:
+        raise ValueError("; ".join(why for _, why in fit.problems))
+    return fit.hosts, fit.slices
 
 
 def run_request(req: LaunchRequest, *, placement_timeout_s: float) -> dict[str, Any]:
@@ -591,7 +574,7 @@ def run_objects(
     """
     namespace = namespace or kuberay.namespace
     spec = req.pool_spec
-    hosts, replicas = gang_shape(spec, req.workers, req.resources_per_worker)
+    hosts, replicas = gang_shape(spec, req.workers, req.resources_per_worker, req.placement_strategy)
     name = k8s_name("rf", req.run_id)
     labels = {
         MANAGED_BY: "rayfleet",
