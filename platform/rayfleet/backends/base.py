@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..api import Accelerator, PlacementStrategy, PoolSpec, Service, ServiceState, TrainJob
@@ -46,6 +47,18 @@ class PoolCapacity:
     hosts: int            # hosts configured (max)
     ready_hosts: int      # hosts alive now
     free_hosts: int       # alive hosts with no gang bundle on them
+
+
+def checkpoint_dir(job: TrainJob, data_dir: str | Path | None) -> str | None:
+    """Where a job's checkpoints live, the same for every attempt (resume reads it) and on every
+    backend: ``<checkpoint.storagePath>/<job>`` (a directory or a URI such as ``gs://bucket/prefix``,
+    joined as text), else ``<data_dir>/checkpoints/<job>``; None without either (the KubeRay export,
+    which has no data directory)."""
+    if job.spec.checkpoint.storage_path:
+        return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
+    if data_dir is None:
+        return None
+    return str(Path(data_dir) / "checkpoints" / job.name)
 
 
 @dataclass(frozen=True)

@@ -129,9 +129,9 @@ class Fleet:
         return d / f"{attempt}.log"
 
     def checkpoint_dir(self, job: TrainJob) -> str:
-        if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
-            return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
-        return str(self.data_dir / "checkpoints" / job.name)
+        from ..backends.base import checkpoint_dir  # the one rule, shared with the KubeRay export
+
+        return str(checkpoint_dir(job, self.data_dir))
 
     def placement_flavors(self, job: TrainJob) -> tuple[str, ...]:
         """Flavors a stored job may run on (re-derived from the config: a config change applies)."""

@@ -36,6 +36,7 @@ import json
 import math
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ from ...api.pool import (
     SpotProvisioning,
 )
 from ...config import PlatformConfig
-from ..base import LaunchRequest
+from ..base import LaunchRequest, checkpoint_dir
 from ..placement import POD_HOST_FRACTION, gang_fit, host_offer, plan_request
 from ..rundir import request_doc
 
@@ -178,23 +179,6 @@ def quantity(resource: str, amount: int) -> str | int:
     if resource == MEMORY:
         return memory_quantity(amount)
     return amount
-
-
-def ray_resources(resources: dict[str, int]) -> dict[str, float]:
-    """Kubernetes resources (canonical units) -> Ray resource names."""
-    out: dict[str, float] = {}
-    for name, amount in resources.items():
-        if not amount:
-            continue
-        if name == CPU:
-            out["CPU"] = amount / 1000
-        elif name == MEMORY:
-            out["memory"] = float(amount)
-        elif name == GPU:
-            out["GPU"] = float(amount)
-        elif name == TPU:
-            out["TPU"] = float(amount)
-    return out
 
 
 def pod_share(spec: PoolSpec) -> dict[str, int]:
@@ -684,72 +668,17 @@ def provisioning_request_pair(
 
 def launch_request_for(job: TrainJob, cfg: PlatformConfig, pool: str, *, attempt: int = 1) -> LaunchRequest:
     """A LaunchRequest for ``job`` on ``pool`` (what the controller builds after admission)."""
-    return LaunchRequest.for_job(job, pool, cfg.pools[pool].spec, attempt=attempt, checkpoint_dir=job.spec.checkpoint.storage_path)
+    return LaunchRequest.for_job(job, pool, cfg.pools[pool].spec, attempt=attempt, checkpoint_dir=checkpoint_dir(job, None))
 
 
 # ---------------------------------------------------------------- RayService
 
 
-def _ray_actor_options(bundle: dict[str, float]) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    custom = {}
-    for name, amount in bundle.items():
-        if name == "CPU":
-            opts["num_cpus"] = amount
-        elif name == "GPU":
-            opts["num_gpus"] = amount
-        elif name == "memory":
-            opts["memory"] = amount
-        else:
-            custom[name] = amount
-    if custom:
-        opts["resources"] = custom
-    return opts
-
-
-def serve_config(
-    svc: Service, *, deployment: str | None = None, accelerator_type: str | None = None, max_replicas: int | None = None
-) -> dict[str, Any]:
-    """Ray Serve config (``serveConfigV2``) of a Service: one application whose ingress deployment
-    autoscales between the Service's bounds and, for multi-host replicas, reserves one placement
-    group bundle per host (leader in bundle 0, STRICT_SPREAD across hosts).
-
-    The deployment is named by ``deployment``, else the ``rayfleet.io/deployment`` annotation, else
-    the attribute of the import path (``serve_apps.llm:app`` -> ``app``).
-    """
-    rg = svc.spec.replica_group
-    auto = svc.spec.autoscaling
-    # No "memory" in bundles: Ray's memory resource on a node is what is left after the object
-    # store, so a bundle asking for the host's memory would never fit.
-    bundle = {k: v for k, v in ray_resources(rg.resources_per_host).items() if k != "memory"}
-    if accelerator_type:
-        bundle[f"accelerator_type:{accelerator_type}"] = 0.001
-    name = deployment or svc.metadata.annotations.get("rayfleet.io/deployment") or svc.spec.import_path.rsplit(":", 1)[1]
-    dep: dict[str, Any] = {
-        "name": name,
-        "autoscaling_config": {
-            "min_replicas": min(auto.min_replicas, max_replicas or auto.max_replicas),
-            "max_replicas": max_replicas or auto.max_replicas,
-            "target_ongoing_requests": auto.target_ongoing_requests,
-            "upscale_delay_s": auto.upscale_delay,
-            "downscale_delay_s": auto.downscale_delay,
-        },
-    }
-    if rg.hosts_per_replica > 1:
-        dep["placement_group_bundles"] = [dict(bundle) for _ in range(rg.hosts_per_replica)]
-        dep["placement_group_strategy"] = "STRICT_SPREAD"
-    dep["ray_actor_options"] = _ray_actor_options(bundle)
-    app: dict[str, Any] = {
-        "name": svc.name,
-        "import_path": svc.spec.import_path,
-        "route_prefix": svc.spec.route_prefix,
-        "deployments": [dep],
-    }
-    if svc.spec.args:
-        app["args"] = svc.spec.args
-    if svc.spec.runtime_env:
-        app["runtime_env"] = svc.spec.runtime_env
-    return {"applications": [app]}
+#: ``(service, pool, pool spec, granted replicas) -> Serve application`` (``ServeApplicationSchema``).
+#: Backends may not import ``rayfleet.serve``, so the caller supplies it: the control service passes
+#: ``rayfleet.server.main.kuberay_serve_app`` (``serve.deployer.service_app_config``), the same
+#: leader-worker application the local backend deploys.
+ServeAppBuilder = Callable[[Service, str, PoolSpec, int], dict[str, Any]]
 
 
 def service_pool(svc: Service, cfg: PlatformConfig) -> tuple[str, str | None]:
@@ -772,17 +701,16 @@ def service_pool(svc: Service, cfg: PlatformConfig) -> tuple[str, str | None]:
 def rayservice(
     svc: Service,
     cfg: PlatformConfig,
+    serve_app: ServeAppBuilder,
     *,
     pool: str | None = None,
     granted: int | None = None,
     namespace: str | None = None,
-    deployment: str | None = None,
     auth_secret: str | None = None,
-    app: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A RayService for ``svc``: its own RayCluster with one autoscaled worker group sized in
-    replicas x hosts-per-replica, ``serveConfigV2`` from :func:`serve_config` (or ``app``, a Serve
-    application built elsewhere).
+    replicas x hosts-per-replica, ``serveConfigV2`` the one application ``serve_app`` builds for
+    the pool and the replica cap (see :data:`ServeAppBuilder`).
 
     ``pool`` pins the pool of an admitted flavor; without it the Service goes through its queue's
     compute class (if any, see :func:`service_pool`). ``granted`` caps the replicas (quota);
@@ -822,11 +750,7 @@ def rayservice(
         placement=placement, group_name=group_name, ray_labels=ray_labels,
         pod_labels={LABEL_SERVICE: label_value(svc.name), LABEL_CLUSTER: cluster, LABEL_ROLE: "service"},
     )
-    accel_type = spec.accelerator.ray_type if spec.accelerator else None
-    if app is not None:
-        config = {"applications": [app]}
-    else:
-        config = serve_config(svc, deployment=deployment, accelerator_type=accel_type, max_replicas=cap)
+    config = {"applications": [serve_app(svc, pool, spec, cap)]}
     annotations = {"rayfleet.io/queue": svc.spec.queue}
     if compute_class:
         annotations["rayfleet.io/compute-class"] = compute_class
