@@ -1,5 +1,6 @@
 # rayfleet: `make demo` runs the main job on the local backend; `make test` runs lint, import
-# contracts and the whole test suite. Both create .venv and install what they need.
+# contracts and the whole test suite; `make test-fast` the same without the tests that start Ray or
+# a process. They create .venv and install what they need.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test lint contracts pytest bench demo clean crds
+.PHONY: venv test test-fast lint contracts pytest pytest-fast bench demo clean crds
 
 venv: $(STAMP)
 
@@ -29,6 +30,13 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint contracts pytest
+
+# The fast tier: lint, contracts and every test not marked slow (no Ray, no process: tests/conftest.py
+# fails a not-slow test that starts one). Under 2 minutes.
+pytest-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-fast: lint contracts pytest-fast
 
 bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do \
