@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# mypy: the files of [tool.mypy] in pyproject.toml (strict for api, quota, capacity, transitions).
 lint: $(STAMP)
 	$(BIN)/ruff check platform train_apps serve_apps benchmarks tests
+	$(BIN)/mypy
+	@if [ -f platform/rayfleet/server/transitions.py ]; then $(BIN)/mypy platform/rayfleet/server/transitions.py; fi
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports

@@ -9,12 +9,13 @@ on the wire (the ecosystem's convention: nominalQuota, borrowingLimit); snake_ca
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-API_VERSION = "rayfleet.io/v1alpha1"
+API_VERSION: Final = "rayfleet.io/v1alpha1"
 
 # Kubernetes resource names rayfleet understands, in canonical integer units:
 # cpu in millicores, memory in bytes, accelerators as counts.
@@ -180,7 +181,7 @@ Resources = Annotated[
 ]
 
 
-def _parse_quantity_any(resource: str):
+def _parse_quantity_any(resource: str) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
         if value is None:
             return None

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from .base import RESOURCE_NAMES, Document, Model, Name, format_quantity, parse_quantity
@@ -56,7 +64,7 @@ class _QuotaAmounts(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _quantities(cls, data):
+    def _quantities(cls, data: Any) -> Any:
         resource = data.get(cls._RESOURCE_FIELD) if isinstance(data, dict) else None
         if isinstance(resource, str) and resource in RESOURCE_NAMES:
             data = dict(data)
@@ -69,7 +77,7 @@ class _QuotaAmounts(Model):
         return data
 
     @model_serializer(mode="wrap")
-    def _format(self, handler, info):
+    def _format(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
         data = handler(self)
         if info.mode == "json":
             resource = getattr(self, self._RESOURCE_FIELD)
@@ -150,7 +158,8 @@ class FairSharing(Model):
     weight: float = Field(default=1.0, ge=0, description="Share weight: higher weights get a larger share of borrowed capacity.")
 
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
@@ -166,7 +175,7 @@ class ScheduledQuota(_QuotaAmounts):
 
 class QuotaWindow(Model):
     name: str = Field(min_length=1, description="Name of the window, e.g. business-hours.")
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
+    days: list[Day] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
     start: str = Field(description="Start time HH:MM (inclusive).")
     end: str = Field(description="End time HH:MM (exclusive); an end before start wraps past midnight.")
     timezone: str = Field(default="UTC", description="IANA time zone of start and end.")

@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"crds: {e}", file=sys.stderr)
         return 2
-    for e in entries:
-        print(f"{e['file']}: {e['kind']} {e['version']} from {e['source']} ({e['project']}, sha256 {e['sourceSha256'][:12]})")
+    for entry in entries:
+        print(f"{entry['file']}: {entry['kind']} {entry['version']} from {entry['source']} "
+              f"({entry['project']}, sha256 {entry['sourceSha256'][:12]})")
     return 0
 
 
