@@ -1,5 +1,6 @@
 # rayfleet: `make demo` runs the main job on the local backend; `make test` runs lint, import
-# contracts and the whole test suite. Both create .venv and install what they need.
+# contracts and the whole test suite; `make test-fast` the same without the tests that start Ray or
+# a process. They create .venv and install what they need.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test lint contracts pytest bench demo clean
+.PHONY: venv test test-fast lint contracts pytest pytest-fast bench demo clean crds
 
 venv: $(STAMP)
 
@@ -19,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# mypy: the files of [tool.mypy] in pyproject.toml (strict for api, quota, capacity, transitions).
 lint: $(STAMP)
 	$(BIN)/ruff check platform train_apps serve_apps benchmarks tests
+	$(BIN)/mypy
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
@@ -30,10 +33,23 @@ pytest: $(STAMP)
 
 test: lint contracts pytest
 
+# The fast tier: lint, contracts and every test not marked slow (no Ray, no process: tests/conftest.py
+# fails a not-slow test that starts one). Under 2 minutes.
+pytest-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-fast: lint contracts pytest-fast
+
 bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do \
 		echo "== $$script"; $(BIN)/python $$script; \
 	done
+
+# Regenerate the CRD copies vendored in the package (platform/rayfleet/backends/kuberay/crds/,
+# with PROVENANCE.json) from a folder of upstream CRD YAML files.
+crds: $(STAMP)
+	@test -n "$(CRD_SRC)" || { echo "usage: make crds CRD_SRC=<folder of upstream CRD files, e.g. ../shared/crds>"; exit 2; }
+	PYTHONPATH=platform $(BIN)/python -m rayfleet.backends.kuberay.crd_vendor $(CRD_SRC)
 
 demo: $(STAMP)
 	$(BIN)/rayfleet demo

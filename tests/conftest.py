@@ -16,6 +16,7 @@ that kills a host brings it back (``up()`` repairs dead hosts) before it ends.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,9 +25,48 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+# ---------------------------------------------------------------- the fast tier starts no process
+# Every way Python starts a process raises an audit event (subprocess.Popen, os.system, os.fork,
+# os.exec*, os.posix_spawn, os.spawn*); Ray's own start (ray.init, `ray start`) goes through them.
+# The hook only records; a test not marked ``slow`` that started a process (in its setup, its body
+# or its teardown, session fixtures included) is reported as failed, so `pytest -m "not slow"`
+# (make test-fast) cannot grow a test that starts Ray or the control service.
+_PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn"}
+_started: list[str] = []
+_STARTED_AT = pytest.StashKey[int]()
+pytest_plugins = ("pytester",)  # tests/test_fast_tier_guard.py runs the guard on a test file of its own
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event in _PROCESS_EVENTS:
+        _started.append(f"{event} {args[0]!r}"[:200] if args else event)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.stash[_STARTED_AT] = len(_started)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "setup" or item.get_closest_marker("slow") is not None:
+        return
+    started = _started[item.stash.get(_STARTED_AT, len(_started)):]
+    item.stash[_STARTED_AT] = len(_started)
+    if started and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} is not marked slow but started {len(started)} process(es): "
+                           + "; ".join(started[:3]) + ". Mark it @pytest.mark.slow (make test-fast runs no process).")
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
-CRDS = ROOT.parent / "shared" / "crds"
 
 POOLS_CONFIG = """\
 kind: Cluster

@@ -196,6 +196,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "rayfleet.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_cli_config_check_ok_and_broken(tmp_path):
     ok = _cli("config", "check", *map(str, SHIPPED))  # each file is a platform of its own
     assert ok.returncode == 0, ok.stderr

@@ -153,6 +153,7 @@ def test_gangs_that_fit():
 # ---------------------------------------------------------------- processes
 
 
+@pytest.mark.slow  # starts sh and sleep processes
 def test_cluster_processes_are_found_by_marker_and_descent_only(tmp_path):
     marker = f"/tmp/rf-train-marker-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, local_procs.ENV_MARKER: marker}

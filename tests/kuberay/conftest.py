@@ -8,6 +8,7 @@ from kuberay_helpers import GKE_EXAMPLE
 
 from rayfleet.backends.kuberay.client import KubeRayBackend
 from rayfleet.config import PlatformConfig, load_config
+from rayfleet.server.main import kuberay_serve_app  # the Serve application production deploys
 
 
 @pytest.fixture(scope="session")
@@ -23,4 +24,4 @@ def fake_api():
 
 @pytest.fixture
 def backend(gke_cfg, fake_api) -> KubeRayBackend:
-    return KubeRayBackend(gke_cfg, fake_api.api_client())
+    return KubeRayBackend(gke_cfg, fake_api.api_client(), serve_app=kuberay_serve_app)

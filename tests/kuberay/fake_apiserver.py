@@ -12,7 +12,7 @@ way kube-apiserver does, so that the official ``kubernetes`` client talks to it 
   ``resourceVersion``), 409 AlreadyExists, 404 NotFound and 422 Invalid as ``Status`` objects;
 - the status subresource: the main resource ignores status changes, ``/status`` ignores the rest;
 - label selectors (``k=v``, ``k!=v``, ``k``, ``!k``), watches from a resourceVersion (chunked);
-- request bodies validated against the CRD schemas of ``../shared/crds`` with the same code as
+- request bodies validated against the CRD schemas vendored in the package with the same code as
   rayfleet's runtime validation (:mod:`rayfleet.backends.kuberay.crd_schema`);
 - the API server's service proxy to a RayCluster's head service, answered by a fake Ray dashboard
   (also reachable directly at ``/dashboard/NS/RAYCLUSTER``) with per-cluster jobs, logs and Serve

@@ -398,11 +398,21 @@ def test_serve_app_hook_supplies_the_serve_application(gke_cfg, fake_api):
                 "deployments": [{"name": "rayfleet-group", "autoscaling_config": {"max_replicas": granted}}]}
 
     b = kc.KubeRayBackend(gke_cfg, fake_api.api_client(), serve_app=app)
-    svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"nvidia.com/gpu": 1}})
+    svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"nvidia.com/gpu": 1}},
+                  autoscaling={"minReplicas": 1, "maxReplicas": 4})
     b.deploy_service(svc, "l4-spot", gke_cfg.pools["l4-spot"].spec, 2)
+    b.deploy_service(svc, "l4-spot", gke_cfg.pools["l4-spot"].spec, 9)   # the cap is at most maxReplicas
     config = yaml.safe_load(fake_api.get("RayService", "chat", NS)["spec"]["serveConfigV2"])
     assert config["applications"][0]["import_path"] == "rayfleet.serve.app:build_service_app"
-    assert calls == [("chat", "l4-spot", 2)]
+    assert calls == [("chat", "l4-spot", 2), ("chat", "l4-spot", 4)]
+
+
+def test_without_a_serve_app_builder_services_are_refused(gke_cfg, fake_api):
+    b = kc.KubeRayBackend(gke_cfg, fake_api.api_client())
+    svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"nvidia.com/gpu": 1}})
+    with pytest.raises(BackendError, match="without a Serve application builder"):
+        b.deploy_service(svc, "l4-spot", gke_cfg.pools["l4-spot"].spec, 1)
+    assert fake_api.get("RayService", "chat", NS) is None
 
 
 def test_unreachable_kubeconfig_is_a_backend_error(gke_cfg, tmp_path):

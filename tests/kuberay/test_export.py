@@ -1,5 +1,5 @@
 """``rayfleet export --target gke``: every object validates against the matching CRD's
-openAPIV3Schema in ../shared/crds (unknown fields rejected), one kind per file, a README."""
+openAPIV3Schema (the package's vendored copy; unknown fields rejected), one kind per file, a README."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from kuberay_helpers import GOLDEN, service, train_job
 from rayfleet.backends.kuberay import crd_schema
 from rayfleet.backends.kuberay import manifests as m
 from rayfleet.backends.kuberay.export import dump_yaml
+from rayfleet.server.main import kuberay_serve_app  # what the control service deploys
 
 
 def _run(cfg, pool, job):
@@ -39,11 +40,11 @@ def _cases(cfg):
             m.rayservice(service(
                 "llama-70b", queue="training", replicaGroup={"hostsPerReplica": 2, "accelerator": "nvidia-tesla-a100",
                                                              "resourcesPerHost": {"cpu": "64", "memory": "400Gi", "nvidia.com/gpu": 8}},
-                autoscaling={"minReplicas": 1, "maxReplicas": 2, "targetOngoingRequests": 8}, routePrefix="/llama"), cfg, pool="a100-reserved"),
+                autoscaling={"minReplicas": 1, "maxReplicas": 2, "targetOngoingRequests": 8}, routePrefix="/llama"), cfg, kuberay_serve_app, pool="a100-reserved"),
             m.rayservice(service(
                 "gemma-tpu", queue="training", replicaGroup={"hostsPerReplica": 4, "accelerator": "tpu-v5-lite-podslice",
                                                              "resourcesPerHost": {"cpu": "8", "google.com/tpu": 4}},
-                autoscaling={"minReplicas": 1, "maxReplicas": 2}, routePrefix="/gemma"), cfg, pool="tpu-v5e-4x4"),
+                autoscaling={"minReplicas": 1, "maxReplicas": 2}, routePrefix="/gemma"), cfg, kuberay_serve_app, pool="tpu-v5e-4x4"),
         ],
     }
 

@@ -12,6 +12,7 @@ from kuberay_helpers import service, train_job
 from rayfleet.api.labels import LABEL_ACCELERATOR, LABEL_POOL, node_resources
 from rayfleet.backends.kuberay import crd_schema
 from rayfleet.backends.kuberay import manifests as m
+from rayfleet.server.main import kuberay_serve_app
 
 
 def _worker(obj: dict) -> dict:
@@ -136,11 +137,15 @@ def test_tpu_worker_groups_are_slices(gke_cfg, pool, topology, hosts, chips_per_
 def test_multi_host_tpu_gang_rounds_up_to_whole_slices(gke_cfg):
     spec = gke_cfg.pools["tpu-v5e-4x4"].spec
     assert m.gang_shape(spec, 5, {"google.com/tpu": 4}) == (8, 2)  # 5 hosts -> 2 slices of 4 hosts
-    assert m.gang_shape(spec, 16, {"google.com/tpu": 1}) == (4, 1)  # 4 workers per host
+    assert m.gang_shape(spec, 16, {"google.com/tpu": 1}, "PACK") == (4, 1)  # 4 workers per host
+    # the default strategy of a multi-host TPU gang is STRICT_SPREAD: one host each
+    assert m.gang_shape(spec, 8, {"google.com/tpu": 1}) == (8, 2)
+    with pytest.raises(ValueError, match="slices of 4 hosts"):
+        m.gang_shape(spec, 4 * spec.max_replicas + 1, {"google.com/tpu": 4})
 
 
 def test_worker_that_does_not_fit_a_host_is_refused(gke_cfg):
-    with pytest.raises(ValueError, match="does not fit one host"):
+    with pytest.raises(ValueError, match="asks for 2 nvidia.com/gpu but a host of the pool offers 1"):
         m.gang_shape(gke_cfg.pools["l4-spot"].spec, 1, {"nvidia.com/gpu": 2})
 
 
@@ -243,18 +248,20 @@ def test_rayservice_multi_host_replicas(gke_cfg):
     svc = service("llama-70b", queue="training", replicaGroup={"hostsPerReplica": 2, "accelerator": "nvidia-tesla-a100",
                                                               "resourcesPerHost": {"cpu": "16", "nvidia.com/gpu": 8}},
                   autoscaling={"minReplicas": 1, "maxReplicas": 3, "targetOngoingRequests": 4})
-    obj = m.rayservice(svc, gke_cfg, pool="a100-reserved")
+    obj = m.rayservice(svc, gke_cfg, kuberay_serve_app, pool="a100-reserved")
     assert crd_schema.validate(obj) == []
     config = yaml.safe_load(obj["spec"]["serveConfigV2"])
     (app,) = config["applications"]
+    # the leader-worker application of rayfleet.serve, as on the local backend
+    assert app["import_path"] == "rayfleet.serve.app:build_service_app" and app["args"]["importPath"] == "serve_apps.llm:app"
     (dep,) = app["deployments"]
-    assert dep["name"] == "app"
+    assert dep["name"] == app["args"]["deploymentName"] == "rayfleet-group"
     bundle = {"CPU": 16.0, "GPU": 8.0, "accelerator_type:A100": 0.001}
-    assert dep["placement_group_bundles"] == [bundle, bundle]
-    assert dep["placement_group_strategy"] == "STRICT_SPREAD"
+    placement = app["args"]["placement"]
+    assert placement["bundles"] == [bundle, bundle] and placement["strategy"] == "STRICT_SPREAD"
+    assert placement["bundleLabelSelector"] == [{LABEL_POOL: "a100-reserved"}] * 2
     assert dep["autoscaling_config"]["min_replicas"] == 1 and dep["autoscaling_config"]["max_replicas"] == 3
     assert dep["autoscaling_config"]["target_ongoing_requests"] == 4
-    assert dep["ray_actor_options"] == {"num_cpus": 16.0, "num_gpus": 8.0, "resources": {"accelerator_type:A100": 0.001}}
     group = _worker(obj)
     assert (group["replicas"], group["minReplicas"], group["maxReplicas"]) == (2, 2, 6)  # replicas x 2 hosts
     assert obj["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is True
@@ -262,7 +269,7 @@ def test_rayservice_multi_host_replicas(gke_cfg):
 
 def test_rayservice_goes_through_the_queues_compute_class(gke_cfg):
     svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"cpu": "4", "nvidia.com/gpu": 1}})
-    obj = m.rayservice(svc, gke_cfg)
+    obj = m.rayservice(svc, gke_cfg, kuberay_serve_app)
     group = _worker(obj)
     assert group["template"]["spec"]["nodeSelector"] == {m.GKE_COMPUTE_CLASS: "l4-serving"}
     assert group["labels"] == {LABEL_ACCELERATOR: "nvidia-l4", m.LABEL_COMPUTE_CLASS: "l4-serving"}
@@ -273,7 +280,7 @@ def test_rayservice_goes_through_the_queues_compute_class(gke_cfg):
 def test_rayservice_granted_caps_replicas(gke_cfg):
     svc = service("chat", replicaGroup={"accelerator": "nvidia-l4", "resourcesPerHost": {"nvidia.com/gpu": 1}},
                   autoscaling={"minReplicas": 2, "maxReplicas": 8})
-    obj = m.rayservice(svc, gke_cfg, pool="l4-spot", granted=3)
+    obj = m.rayservice(svc, gke_cfg, kuberay_serve_app, pool="l4-spot", granted=3)
     dep = yaml.safe_load(obj["spec"]["serveConfigV2"])["applications"][0]["deployments"][0]
     assert dep["autoscaling_config"]["max_replicas"] == 3
     assert _worker(obj)["maxReplicas"] == 3
@@ -283,4 +290,4 @@ def test_rayservice_refuses_replica_shape_that_does_not_match_tpu_slices(gke_cfg
     svc = service("tpu-llm", queue="training", replicaGroup={"hostsPerReplica": 2, "accelerator": "tpu-v5-lite-podslice",
                                                              "resourcesPerHost": {"google.com/tpu": 4}})
     with pytest.raises(ValueError, match="TPU slices have 4 hosts"):
-        m.rayservice(svc, gke_cfg, pool="tpu-v5e-4x4")
+        m.rayservice(svc, gke_cfg, kuberay_serve_app, pool="tpu-v5e-4x4")

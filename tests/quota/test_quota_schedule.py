@@ -154,6 +154,7 @@ def test_invalid_configs_name_the_field():
         config(queue("q", 4, schedule=(QuotaWindow("w", "01:00", "02:00", {("default", "memory"): ResourceQuota(1)}),))).validate()
 
 
+@pytest.mark.slow  # a fresh interpreter; `make contracts` checks the same imports statically
 def test_quota_package_imports_no_ray_and_no_io_library():
     code = (
         "import sys, rayfleet.quota, rayfleet.quota.from_api\n"

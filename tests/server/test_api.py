@@ -75,7 +75,7 @@ BAD = [
     ("unknown-queue", job(queue="team-z"), "spec.queue", "unknown queue"),
     ("unknown-priority", job(priorityClass="urgent"), "spec.priorityClass", "unknown priority class"),
     ("gang-too-big", job(gang={"workers": 3, "resourcesPerWorker": {"nvidia.com/gpu": 8}, "accelerator": "nvidia-h100-80gb"}),
-     "spec.gang.workers", "holds at most 2"),
+     "spec.gang.workers", "need 3 hosts"),
     ("negative-resource", job(gang={"resourcesPerWorker": {"cpu": -1}}), "spec.gang.resourcesPerWorker", "negative"),
     ("unknown-resource", job(gang={"resourcesPerWorker": {"amd.com/gpu": 1}}), "spec.gang.resourcesPerWorker", "unknown resource"),
     ("unknown-field", job(gpus=8), "spec.gpus", "unknown field"),

@@ -392,6 +392,7 @@ def _wheel(path: Path) -> Path:
     return wheel
 
 
+@pytest.mark.slow  # runs pip as a process
 def test_wheel_is_kept_per_team_and_pip_installs_its_cluster_name(api, fleet, team_a, tmp_path):
     import subprocess
     import sys

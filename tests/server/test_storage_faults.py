@@ -69,6 +69,7 @@ def test_replaced_database_refuses_writes(api, fleet, team_a, tmp_path):
     assert_refused(api, team_a, "replaced")
 
 
+@pytest.mark.slow  # runs chattr / mount
 def test_immutable_database_file_is_read_only_even_for_root(api, fleet, team_a, tmp_path):
     db = tmp_path / "rayfleet.db"
     run_as_root("chattr", "+i", str(db))
@@ -80,6 +81,7 @@ def test_immutable_database_file_is_read_only_even_for_root(api, fleet, team_a, 
     assert api.get("/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.slow  # runs chattr / mount
 def test_read_only_data_directory(api, fleet, team_a, tmp_path):
     run_as_root("mount", "--bind", str(tmp_path), str(tmp_path))
     try:
@@ -102,6 +104,7 @@ def service_on(data: Path):
         fleet.close()
 
 
+@pytest.mark.slow  # runs chattr / mount
 def test_full_disk_answers_503_full_until_space_is_freed(tmp_path):
     data = tmp_path / "small"
     data.mkdir()
@@ -165,6 +168,7 @@ def test_empty_state_directories_are_not_state(tmp_path):
     check_startup(tmp_path)
 
 
+@pytest.mark.slow  # runs the CLI as a process
 @pytest.mark.parametrize("command", [["serve", "--data-dir", "{data}"], ["up"]])
 def test_cli_exits_2_before_starting_anything(tmp_path, command):
     data = tmp_path / "data"

@@ -86,6 +86,7 @@ def _writer(path: str, n: int, conn) -> None:
         conn.send(i)  # acknowledged only after the commit returned
 
 
+@pytest.mark.slow  # forks a writer and kills it
 def test_acknowledged_writes_survive_kill_9(tmp_path):
     path = str(tmp_path / "db.sqlite")
     parent, child = multiprocessing.Pipe()

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from . import limits
 
-API_VERSION = "rayfleet.io/v1alpha1"
+API_VERSION: Final = "rayfleet.io/v1alpha1"
 
 # Kubernetes resource names rayfleet understands, in canonical integer units:
 # cpu in millicores, memory in bytes, accelerators as counts.
@@ -267,7 +268,7 @@ Resources = Annotated[
 ]
 
 
-def _parse_quantity_any(resource: str):
+def _parse_quantity_any(resource: str) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
         if value is None:
             return None

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from . import limits
@@ -60,7 +68,7 @@ class _QuotaAmounts(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _quantities(cls, data):
+    def _quantities(cls, data: Any) -> Any:
         resource = data.get(cls._RESOURCE_FIELD) if isinstance(data, dict) else None
         if isinstance(resource, str) and resource in RESOURCE_NAMES:
             data = dict(data)
@@ -73,7 +81,7 @@ class _QuotaAmounts(Model):
         return data
 
     @model_serializer(mode="wrap")
-    def _format(self, handler, info):
+    def _format(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
         data = handler(self)
         if info.mode == "json":
             resource = getattr(self, self._RESOURCE_FIELD)
@@ -154,7 +162,8 @@ class FairSharing(Model):
     weight: float = Field(default=1.0, ge=0, le=limits.WEIGHT_MAX, description="Share weight: higher weights get a larger share of borrowed capacity; at most 1000000.")
 
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
 
 
@@ -170,7 +179,7 @@ class ScheduledQuota(_QuotaAmounts):
 
 class QuotaWindow(Model):
     name: str = Field(min_length=1, max_length=256, description="Name of the window, e.g. business-hours.")
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
+    days: list[Day] = Field(default_factory=lambda: list(_DAYS), description="Days of the week the window applies.")
     start: str = Field(description="Start time HH:MM (inclusive).")
     end: str = Field(description="End time HH:MM (exclusive); an end before start wraps past midnight.")
     timezone: str = Field(default="UTC", max_length=256, description="IANA time zone of start and end.")

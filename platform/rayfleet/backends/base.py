@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..api import Accelerator, PlacementStrategy, PoolSpec, Service, ServiceState, TrainJob
@@ -56,6 +57,21 @@ def run_id_for(job_id: str, attempt: int, uid: str | None = None) -> str:
     if not uid:
         return f"{job_id}-{attempt}"
     return f"{job_id}-{attempt}-{uid.replace('-', '')[:12]}"
+
+
+def checkpoint_dir(job: TrainJob, data_dir: str | Path | None) -> str | None:
+    """Where a job's checkpoints live, the same for every attempt (resume reads it) and on every
+    backend: ``<checkpoint.storagePath>/<job>`` (a directory or a URI such as ``gs://bucket/prefix``,
+    joined as text: the user's own storage, so a resubmission under the same name resumes from it),
+    else ``<data_dir>/checkpoints/<job>/<uid>`` (a new job with an old name starts with none; a job
+    stored before uids existed keeps ``<job>``); None without either (the KubeRay export, which has
+    no data directory)."""
+    if job.spec.checkpoint.storage_path:
+        return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
+    if data_dir is None:
+        return None
+    key = Path(job.name) / job.metadata.uid if job.metadata.uid else Path(job.name)
+    return str(Path(data_dir) / "checkpoints" / key)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..api import CPU, GPU, MEMORY, TPU, PlacementStrategy, PoolSpec
+from ..api import CPU, GPU, MEMORY, TPU, PlacementStrategy, PoolSpec, format_quantity
 from ..api.labels import LABEL_POOL, LABEL_TPU_SLICE
-from ..errors import CapacityError
 
 if TYPE_CHECKING:
     from .base import LaunchRequest
@@ -77,23 +76,6 @@ def worker_resources(resources_per_worker: dict[str, int], spec: PoolSpec, *, ho
     if not out:
         out["CPU"] = _q(0.01 * host_cpus)
     return out
-
-
-def host_capacity(spec: PoolSpec) -> dict[str, int]:
-    """What one host of the pool offers, canonical units (the pool's real shape)."""
-    return spec.host_resources()
-
-
-def workers_per_host(resources_per_worker: dict[str, int], spec: PoolSpec) -> int:
-    """How many workers of this shape one host of the pool holds (0: none)."""
-    host = host_capacity(spec)
-    fits = []
-    for res, amount in resources_per_worker.items():
-        if not amount:
-            continue
-        have = host.get(res, 0)
-        fits.append(have // amount)
-    return min(fits) if fits else 1_000_000
 
 
 @dataclass(frozen=True)
@@ -171,37 +153,90 @@ def plan_request(req: LaunchRequest, *, spec: PoolSpec, host_cpus: float, tpu_sl
     )
 
 
+# ---------------------------------------------------------------- gang fit: the one rule
+
+#: Share of a host's allocatable CPU and memory a KubeRay worker pod requests: the rest is left to
+#: GKE's DaemonSets (GPU device plugin, logging, metrics agents) so that one worker pod fits each host.
+POD_HOST_FRACTION = 0.9
+
+
+def host_offer(spec: PoolSpec, backend: str = "local") -> dict[str, int]:
+    """What one worker may use of a host of the pool, canonical units: the whole host on the local
+    backend; on KubeRay a worker pod gets every accelerator and :data:`POD_HOST_FRACTION` of CPU and
+    memory."""
+    offer = dict(spec.host_resources())
+    if backend == "kuberay":
+        offer[CPU] = int(spec.cpu_per_host * POD_HOST_FRACTION)
+        offer[MEMORY] = int(spec.memory_per_host * POD_HOST_FRACTION)
+    return offer
+
+
+@dataclass(frozen=True)
+class GangFit:
+    """How a gang fits a pool. ``problems``: (gang field, why) for each reason it never can, whatever
+    is free: ``resourcesPerWorker`` (a worker is larger than a host), ``placementStrategy``
+    (STRICT_PACK beyond one host, STRICT_SPREAD beyond the hosts there are), ``workers`` (more
+    hosts than the pool has, or than one slice has for a multi-host TPU gang)."""
+
+    per_host: int                  # workers one host holds
+    hosts: int                     # hosts the gang takes (whole slices on a multi-host TPU pool)
+    slices: int                    # worker-group replicas: TPU slices, else hosts
+    strategy: str
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def gang_fit(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int], strategy: PlacementStrategy | str | None = None,
+             *, pool: str = "", backend: str = "local") -> GangFit:
+    """The one gang-fit rule: used by admission (at submit, with the platform's backend), the local
+    backend (at launch) and the KubeRay manifests (worker-group size). ``backend`` says what a
+    worker gets of a host (:func:`host_offer`) and how many TPU slices a gang may span: one on the
+    local backend, as many as the pool has on KubeRay. Any other gang may use every host of the pool."""
+    offer = host_offer(spec, backend)
+    strat = default_strategy(spec, strategy)
+    name = f"pool {pool!r}" if pool else "the pool"
+    too_big = [
+        ("resourcesPerWorker", f"a worker asks for {format_quantity(res, amount)} {res} but a host of {name} offers {format_quantity(res, offer.get(res, 0))}")
+        for res, amount in resources_per_worker.items() if amount and offer.get(res, 0) < amount
+    ]
+    if too_big:
+        return GangFit(0, 0, 0, strat.value, tuple(too_big))
+    fits = [offer[res] // amount for res, amount in resources_per_worker.items() if amount]
+    per_host = min(fits) if fits else max(workers, 1)
+    # A multi-host TPU gang takes whole slices. The local backend pins it to one slice (its plan's
+    # rayfleet.io/tpu-slice selector); a KubeRay run's own RayCluster holds as many slices as it needs.
+    multi_host_tpu = spec.is_tpu and spec.slice_hosts > 1
+    one_slice = multi_host_tpu and backend == "local"
+    limit = spec.slice_hosts if one_slice else spec.max_hosts
+    if one_slice:
+        scope = f"one slice of {name} ({limit} hosts)"
+    elif multi_host_tpu:
+        scope = f"{name} ({spec.max_replicas} slices of {spec.slice_hosts} hosts: {limit} hosts)"
+    else:
+        scope = f"{name} ({limit} hosts)"
+    problems: list[tuple[str, str]] = []
+    # A strategy the gang asked for is the field to blame; a defaulted one (multi-host TPU) is not.
+    strategy_field = "placementStrategy" if strategy is not None else "workers"
+    if strat == PlacementStrategy.STRICT_SPREAD:
+        hosts = workers
+        if workers > limit:
+            problems.append((strategy_field, f"STRICT_SPREAD puts each of the {workers} workers on its own host, but {scope} has {limit}"))
+    elif strat == PlacementStrategy.STRICT_PACK:
+        hosts = 1
+        if workers > per_host:
+            problems.append((strategy_field, f"STRICT_PACK puts all {workers} workers on one host, but a host of {name} holds {per_host}"))
+    else:
+        hosts = math.ceil(workers / per_host)
+        if hosts > limit:
+            problems.append(("workers", f"{workers} workers need {hosts} hosts at {per_host} per host, but {scope} has {limit}"))
+    slices = math.ceil(hosts / spec.slice_hosts)
+    return GangFit(per_host, slices * spec.slice_hosts, slices, strat.value, tuple(problems))
+
+
 def feasibility_problems(pool: str, spec: PoolSpec, workers: int, resources_per_worker: dict[str, int], strategy: PlacementStrategy | str | None) -> list[str]:
     """Why a gang can never be placed on the pool as configured (empty: it can, given free hosts).
-
-    This is the static check: hosts that are busy or dead now make a gang wait, not fail here.
-    """
-    problems: list[str] = []
-    host = host_capacity(spec)
-    for res, amount in resources_per_worker.items():
-        if amount and res != MEMORY and host.get(res, 0) < amount:
-            problems.append(f"a worker asks for {amount} {res} but a host of pool {pool!r} offers {host.get(res, 0)}")
-        elif res == MEMORY and amount > spec.memory_per_host:
-            problems.append(f"a worker asks for {amount} bytes of memory but a host of pool {pool!r} offers {spec.memory_per_host}")
-    if problems:
-        return problems
-    strat = default_strategy(spec, strategy)
-    # A multi-host TPU gang lives in one slice; any other gang may use every host of the pool.
-    multi_host_tpu = spec.is_tpu and spec.slice_hosts > 1
-    hosts = spec.slice_hosts if multi_host_tpu else spec.max_hosts
-    scope = f"one slice of pool {pool!r} ({hosts} hosts)" if multi_host_tpu else f"pool {pool!r} ({hosts} hosts)"
-    per_host = workers_per_host(resources_per_worker, spec)
-    if strat == PlacementStrategy.STRICT_SPREAD and workers > hosts:
-        problems.append(f"STRICT_SPREAD puts each of the {workers} workers on its own host, but {scope} has {hosts}")
-    elif strat == PlacementStrategy.STRICT_PACK and workers > per_host:
-        problems.append(f"STRICT_PACK puts all {workers} workers on one host, but a host of pool {pool!r} holds {per_host}")
-    elif workers > per_host * hosts:
-        problems.append(f"{workers} workers need {math.ceil(workers / max(per_host, 1))} hosts at {per_host} per host, but {scope} has {hosts}")
-    return problems
-
-
-def check_feasible(pool: str, spec: PoolSpec, workers: int, resources_per_worker: dict[str, int], strategy: PlacementStrategy | str | None) -> None:
-    """Raise :class:`CapacityError` naming every reason the gang can never fit the pool."""
-    problems = feasibility_problems(pool, spec, workers, resources_per_worker, strategy)
-    if problems:
-        raise CapacityError("gang cannot be placed: " + "; ".join(problems), field="gang")
+    Static: hosts that are busy or dead now make a gang wait, not fail here."""
+    return [why for _, why in gang_fit(spec, workers, resources_per_worker, strategy, pool=pool).problems]

@@ -11,7 +11,7 @@ LessThanInitialShare strategies.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .tree import Node, add_usage, remove_usage
 from .types import FairSharingStrategy
@@ -112,7 +112,7 @@ def below_lca(a: Node, b: Node) -> tuple[Node, Node]:
     return pa[-1], pb[-1]
 
 
-def strategy_fn(strategy: FairSharingStrategy):
+def strategy_fn(strategy: FairSharingStrategy) -> Callable[[float, float, float], bool]:
     """Rule S2-a / S2-b of Kueue's fair sharing KEP: may a preemptor whose share would become
     ``new_preemptor`` take from a target whose share is ``old_target`` (``new_target`` after)?"""
     if strategy == FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE:

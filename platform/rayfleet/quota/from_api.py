@@ -8,6 +8,7 @@ e.g. ``to_quota_config(cfg.queues.values(), cfg.cohorts.values(), cfg.compute_cl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..api import Cohort, ComputeClass, PriorityClass, Queue, TrainJob
 from .types import (
@@ -105,7 +106,7 @@ def to_quota_config(
     return cfg
 
 
-def from_platform(platform, *, fair_sharing: bool | None = None) -> QuotaConfig:
+def from_platform(platform: Any, *, fair_sharing: bool | None = None) -> QuotaConfig:
     """From anything with ``queues``, ``cohorts`` and ``compute_classes`` mappings of api objects
     (``rayfleet.config.PlatformConfig``). ``fair_sharing`` None follows the Cluster's
     ``spec.fairSharing`` (off without a Cluster)."""

@@ -66,8 +66,8 @@ def _under_nominal(q: QueueRt, idx: frozenset[int]) -> bool:
     return True
 
 
-def _candidate_key(q: QueueRt):
-    def key(a: Adm):
+def _candidate_key(q: QueueRt) -> Callable[[Adm], tuple[bool, int, int, str]]:
+    def key(a: Adm) -> tuple[bool, int, int, str]:
         return (a.queue is q, a.wl.priority, -a.order, a.wl.id)
 
     return key
@@ -90,7 +90,7 @@ def find_candidates(wl: Workload, q: QueueRt, idx: frozenset[int]) -> list[Adm]:
                 out.append(a)
     if q.in_cohort and q.reclaim != PreemptionPolicy.NEVER:
         lower_only = q.reclaim == PreemptionPolicy.LOWER_PRIORITY
-        tree: TreeRt = q.tree  # type: ignore[assignment]
+        tree: TreeRt = q.tree
         for other in tree.queues:
             if other is q or not other.admitted or not is_borrowing(other, idx):
                 continue
@@ -220,7 +220,7 @@ def _fair(
     as the preemptor's share after admission stays within the strategy's bound."""
     node = q.node
 
-    def build(cs: list[Adm], first_only: bool) -> tuple[list, dict[str, _CandQueue]]:
+    def build(cs: list[Adm], first_only: bool) -> tuple[list[tuple[int, str]], dict[str, _CandQueue]]:
         groups: dict[str, _CandQueue] = {}
         for c in cs:
             g = groups.get(c.queue.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .tree import Node
 from .types import PreemptionPolicy, QueueConfig, QueueingStrategy, WhenCanBorrow, WhenCanPreempt, Workload
 
@@ -41,7 +43,7 @@ class TreeRt:
         self.pending: dict[str, Workload] = {}
         self.gen = 0  # bumped on every usage change in the tree (admission, release, preemption, config)
         self.pgen = 0  # bumped on every change of the tree's pending set
-        self.cache: tuple[tuple[int, int], list] | None = None
+        self.cache: tuple[tuple[int, int], list[Any]] | None = None
         self.parked: set[str] = set()  # one-head mode: heads set aside until quota is freed
 
 
@@ -90,7 +92,7 @@ class QueueRt:
         self.name = cfg.name
         self.cfg = cfg
         self.node = node
-        self.tree: TreeRt | None = None
+        self.tree: TreeRt  # set by QuotaState when it builds the trees, before any use
         self.flavors = cfg.flavors
         self.covered = frozenset(r for (_, r) in cfg.quotas)
         self.strict = cfg.queueing_strategy == QueueingStrategy.STRICT_FIFO
@@ -112,21 +114,21 @@ class QueueRt:
         self.admitted: dict[str, Adm] = {}
         # Outcomes of evaluations that did not admit, per phase, by Workload.memo_key; valid while
         # the tree's generation is unchanged (so a hit is exactly what re-evaluating would give).
-        self.memo1: dict[str, tuple[int, object]] = {}
-        self.memo2: dict[str, tuple[int, object]] = {}
-        self.options: dict[tuple, object] = {}
+        self.memo1: dict[str, tuple[int, Any]] = {}
+        self.memo2: dict[str, tuple[int, Any]] = {}
+        self.options: dict[tuple[Any, ...], Any] = {}
         # Pending workloads of this queue, and their order (rebuilt lazily after changes).
         self.pend: dict[str, Workload] = {}
         self.pend_added: list[Workload] = []
         self.pend_removed = False
         self.lst: list[Workload] = []
-        self.keys: list[tuple] = []
+        self.keys: list[tuple[Any, ...]] = []
         # Cycle cursor: next index in lst, queue state, live heap key, sleeping run.
         self.i = 0
         self.state = 0
-        self.live: tuple | None = None
+        self.live: tuple[Any, ...] | None = None
         self.sleep_end = -1
-        self.sleep_out: object = None
+        self.sleep_out: Any = None
 
     def add_pending(self, wl: Workload) -> None:
         self.pend[wl.id] = wl

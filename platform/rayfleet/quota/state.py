@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .fairshare import ShareCalc, strategy_fn
 from .preemption import get_targets, reclaim_over_limits
@@ -62,7 +63,7 @@ _MEMO_LIMIT = 4096
 _tuple_new = tuple.__new__
 
 
-def _wait(wid: str, queue: str, pos: int, reason: str, blocking: tuple, could: tuple) -> Wait:
+def _wait(wid: str, queue: str, pos: int, reason: str, blocking: tuple[Any, ...], could: tuple[Any, ...]) -> Wait:
     """A Wait, built without the NamedTuple constructor's Python-level call."""
     return _tuple_new(Wait, (wid, queue, pos, reason, blocking, could))
 
@@ -70,7 +71,7 @@ def _wait(wid: str, queue: str, pos: int, reason: str, blocking: tuple, could: t
 class _Out:
     __slots__ = ("kind", "pos", "targets", "reason", "blocking", "could")
 
-    def __init__(self, kind: int, pos: int = -1, targets=(), reason: str = "", blocking=(), could=()) -> None:
+    def __init__(self, kind: int, pos: int = -1, targets: Any = (), reason: str = "", blocking: Any = (), could: Any = ()) -> None:
         self.kind = kind
         self.pos = pos
         self.targets = targets
@@ -96,7 +97,7 @@ class QuotaState:
         self._pending: dict[str, Workload] = {}
         self._orphans: dict[str, Workload] = {}  # pending, for queues that do not exist
         self._seq = 0
-        self._window_key: tuple | None = None
+        self._window_key: tuple[Any, ...] | None = None
         self._cycle: dict[str, tuple[int, int]] = {}
         self._queues: dict[str, QueueRt] = {}
         self._trees: list[TreeRt] = []
@@ -110,8 +111,8 @@ class QuotaState:
         """(Re)build the tree for ``eff`` (schedules already applied). Admitted workloads are
         carried over; returns those that no longer have a place (queue or flavor gone)."""
         frs: set[FlavorResource] = set()
-        for q in eff.queues:
-            frs.update(q.quotas)
+        for qcfg in eff.queues:
+            frs.update(qcfg.quotas)
         for c in eff.cohorts:
             frs.update(c.quotas)
         fr_list = sorted(frs)
@@ -168,33 +169,33 @@ class QuotaState:
         old = sorted(self._admitted.values(), key=lambda a: a.order)
         self._admitted = {}
         for a in old:
-            q = queues.get(a.wl.queue)
-            if q is None:
+            aq = queues.get(a.wl.queue)
+            if aq is None:
                 lost.append((a, f"queue {a.wl.queue!r} no longer exists"))
                 continue
             req = []
             missing = None
             for r, v in a.wl.totals:
                 k = index.get((a.flavor, r))
-                if k is None or (a.flavor, r) not in q.cfg.quotas:
+                if k is None or (a.flavor, r) not in aq.cfg.quotas:
                     missing = r
                     break
                 req.append((k, v))
-            if missing is not None or a.flavor not in q.flavors:
-                lost.append((a, f"queue {q.name!r} no longer has quota for {missing or 'anything'} on flavor {a.flavor!r}"))
+            if missing is not None or a.flavor not in aq.flavors:
+                lost.append((a, f"queue {aq.name!r} no longer has quota for {missing or 'anything'} on flavor {a.flavor!r}"))
                 continue
-            na = Adm(a.wl, q, a.flavor, tuple(req), a.order, a.at)
+            na = Adm(a.wl, aq, a.flavor, tuple(req), a.order, a.at)
             for k, v in na.req:
-                add_usage(q.node, k, v)
-            q.admitted[a.wl.id] = na
+                add_usage(aq.node, k, v)
+            aq.admitted[a.wl.id] = na
             self._admitted[a.wl.id] = na
         # Re-bucket pending workloads.
         self._orphans = {}
         for wl in sorted(self._pending.values(), key=lambda w: w.order_key):
-            q = queues.get(wl.queue)
-            if q is not None:
-                q.tree.pending[wl.id] = wl
-                q.add_pending(wl)
+            pq = queues.get(wl.queue)
+            if pq is not None:
+                pq.tree.pending[wl.id] = wl
+                pq.add_pending(wl)
             else:
                 self._orphans[wl.id] = wl
         return lost
@@ -334,7 +335,7 @@ class QuotaState:
         """The configuration in force (quota schedules applied at the last tick)."""
         return self._effective
 
-    def _windows_at(self, now: float) -> tuple:
+    def _windows_at(self, now: float) -> tuple[Any, ...]:
         from .schedule import window_active
 
         return tuple(
@@ -438,7 +439,7 @@ class QuotaState:
                     continue
                 rest = min(rest, total)
                 given = 0
-                shares = []
+                shares: list[list[Any]] = []
                 for name, offer in offers:
                     s = rest * offer // total
                     shares.append([name, s, offer])
@@ -480,7 +481,7 @@ class QuotaState:
         each queue is considered (Kueue's cycle; for comparison), and only heads get decisions.
         """
         res = CycleResult(now)
-        self._cycle: dict[str, tuple[int, int]] = {}  # admitted in this cycle: (index in res.admitted, position)
+        self._cycle = {}  # admitted in this cycle: (index in res.admitted, position)
         res.preempted.extend(self.tick(now))
         if pending is not None:
             self._sync_pending(pending)
@@ -536,7 +537,7 @@ class QuotaState:
         unless an admission changes the tree first; then those not yet reached in the merge order
         are woken and decided one by one again.
         """
-        heap: list[tuple[tuple, int]] = []
+        heap: list[tuple[tuple[Any, ...], int]] = []
         for k, q in enumerate(qs):
             if q.i < len(q.lst):
                 q.live = q.keys[q.i]
@@ -606,7 +607,7 @@ class QuotaState:
             q.i = q.sleep_end
             q.sleep_end = -1
 
-    def _wake(self, qs: list[QueueRt], sleepers: set[int], key: tuple, heap: list, waits: list[Wait]) -> None:
+    def _wake(self, qs: list[QueueRt], sleepers: set[int], key: tuple[Any, ...], heap: list[Any], waits: list[Wait]) -> None:
         """The tree changed while deciding the workload ordered at ``key``: sleeping runs wait up
         to there, and are decided again from there on."""
         for k in sorted(sleepers):
@@ -623,19 +624,21 @@ class QuotaState:
         sleepers.clear()
 
     @staticmethod
-    def _emit_run(q: QueueRt, start: int, end: int, out, waits: list[Wait]) -> None:
+    def _emit_run(q: QueueRt, start: int, end: int, out: _Out, waits: list[Wait]) -> None:
         name, reason, blocking, could, lst = q.name, out.reason, out.blocking, out.could, q.lst
         new, cls = _tuple_new, Wait
         waits.extend([new(cls, (lst[j].id, name, j, reason, blocking, could)) for j in range(start, end)])
 
-    def _phase2_fair(self, deferred: list[QueueRt], now, res, waits) -> None:
+    def _phase2_fair(self, deferred: list[QueueRt], now: float, res: CycleResult, waits: list[Wait]) -> None:
         """Decide the borrowing workloads lowest dominant resource share (after admission) first."""
-        heap: list[tuple] = []
+        heap: list[tuple[Any, ...]] = []
         by_name = {q.name: q for q in deferred}
+        shares = self._shares
+        assert shares is not None  # fair sharing on: the share calculator exists
 
-        def key(q: QueueRt) -> tuple:
+        def key(q: QueueRt) -> tuple[Any, ...]:
             wl = q.lst[q.i]
-            return (self._shares.path_shares(q.node, self._share_req(wl, q)), wl.order_key)
+            return (shares.path_shares(q.node, self._share_req(wl, q)), wl.order_key)
 
         for q in deferred:
             if q.i < len(q.lst):
@@ -700,11 +703,12 @@ class QuotaState:
             wl, pos = head
             opts = self._options(q, wl)
             borrows = 0
-            share: tuple = ()
+            share: tuple[Any, ...] = ()
             if not isinstance(opts, str):
                 rank, p, _ = self._select(q, opts)
                 borrows = 1 if rank in (1, 3) else 0
                 if self._fair and rank < 4:
+                    assert self._shares is not None  # fair sharing on
                     share = self._shares.path_shares(q.node, opts[p][1])
             entries.append(((borrows, share, wl.order_key), wl, q, pos))
         entries.sort(key=lambda e: e[0])
@@ -722,7 +726,7 @@ class QuotaState:
 
     # ------------------------------------------------------------------ one workload
 
-    def _options(self, q: QueueRt, wl: Workload):
+    def _options(self, q: QueueRt, wl: Workload) -> Any:
         """Flavors of ``q`` the workload may use, in order, with its request per flavor; or a
         string saying why there is none."""
         opts = q.options.get(wl.signature)
@@ -781,7 +785,7 @@ class QuotaState:
             return (1 if borrow else 0), None
         return (3 if borrow else 2), frozenset(need)
 
-    def _select(self, q: QueueRt, opts) -> tuple[int, int, frozenset[int] | None]:
+    def _select(self, q: QueueRt, opts: Any) -> tuple[int, int, frozenset[int] | None]:
         """The flavor Kueue's flavor assigner picks: (rank, position in opts, indices needing
         preemption)."""
         best: tuple[int, int, frozenset[int] | None] | None = None
@@ -804,7 +808,8 @@ class QuotaState:
         memo = q.memo1 if phase == 1 else q.memo2
         hit = memo.get(key)
         if hit is not None and hit[0] == tree.gen:
-            return hit[1]  # type: ignore[return-value]
+            out: _Out = hit[1]
+            return out
         out = self._decide(wl, q, phase)
         if out.kind != _ADMIT:
             if len(memo) >= _MEMO_LIMIT:
@@ -849,13 +854,13 @@ class QuotaState:
                 return _Out(_ADMIT, p, targets)
         return self._wait(q, wl, opts, tuple(could))
 
-    def _preempt(self, wl: Workload, q: QueueRt, req: Req, need, could: dict[str, None]):
+    def _preempt(self, wl: Workload, q: QueueRt, req: Req, need: Any, could: dict[str, None]) -> Any:
         targets, cands = get_targets(wl, q, req, need, self._shares, self._strategies)
         for c in cands:
             could[c.wl.id] = None
         return targets
 
-    def _wait(self, q: QueueRt, wl: Workload, opts, could: tuple[str, ...]) -> _Out:
+    def _wait(self, q: QueueRt, wl: Workload, opts: Any, could: tuple[str, ...]) -> _Out:
         blocking = []
         node = q.node
         fr = self._fr_list

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from ..api.queue import QueueingStrategy, WhenCanBorrow, WhenCanPreempt  # the same Kueue values as the api
+from ..api.queue import QueueingStrategy as QueueingStrategy  # the same Kueue values as the api
+from ..api.queue import WhenCanBorrow as WhenCanBorrow
+from ..api.queue import WhenCanPreempt as WhenCanPreempt
 
 FlavorResource = tuple[str, str]  # (flavor, resource)
 
@@ -309,7 +311,7 @@ class Workload:
     # Derived, computed once.
     totals: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
     order_key: tuple[int, float, str] = field(init=False, repr=False, compare=False)
-    signature: tuple = field(init=False, repr=False, compare=False)
+    signature: tuple[Any, ...] = field(init=False, repr=False, compare=False)
     # Memo keys (strings cache their hash): same request shape and priority, and the same plus
     # creation time (LowerOrNewerEqualPriority makes creation time matter for preemption).
     memo_key: str = field(init=False, repr=False, compare=False)

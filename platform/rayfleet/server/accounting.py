@@ -12,13 +12,13 @@ team holds: on GKE, the nodes behind them are provisioned for it whether load fi
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 from ..api import Service, TrainJob
+from ..backends.placement import gang_fit
 from ..config import PlatformConfig
-from .admission import workers_per_host
+from .admission import platform_backend
 from .store import Event
 
 _START = {"Running", "Recovered"}
@@ -49,8 +49,8 @@ def gang_hosts(cfg: PlatformConfig, job: TrainJob) -> int:
     pool = cfg.pools.get(job.status.pool or "")
     if pool is None:
         return 0
-    per_host = max(1, workers_per_host(pool.spec, job.spec.gang.resources_per_worker))
-    return math.ceil(job.spec.gang.workers / per_host)
+    gang = job.spec.gang
+    return gang_fit(pool.spec, gang.workers, gang.resources_per_worker, gang.placement_strategy, backend=platform_backend(cfg)).hosts
 
 
 def job_cost(cfg: PlatformConfig, job: TrainJob, events: list[Event], now: float | None = None) -> tuple[float, float]:

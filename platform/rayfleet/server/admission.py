@@ -1,15 +1,19 @@
 """Checks a submitted workload against the platform config before it is stored.
 
-What can never run is refused at submit (422 naming the field), not left to wait forever:
-an unknown queue or priority class, a gang no flavor of the queue can place, or a gang larger
-than the largest pool (or TPU slice) that could hold it.
+What can never run is refused at submit (422 naming the field), not left to take quota and fail at
+launch: an unknown queue or priority class, a gang no flavor of the queue can place, a gang no pool
+of the queue can ever hold (STRICT_PACK beyond one host, STRICT_SPREAD or more hosts than the pool
+has, more than one TPU slice). The fit is the one rule of :func:`rayfleet.backends.placement.gang_fit`,
+the same the backends apply at launch; only the flavors whose pool can hold the gang are offered
+to quota.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api import GangSpec, PoolSpec, Service, TrainJob, format_quantity
+from ..api import GangSpec, PlacementStrategy, Service, TrainJob, format_quantity
+from ..backends.placement import gang_fit
 from ..config import PlatformConfig
 from ..errors import FieldProblem, SpecError
 
@@ -22,46 +26,50 @@ class Placement:
     priority: int
 
 
-def workers_per_host(pool: PoolSpec, per_worker: dict[str, int]) -> int:
-    host = pool.host_resources()
-    fits = [host.get(r, 0) // amount for r, amount in per_worker.items() if amount]
-    return min(fits) if fits else pool.max_hosts * 1000
-
-
-def gang_capacity(pool: PoolSpec, per_worker: dict[str, int], *, one_slice: bool) -> int:
-    """Most workers of this shape the pool can hold at once (within one slice for TPU gangs)."""
-    hosts = pool.slice_hosts if one_slice else pool.max_hosts
-    return workers_per_host(pool, per_worker) * hosts
-
-
 def _describe(resources: dict[str, int]) -> str:
     return ", ".join(f"{format_quantity(r, v)} {r}" for r, v in sorted(resources.items()) if v)
 
 
+def platform_backend(cfg: PlatformConfig) -> str:
+    """``local`` or ``kuberay``: whose share of a host a worker gets (:func:`~rayfleet.backends.placement.host_offer`)."""
+    return cfg.cluster.spec.backend if cfg.cluster is not None else "local"
+
+
+# How far a pool got: a gang whose workers fit a host but not in the hosts there are names the
+# count or strategy field, not the resources.
+_FIELD_RANK = {"resourcesPerWorker": 0, "placementStrategy": 1, "workers": 1}
+
+
 def check_gang(cfg: PlatformConfig, queue: str, gang: GangSpec, *, path: str,
-               resources_field: str = "resourcesPerWorker", count_field: str = "workers") -> tuple[str, ...]:
+               fields: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The flavors of ``queue`` whose pool can ever hold the gang (the gang-fit rule,
+    :func:`rayfleet.backends.placement.gang_fit`, with the platform's backend). Raises SpecError
+    naming the gang field (``fields`` renames them, e.g. for a Service's replica group)."""
+    names = {"resourcesPerWorker": "resourcesPerWorker", "workers": "workers", "placementStrategy": "placementStrategy", **(fields or {})}
     flavors = cfg.flavors_for(queue, gang.accelerator, gang.resources_per_worker)
     if not flavors:
         what = gang.accelerator.value if gang.accelerator else _describe(gang.resources_per_worker) or "these resources"
         raise SpecError(FieldProblem(
-            field=f"{path}.{resources_field}",
+            field=f"{path}.{names['resourcesPerWorker']}",
             problem=f"queue {queue!r} has no flavor whose hosts offer {what} per worker (flavors: {', '.join(cfg.queues[queue].spec.flavor_order())})",
         ))
-    best, best_pool = 0, None
+    backend = platform_backend(cfg)
+    ok: list[str] = []
+    failed: list[tuple[str, str, str]] = []   # (gang field, flavor, why)
     for f in flavors:
         pool = cfg.pool_of_flavor(f)
-        cap = gang_capacity(pool.spec, gang.resources_per_worker, one_slice=pool.spec.is_tpu)
-        if cap > best:
-            best, best_pool = cap, pool
-    if gang.workers > best:
-        assert best_pool is not None
-        unit = "one slice" if best_pool.spec.is_tpu else f"{best_pool.spec.max_hosts} hosts"
+        fit = gang_fit(pool.spec, gang.workers, gang.resources_per_worker, gang.placement_strategy, pool=pool.name, backend=backend)
+        if fit.ok:
+            ok.append(f)
+        else:
+            failed.extend((field, f, why) for field, why in fit.problems)
+    if not ok:
+        field = max(failed, key=lambda p: _FIELD_RANK[p[0]])[0]
         raise SpecError(FieldProblem(
-            field=f"{path}.{count_field}",
-            problem=f"{gang.workers} workers of ({_describe(gang.resources_per_worker)}) exceed the largest pool that could run them: "
-                    f"pool {best_pool.name!r} holds at most {best} such workers ({unit} x {_describe(best_pool.spec.host_resources())})",
+            field=f"{path}.{names[field]}",
+            problem=f"no pool of queue {queue!r} can ever hold this gang: " + "; ".join(f"flavor {f!r}: {why}" for _, f, why in failed),
         ))
-    return tuple(flavors)
+    return tuple(ok)
 
 
 def check_common(cfg: PlatformConfig, queue: str, priority_class: str | None) -> int:
@@ -82,26 +90,16 @@ def check_job(cfg: PlatformConfig, job: TrainJob) -> Placement:
 
 
 def service_gang(svc: Service) -> GangSpec:
-    """One replica as a gang: one worker per host (already-validated values: no re-parsing)."""
+    """One replica as a gang: one worker per host, STRICT_SPREAD as the replica group's bundles are
+    (already-validated values: no re-parsing)."""
     rg = svc.spec.replica_group
     return GangSpec.model_construct(workers=rg.hosts_per_replica, resources_per_worker=dict(rg.resources_per_host),
-                                    accelerator=rg.accelerator, placement_strategy=None)
+                                    accelerator=rg.accelerator, placement_strategy=PlacementStrategy.STRICT_SPREAD)
 
 
 def check_service(cfg: PlatformConfig, svc: Service) -> Placement:
     priority = check_common(cfg, svc.spec.queue, svc.spec.priority_class)
     flavors = check_gang(cfg, svc.spec.queue, service_gang(svc), path="spec.replicaGroup",
-                         resources_field="resourcesPerHost", count_field="hostsPerReplica")
-    # A replica is one bundle per host: the pool needs that many hosts (one slice on TPU).
-    ok = []
-    for f in flavors:
-        pool = cfg.pool_of_flavor(f).spec
-        hosts = pool.slice_hosts if pool.is_tpu else pool.max_hosts
-        if svc.spec.replica_group.hosts_per_replica <= hosts:
-            ok.append(f)
-    if not ok:
-        raise SpecError(FieldProblem(
-            field="spec.replicaGroup.hostsPerReplica",
-            problem=f"{svc.spec.replica_group.hosts_per_replica} hosts per replica exceed every pool the queue can use",
-        ))
-    return Placement(tuple(ok), priority)
+                         fields={"resourcesPerWorker": "resourcesPerHost", "workers": "hostsPerReplica",
+                                 "placementStrategy": "hostsPerReplica"})
+    return Placement(flavors, priority)

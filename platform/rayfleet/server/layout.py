@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..api import TrainJob
+from ..backends.base import checkpoint_dir
 
 
 class DataLayout:
@@ -27,8 +28,5 @@ class DataLayout:
         return d / f"{attempt}.log"
 
     def checkpoint_dir(self, job: TrainJob) -> str:
-        """``spec.checkpoint.storagePath``/<name> when given (the user's choice: a resubmission under
-        the same name resumes from it), else ``checkpoints/<name>/<uid>`` in the data directory."""
-        if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
-            return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
-        return str(self.data_dir / "checkpoints" / self._key(job))
+        """The one rule, shared with the KubeRay export: :func:`rayfleet.backends.base.checkpoint_dir`."""
+        return str(checkpoint_dir(job, self.data_dir))

@@ -4,6 +4,7 @@ admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI and c
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..api import JobState, TrainJob
+from ..train.history import reliability
 from .accounting import job_cost, service_cost
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ class FleetCollector:
     def collect(self):
         fleet = self.fleet
         now = fleet.clock()
+        now_dt = datetime.fromtimestamp(now, UTC)
         jobs = [r for r in fleet.store.list("TrainJob")]
         by_state = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in jobs)  # type: ignore[attr-defined]
         g = GaugeMetricFamily("rayfleet_jobs", "Training jobs by queue and state.", labels=["queue", "state"])
@@ -49,8 +52,9 @@ class FleetCollector:
         for (queue, reason), n in sorted(counts.items()):
             interruptions.add_metric([queue, reason], n)
         yield interruptions
-        mttr = GaugeMetricFamily("rayfleet_job_mttr_seconds", "Mean time to recover after an interruption.", labels=["job"])
-        mtbi = GaugeMetricFamily("rayfleet_job_mtbi_seconds", "Mean running time between interruptions.", labels=["job"])
+        # MTTR / MTBI: the one definition, rayfleet.train.history.reliability.
+        mttr = GaugeMetricFamily("rayfleet_job_mttr_seconds", "Mean time to recover after an interruption (interrupted until running again).", labels=["job"])
+        mtbi = GaugeMetricFamily("rayfleet_job_mtbi_seconds", "Mean running time between interruptions (time since the first start, less time interrupted, per interruption).", labels=["job"])
         cost = CounterMetricFamily("rayfleet_team_cost_usd", "Accelerator cost attributed to each team, training (train) and serving (serve).",
                                    labels=["team", "cost_center", "workload"])
         run_s = CounterMetricFamily("rayfleet_team_run_seconds", "Gang run time per team.", labels=["team"])
@@ -60,13 +64,13 @@ class FleetCollector:
         for r in jobs:
             job: TrainJob = r.doc  # type: ignore[assignment]
             st = job.status
-            recovered = [i for i in st.interruptions if i.recovered_at]
-            if recovered:
-                mttr.add_metric([job.name], sum((i.recovered_at - i.at).total_seconds() for i in recovered) / len(recovered))  # type: ignore[operator]
+            rel = reliability(st.started_at, st.interruptions, until=st.finished_at or now_dt)
+            if rel.mttr_s is not None:
+                mttr.add_metric([job.name], rel.mttr_s)
+            if rel.mtbi_s is not None:
+                mtbi.add_metric([job.name], rel.mtbi_s)
             events = fleet.store.all_events("TrainJob", job.name, uid=job.metadata.uid)
             seconds, usd = job_cost(fleet.config, job, events, now)
-            if st.interruptions and seconds:
-                mtbi.add_metric([job.name], seconds / len(st.interruptions))
             team_cost[r.team or ""] += usd
             team_run[r.team or ""] += seconds
         serve_cost: dict[str, float] = defaultdict(float)

@@ -41,6 +41,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -81,12 +82,12 @@ class PackageLimits:
     max_entries: int = 20_000
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> PackageLimits:
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PackageLimits:
+        source: Mapping[str, str] = os.environ if env is None else env
         d = cls()
 
         def read(name: str, default: int, unit: int) -> int:
-            raw = env.get(name)
+            raw = source.get(name)
             if raw is None or raw == "":
                 return default
             try:

@@ -204,29 +204,42 @@ def job_from_request(body: dict[str, Any], caller: Principal, fleet: Fleet) -> T
     except pydantic.ValidationError as e:
         from ..config import pydantic_problems
 
-        # Name the Ray request field the problem came from where the mapping is direct.
-        mapped = []
-        for p in pydantic_problems(e, file=None, document=None):
-            field = p.field
-            for ours, theirs in (("metadata.name", "submission_id"), ("metadata.annotations", "metadata"), ("spec.labels", "metadata"),
-                                 ("spec.entrypoint", "entrypoint"), ("spec.gang.workers", "metadata.workers"),
-                                 ("spec.gang.accelerator", "metadata.accelerator"), ("spec.priorityClass", "metadata.priority"),
-                                 ("spec.queue", "metadata.queue"), ("spec.gang.placementStrategy", "metadata.placement"),
-                                 ("spec.runtimeEnv", "runtime_env"), ("spec.failurePolicy.maxRestarts", "metadata.maxRestarts"), ("spec.gang.resourcesPerWorker", "entrypoint_resources")):
-                if field.startswith(ours):
-                    field = theirs + field[len(ours):]
-            mapped.append(FieldProblem(field=field, problem=p.problem))
-        raise SpecError(mapped) from None
+        raise _translate(SpecError(pydantic_problems(e, file=None, document=None)), body) from None
 
 
-def _translate(err: SpecError) -> SpecError:
-    names = {"spec.queue": "metadata.queue", "spec.priorityClass": "metadata.priority", "spec.gang.workers": "metadata.workers",
-             "spec.gang.resourcesPerWorker": "entrypoint_resources"}
+# TrainJob field -> the Ray JobSubmitRequest field it came from (prefixes; the longest match wins).
+_REQUEST_FIELDS = {
+    "metadata.name": "submission_id",
+    "metadata.annotations": "metadata",
+    "spec.labels": "metadata",
+    "spec.entrypoint": "entrypoint",
+    "spec.queue": "metadata.queue",
+    "spec.priorityClass": "metadata.priority",
+    "spec.gang.workers": "metadata.workers",
+    "spec.gang.accelerator": "metadata.accelerator",
+    "spec.gang.placementStrategy": "metadata.placement",
+    "spec.runtimeEnv": "runtime_env",
+    "spec.failurePolicy.maxRestarts": "metadata.maxRestarts",
+}
+# The gang's resources come from whichever of these the request set (first one present).
+_RESOURCE_FIELDS = ("entrypoint_resources", "entrypoint_num_gpus", "entrypoint_num_cpus", "entrypoint_memory")
 
-    def field(f: str) -> str:
-        return "runtime_env" + f[len("spec.runtimeEnv"):] if f.startswith("spec.runtimeEnv.") else names.get(f, f)
 
-    return SpecError([FieldProblem(field=field(p.field), problem=p.problem) for p in err.problems])
+def request_field(field: str, body: dict[str, Any]) -> str:
+    """The Ray request's name for a TrainJob field (``spec.gang.workers`` -> ``metadata.workers``)."""
+    if field.startswith("spec.gang.resourcesPerWorker"):
+        source = next((f for f in _RESOURCE_FIELDS if body.get(f)), "entrypoint_resources")
+        rest = field[len("spec.gang.resourcesPerWorker"):]
+        return source + (rest if source == "entrypoint_resources" else "")
+    for ours in sorted(_REQUEST_FIELDS, key=len, reverse=True):
+        if field == ours or field.startswith(ours + ".") or field.startswith(ours + "["):
+            return _REQUEST_FIELDS[ours] + field[len(ours):]
+    return field
+
+
+def _translate(err: SpecError, body: dict[str, Any]) -> SpecError:
+    """The same problems, each naming the Ray request field it came from."""
+    return SpecError([FieldProblem(field=request_field(p.field, body), problem=p.problem) for p in err.problems])
 
 
 @router.get("/api/version", include_in_schema=True, tags=["ray-jobs"], summary="Ray Jobs API: version handshake")
@@ -280,7 +293,7 @@ async def submit(request: Request) -> Response:
         try:
             fleet.submit_job(job, caller)
         except SpecError as e:
-            raise _translate(e) from None
+            raise _translate(e, body) from None
     except RayfleetError as e:
         return _text_error(e)
     return JSONResponse({"job_id": job.name, "submission_id": job.name})

@@ -27,6 +27,7 @@ Failure policy (``spec.failurePolicy``), in the spirit of Kubernetes' podFailure
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -81,7 +82,7 @@ def deadline_passed(job: TrainJob, now: float) -> bool:
 
 
 def backoff_seconds(base: float, disruptions: int) -> float:
-    return min(base * 2 ** max(disruptions - 1, 0), MAX_BACKOFF_S)
+    return float(min(base * 2.0 ** max(disruptions - 1, 0), MAX_BACKOFF_S))
 
 
 def _end(st: TrainJobStatus, state: JobState, reason: str, message: str, now: float) -> None:
@@ -265,7 +266,7 @@ def service_deployed(queue: str) -> ServiceStatus:
     return ServiceStatus(state=ServiceState.PENDING, message=f"waiting for quota in {queue}")
 
 
-def service_admitted(st: ServiceStatus, workload_id: str, index: int | None, flavor: str, borrowed: dict[str, int]) -> Transition:
+def service_admitted(st: ServiceStatus, workload_id: str, index: int | None, flavor: str, borrowed: Mapping[str, int]) -> Transition:
     st = st.model_copy(deep=True)
     if index is None:
         st.flavor, st.state, st.message = flavor, ServiceState.DEPLOYING, f"admitted on {flavor}"

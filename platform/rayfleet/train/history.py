@@ -44,10 +44,11 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def reliability(started_at: datetime | None, interruptions: Sequence[Interruption], *, until: datetime | None = None) -> Reliability:
-    """MTTR/MTBI of a job that first ran at ``started_at``, observed up to ``until`` (default now;
-    pass the job's ``finished_at`` for a finished job)."""
-    end = _aware(until) if until is not None else datetime.now(UTC)
+def reliability(started_at: datetime | None, interruptions: Sequence[Interruption], *, until: datetime) -> Reliability:
+    """MTTR/MTBI of a job that first ran at ``started_at``, observed up to ``until`` (the clock:
+    now, or the job's ``finished_at`` for a finished job). rayfleet's one definition: ``/metrics``
+    (``rayfleet_job_mttr_seconds``, ``rayfleet_job_mtbi_seconds``) reports these."""
+    end = _aware(until)
     by_reason: dict[str, int] = {}
     for i in interruptions:
         by_reason[i.reason] = by_reason.get(i.reason, 0) + 1

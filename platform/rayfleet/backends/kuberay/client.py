@@ -48,6 +48,7 @@ from .manifests import (
     LABEL_CLUSTER,
     LABEL_ROLE,
     MANAGED_BY,
+    ServeAppBuilder,
     cluster_kuberay,
     cluster_pools,
     fleet_raycluster,
@@ -340,7 +341,6 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
 
 
 DashboardURL = Callable[[str, str], str]  # (RayCluster name, namespace) -> dashboard base URL
-ServeAppBuilder = Callable[[Service, str, PoolSpec, int], dict[str, Any]]
 
 
 class KubeRayBackend:
@@ -349,9 +349,9 @@ class KubeRayBackend:
     ``api_client``: a ``kubernetes.client.ApiClient`` (default: from the Cluster's ``kuberay``
     settings: in-cluster, or a kubeconfig and context). ``dashboard_url``: how to reach a RayCluster's
     dashboard (default: the head service's cluster DNS name when in-cluster, else the API server's
-    service proxy). ``serve_app``: the Serve application of a Service (default:
-    :func:`.manifests.serve_config`; the control service can pass rayfleet.serve's
-    ``service_app_config`` so that KubeRay runs the same application as the local backend).
+    service proxy). ``serve_app``: the Serve application of a Service (:data:`.manifests.ServeAppBuilder`; the control
+    service passes rayfleet.serve's, so KubeRay runs the same application as the local backend).
+    Without it the backend runs jobs but refuses to deploy services.
     """
 
     name = "kuberay"
@@ -712,9 +712,10 @@ class KubeRayBackend:
     # ------------------------------------------------------------ services
 
     def _service_object(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> dict[str, Any]:
-        app = self._serve_app(svc, pool, pool_spec, replicas) if self._serve_app else None
+        if self._serve_app is None:
+            raise BackendError(f"service {svc.name}: this KubeRay backend was made without a Serve application builder (serve_app)")
         try:
-            obj = rayservice(svc, self.config, pool=pool, granted=replicas, auth_secret=self.auth_secret, app=app)
+            obj = rayservice(svc, self.config, self._serve_app, pool=pool, granted=replicas, auth_secret=self.auth_secret)
         except ValueError as e:
             raise BackendError(f"service {svc.name}: {e}") from None
         obj["metadata"]["annotations"][ANN_REPLICAS_TARGET] = str(replicas)

@@ -1,6 +1,8 @@
 """CRD schemas, prepared for jsonschema, and the admission rules a schema cannot express.
 
-The CRDs in ``../shared/crds`` (KubeRay v1, Kueue v1beta2, LWS, JobSet) are the source of truth. A
+The upstream CRDs (KubeRay v1, Kueue v1beta2) are the source of truth. The package carries a copy of
+the ones rayfleet uses under ``crds/`` (see :mod:`.crd_vendor`: provenance, ``make crds``);
+``$RAYFLEET_CRD_DIR`` points validation at a folder of upstream CRD YAML files instead. A
 CRD's ``openAPIV3Schema`` is turned into a strict JSON schema:
 
 - every object schema that lists ``properties`` and neither preserves unknown fields
@@ -11,7 +13,7 @@ CRD's ``openAPIV3Schema`` is turned into a strict JSON schema:
 - the root ``metadata`` (``type: object`` in every CRD, validated by the API server itself) becomes a
   strict ObjectMeta: DNS names, qualified label keys, label values of at most 63 characters.
 
-Kinds without a CRD in ``../shared/crds`` carry a schema here: ``ProvisioningRequest``
+Kinds without an upstream CRD file carry a schema here: ``ProvisioningRequest``
 (``autoscaling.x-k8s.io/v1``, transcribed from kubernetes/autoscaler's generated CRD), GKE's
 ``ComputeClass`` (``cloud.google.com/v1``: GKE publishes no CRD file, so this is the subset of the
 documented fields that rayfleet emits, strict), and the core kinds rayfleet writes (``PodTemplate``,
@@ -25,32 +27,21 @@ checks that a JSON schema cannot carry, for the kinds rayfleet generates. Runtim
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-# (group, kind) -> plural, for the CRDs of ../shared/crds rayfleet uses.
-KNOWN_CRDS: dict[tuple[str, str], str] = {
-    ("ray.io", "RayCluster"): "rayclusters",
-    ("ray.io", "RayJob"): "rayjobs",
-    ("ray.io", "RayService"): "rayservices",
-    ("kueue.x-k8s.io", "ClusterQueue"): "clusterqueues",
-    ("kueue.x-k8s.io", "LocalQueue"): "localqueues",
-    ("kueue.x-k8s.io", "ResourceFlavor"): "resourceflavors",
-    ("kueue.x-k8s.io", "WorkloadPriorityClass"): "workloadpriorityclasses",
-    ("kueue.x-k8s.io", "Cohort"): "cohorts",
-    ("kueue.x-k8s.io", "AdmissionCheck"): "admissionchecks",
-    ("kueue.x-k8s.io", "ProvisioningRequestConfig"): "provisioningrequestconfigs",
-    ("kueue.x-k8s.io", "Workload"): "workloads",
-    ("kueue.x-k8s.io", "Topology"): "topologies",
-    ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): "leaderworkersets",
-    ("jobset.x-k8s.io", "JobSet"): "jobsets",
-}
+from .crd_vendor import VENDORED
+
+# (group, kind) -> plural, for the upstream CRDs rayfleet uses (vendored under crds/).
+KNOWN_CRDS: dict[tuple[str, str], str] = {key: plural for key, (plural, _) in VENDORED.items()}
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -66,37 +57,46 @@ class SchemaNotFound(LookupError):
     """No schema is known for an apiVersion/kind."""
 
 
-def crd_dir() -> Path:
-    """``$RAYFLEET_CRD_DIR``, else the ``shared/crds`` next to (or above) this checkout."""
+def crd_dir() -> Path | None:
+    """``$RAYFLEET_CRD_DIR`` (a folder of upstream CRD YAML files), else None: the vendored copies."""
     env = os.environ.get("RAYFLEET_CRD_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "crds"
-        if candidate.is_dir():
-            return candidate
-    return Path("../shared/crds")
+    return Path(env) if env else None
 
 
 @lru_cache(maxsize=32)
-def load_crd(path: str) -> dict[str, Any]:
-    """One CRD document (cached: the KubeRay CRDs are ~1 MB each)."""
+def _load_yaml(path: str) -> dict[str, Any]:
     with open(path, "rb") as f:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         return yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
 
 
-def crd_path(group: str, kind: str, directory: Path | None = None) -> Path:
+@lru_cache(maxsize=32)
+def _load_vendored(name: str) -> dict[str, Any]:
+    data = resources.files(__package__).joinpath("crds", name).read_bytes()
+    return json.loads(data)
+
+
+def load_crd(group: str, kind: str, directory: Path | None = None) -> dict[str, Any]:
+    """The CRD of ``kind``: from ``directory`` or ``$RAYFLEET_CRD_DIR`` (upstream YAML) if given,
+    else the copy vendored in the package (cached: the KubeRay CRDs are large)."""
     plural = KNOWN_CRDS.get((group, kind))
     if plural is None:
         raise SchemaNotFound(f"no CRD file known for {kind}.{group}")
-    return (directory or crd_dir()) / f"{group}_{plural}.yaml"
+    folder = directory or crd_dir()
+    if folder is not None:
+        return _load_yaml(str(folder / f"{group}_{plural}.yaml"))
+    return _load_vendored(f"{group}_{plural}.json")
+
+
+def clear_caches() -> None:
+    """Forget loaded CRDs and built validators (after ``$RAYFLEET_CRD_DIR`` changes)."""
+    for fn in (_load_yaml, _load_vendored, _schema, _validator):
+        fn.cache_clear()
 
 
 def crd_info(group: str, kind: str, directory: Path | None = None) -> dict[str, Any]:
     """names/scope/versions of a CRD: what a (fake) API server needs to serve it."""
-    crd = load_crd(str(crd_path(group, kind, directory)))
+    crd = load_crd(group, kind, directory)
     spec = crd["spec"]
     return {
         "group": spec["group"],
@@ -112,7 +112,7 @@ def crd_info(group: str, kind: str, directory: Path | None = None) -> dict[str, 
 
 def raw_crd_schema(group: str, version: str, kind: str, directory: Path | None = None) -> dict[str, Any]:
     """The openAPIV3Schema of ``kind`` at ``version``, as stored in the CRD."""
-    crd = load_crd(str(crd_path(group, kind, directory)))
+    crd = load_crd(group, kind, directory)
     for v in crd["spec"]["versions"]:
         if v["name"] == version:
             if not v.get("served", False):
@@ -212,7 +212,7 @@ def prepare_schema(openapi_schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-# ---------------------------------------------------------------- schemas not in ../shared/crds
+# ---------------------------------------------------------------- schemas without an upstream CRD file
 
 def _str(**kw: Any) -> dict[str, Any]:
     return {"type": "string", **kw}

@@ -36,12 +36,13 @@ import json
 import math
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from ...api import CPU, GPU, MEMORY, TPU, KubeRaySpec, PoolSpec, Service, TrainJob
+from ...api import CPU, GPU, MEMORY, TPU, KubeRaySpec, PlacementStrategy, PoolSpec, Service, TrainJob
 from ...api.base import format_quantity
 from ...api.labels import LABEL_HOST, LABEL_TPU_SLICE, LABEL_TPU_WORKER, node_labels, node_resources
 from ...api.pool import (
@@ -51,8 +52,8 @@ from ...api.pool import (
     SpotProvisioning,
 )
 from ...config import PlatformConfig
-from ..base import LaunchRequest
-from ..placement import plan_request
+from ..base import LaunchRequest, checkpoint_dir
+from ..placement import POD_HOST_FRACTION, gang_fit, host_offer, plan_request
 from ..rundir import request_doc
 from ..runtime_env import with_package_uris
 
@@ -95,9 +96,8 @@ ANN_HOSTS = "rayfleet.io/hosts"
 ANN_METADATA = "rayfleet.io/metadata"
 ANN_SPEC_HASH = "rayfleet.io/spec-hash"
 
-#: Share of a host's allocatable CPU and memory a worker pod requests: the rest is left to GKE's
-#: DaemonSets (GPU device plugin, logging, metrics agents) so that one worker pod fits each host.
-HOST_FRACTION = 0.9
+#: Share of a host's allocatable CPU and memory a worker pod requests (defined with the gang-fit rule).
+HOST_FRACTION = POD_HOST_FRACTION
 #: Spot VMs get a 30 s termination notice; GKE recommends a shorter pod grace period.
 SPOT_TERMINATION_GRACE_SECONDS = 25
 #: Drivers of a run, as on the local backend: the Train launcher (train apps) and the entry-point
@@ -182,29 +182,9 @@ def quantity(resource: str, amount: int) -> str | int:
     return amount
 
 
-def ray_resources(resources: dict[str, int]) -> dict[str, float]:
-    """Kubernetes resources (canonical units) -> Ray resource names."""
-    out: dict[str, float] = {}
-    for name, amount in resources.items():
-        if not amount:
-            continue
-        if name == CPU:
-            out["CPU"] = amount / 1000
-        elif name == MEMORY:
-            out["memory"] = float(amount)
-        elif name == GPU:
-            out["GPU"] = float(amount)
-        elif name == TPU:
-            out["TPU"] = float(amount)
-    return out
-
-
 def pod_share(spec: PoolSpec) -> dict[str, int]:
     """What one worker pod requests on a host of ``spec`` (canonical units)."""
-    share = {CPU: int(spec.cpu_per_host * HOST_FRACTION), MEMORY: int(spec.memory_per_host * HOST_FRACTION)}
-    if spec.accelerator is not None:
-        share[spec.accelerator.resource] = spec.accelerators_per_host
-    return share
+    return host_offer(spec, "kuberay")
 
 
 def _pod_resources(spec: PoolSpec) -> dict[str, Any]:
@@ -472,28 +452,15 @@ def fleet_raycluster(cfg: PlatformConfig, *, auth_secret: str | None = None) -> 
 # ---------------------------------------------------------------- gangs
 
 
-def gang_shape(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int]) -> tuple[int, int]:
-    """(hosts, worker-group replicas) a gang of ``workers`` needs on a pool.
-
-    Workers are packed onto hosts by the pod's share of each host; multi-host TPU gangs take whole
-    slices. Raises ValueError when one worker does not fit one host.
-    """
-    share = pod_share(spec)
-    per_host = None
-    for resource, amount in resources_per_worker.items():
-        if not amount:
-            continue
-        fit = share.get(resource, 0) // amount
-        per_host = fit if per_host is None else min(per_host, fit)
-    if per_host is None:
-        per_host = workers
-    if per_host < 1:
-        wants = {r: quantity(r, a) for r, a in resources_per_worker.items() if a}
-        has = {r: quantity(r, a) for r, a in share.items()}
-        raise ValueError(f"a worker asking for {wants} does not fit one host (a pod gets {has})")
-    hosts = math.ceil(workers / per_host)
-    slices = math.ceil(hosts / spec.slice_hosts)
-    return slices * spec.slice_hosts, slices
+def gang_shape(spec: PoolSpec, workers: int, resources_per_worker: dict[str, int],
+               strategy: PlacementStrategy | str | None = None) -> tuple[int, int]:
+    """(hosts, worker-group replicas) a gang of ``workers`` needs on a pool: the gang-fit rule
+    (:func:`rayfleet.backends.placement.gang_fit`) with a worker pod's share of a host. Multi-host
+    TPU gangs take one whole slice. Raises ValueError naming why the gang can never fit."""
+    fit = gang_fit(spec, workers, resources_per_worker, strategy, backend="kuberay")
+    if not fit.ok:
+        raise ValueError("; ".join(why for _, why in fit.problems))
+    return fit.hosts, fit.slices
 
 
 def run_request(req: LaunchRequest, *, placement_timeout_s: float) -> dict[str, Any]:
@@ -587,7 +554,7 @@ def run_objects(
     """
     namespace = namespace or kuberay.namespace
     spec = req.pool_spec
-    hosts, replicas = gang_shape(spec, req.workers, req.resources_per_worker)
+    hosts, replicas = gang_shape(spec, req.workers, req.resources_per_worker, req.placement_strategy)
     name = k8s_name("rf", req.run_id)
     labels = {
         MANAGED_BY: "rayfleet",
@@ -697,72 +664,17 @@ def provisioning_request_pair(
 
 def launch_request_for(job: TrainJob, cfg: PlatformConfig, pool: str, *, attempt: int = 1) -> LaunchRequest:
     """A LaunchRequest for ``job`` on ``pool`` (what the controller builds after admission)."""
-    return LaunchRequest.for_job(job, pool, cfg.pools[pool].spec, attempt=attempt, checkpoint_dir=job.spec.checkpoint.storage_path)
+    return LaunchRequest.for_job(job, pool, cfg.pools[pool].spec, attempt=attempt, checkpoint_dir=checkpoint_dir(job, None))
 
 
 # ---------------------------------------------------------------- RayService
 
 
-def _ray_actor_options(bundle: dict[str, float]) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    custom = {}
-    for name, amount in bundle.items():
-        if name == "CPU":
-            opts["num_cpus"] = amount
-        elif name == "GPU":
-            opts["num_gpus"] = amount
-        elif name == "memory":
-            opts["memory"] = amount
-        else:
-            custom[name] = amount
-    if custom:
-        opts["resources"] = custom
-    return opts
-
-
-def serve_config(
-    svc: Service, *, deployment: str | None = None, accelerator_type: str | None = None, max_replicas: int | None = None
-) -> dict[str, Any]:
-    """Ray Serve config (``serveConfigV2``) of a Service: one application whose ingress deployment
-    autoscales between the Service's bounds and, for multi-host replicas, reserves one placement
-    group bundle per host (leader in bundle 0, STRICT_SPREAD across hosts).
-
-    The deployment is named by ``deployment``, else the ``rayfleet.io/deployment`` annotation, else
-    the attribute of the import path (``serve_apps.llm:app`` -> ``app``).
-    """
-    rg = svc.spec.replica_group
-    auto = svc.spec.autoscaling
-    # No "memory" in bundles: Ray's memory resource on a node is what is left after the object
-    # store, so a bundle asking for the host's memory would never fit.
-    bundle = {k: v for k, v in ray_resources(rg.resources_per_host).items() if k != "memory"}
-    if accelerator_type:
-        bundle[f"accelerator_type:{accelerator_type}"] = 0.001
-    name = deployment or svc.metadata.annotations.get("rayfleet.io/deployment") or svc.spec.import_path.rsplit(":", 1)[1]
-    dep: dict[str, Any] = {
-        "name": name,
-        "autoscaling_config": {
-            "min_replicas": min(auto.min_replicas, max_replicas or auto.max_replicas),
-            "max_replicas": max_replicas or auto.max_replicas,
-            "target_ongoing_requests": auto.target_ongoing_requests,
-            "upscale_delay_s": auto.upscale_delay,
-            "downscale_delay_s": auto.downscale_delay,
-        },
-    }
-    if rg.hosts_per_replica > 1:
-        dep["placement_group_bundles"] = [dict(bundle) for _ in range(rg.hosts_per_replica)]
-        dep["placement_group_strategy"] = "STRICT_SPREAD"
-    dep["ray_actor_options"] = _ray_actor_options(bundle)
-    app: dict[str, Any] = {
-        "name": svc.name,
-        "import_path": svc.spec.import_path,
-        "route_prefix": svc.spec.route_prefix,
-        "deployments": [dep],
-    }
-    if svc.spec.args:
-        app["args"] = svc.spec.args
-    if svc.spec.runtime_env:
-        app["runtime_env"] = svc.spec.runtime_env
-    return {"applications": [app]}
+#: ``(service, pool, pool spec, granted replicas) -> Serve application`` (``ServeApplicationSchema``).
+#: Backends may not import ``rayfleet.serve``, so the caller supplies it: the control service passes
+#: ``rayfleet.server.main.kuberay_serve_app`` (``serve.deployer.service_app_config``), the same
+#: leader-worker application the local backend deploys.
+ServeAppBuilder = Callable[[Service, str, PoolSpec, int], dict[str, Any]]
 
 
 def service_pool(svc: Service, cfg: PlatformConfig) -> tuple[str, str | None]:
@@ -785,17 +697,16 @@ def service_pool(svc: Service, cfg: PlatformConfig) -> tuple[str, str | None]:
 def rayservice(
     svc: Service,
     cfg: PlatformConfig,
+    serve_app: ServeAppBuilder,
     *,
     pool: str | None = None,
     granted: int | None = None,
     namespace: str | None = None,
-    deployment: str | None = None,
     auth_secret: str | None = None,
-    app: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A RayService for ``svc``: its own RayCluster with one autoscaled worker group sized in
-    replicas x hosts-per-replica, ``serveConfigV2`` from :func:`serve_config` (or ``app``, a Serve
-    application built elsewhere).
+    replicas x hosts-per-replica, ``serveConfigV2`` the one application ``serve_app`` builds for
+    the pool and the replica cap (see :data:`ServeAppBuilder`).
 
     ``pool`` pins the pool of an admitted flavor; without it the Service goes through its queue's
     compute class (if any, see :func:`service_pool`). ``granted`` caps the replicas (quota);
@@ -835,11 +746,7 @@ def rayservice(
         placement=placement, group_name=group_name, ray_labels=ray_labels,
         pod_labels={LABEL_SERVICE: label_value(svc.name), LABEL_CLUSTER: cluster, LABEL_ROLE: "service"},
     )
-    accel_type = spec.accelerator.ray_type if spec.accelerator else None
-    if app is not None:
-        config = {"applications": [app]}
-    else:
-        config = serve_config(svc, deployment=deployment, accelerator_type=accel_type, max_replicas=cap)
+    config = {"applications": [serve_app(svc, pool, spec, cap)]}
     annotations = {"rayfleet.io/queue": svc.spec.queue}
     if compute_class:
         annotations["rayfleet.io/compute-class"] = compute_class
