@@ -18,6 +18,7 @@ from .common import credentials, data_dir
 from .output import console, err_console
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Cluster config files (default: cluster_configs/local.yaml).")
+BackendOpt = typer.Option(None, "--backend", help="Override the Cluster's backend: local, kuberay or sim (simulated hosts, no Ray; see docs/sim.md).")
 
 
 def _configs(config: list[Path] | None) -> list[Path]:
@@ -29,11 +30,20 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1 unless told otherwise)."),
     port: int = typer.Option(8265, "--port", help="Port: rayfleet's API and Ray's Jobs API (ray job submit --address)."),
     data: Path = typer.Option(None, "--data-dir", help="Data directory (default: $RAYFLEET_HOME/data)."),
+    backend: str = BackendOpt,
 ) -> None:
     """Run the control service in the foreground."""
     from ..server.main import serve as run
 
-    run(_configs(config), data or data_dir(), host=host, port=port)
+    run(_configs(config), data or data_dir(), host=host, port=port, backend=_backend_kind(backend))
+
+
+def _backend_kind(backend: str | None) -> str | None:
+    if backend is not None and backend not in ("local", "kuberay", "sim"):
+        from ..errors import FieldProblem, SpecError
+
+        raise SpecError(FieldProblem(field="--backend", problem=f"must be local, kuberay or sim, got {backend!r}"))
+    return backend
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,10 +59,16 @@ def up(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8265, "--port", help="Port of rayfleet's API and Ray Jobs API."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the cluster and service."),
+    backend: str = BackendOpt,
 ) -> None:
     """Start the local Ray cluster and the control service in the background; print addresses and tokens."""
     paths = _configs(config)
-    load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
+    cfg = load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
+    kind = _backend_kind(backend) or (cfg.cluster.spec.backend if cfg.cluster else "local")
+    if kind == "sim":  # a bad scenario file fails here too
+        from ..backends.sim import from_config
+
+        from_config(cfg)
     ddir = data_dir()
     ddir.mkdir(parents=True, exist_ok=True)
     svc_file = ddir / "service.json"
@@ -67,6 +83,8 @@ def up(
     cmd = [sys.executable, "-m", "rayfleet.cli", "serve", "--host", host, "--port", str(port), "--data-dir", str(ddir)]
     for p in paths:
         cmd += ["--config", str(p)]
+    if backend:
+        cmd += ["--backend", backend]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://{host}:{port}"
     console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")
@@ -105,6 +123,7 @@ def _print_access(url: str) -> None:
 def down(
     config: list[Path] = ConfigOpt,
     timeout: float = typer.Option(60, "--timeout", help="Seconds to wait for the service to stop."),
+    backend: str = BackendOpt,
 ) -> None:
     """Stop the control service and the local Ray cluster (no Ray process is left)."""
     ddir = data_dir()
@@ -122,5 +141,5 @@ def down(
     from ..backends import make_backend
 
     cfg = load_config(_configs(config))
-    make_backend(cfg, ddir).down()
+    make_backend(cfg, ddir, kind=_backend_kind(backend)).down()
     console.print("rayfleet is down")

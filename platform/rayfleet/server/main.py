@@ -26,19 +26,19 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
     return service_app_config(svc, pool, pool_spec, granted=granted, options=ServeOptions(cpu_per_bundle=None))
 
 
-def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0) -> Fleet:
+def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0, backend_kind: str | None = None) -> Fleet:
     config = load_config(config_paths)
-    backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
+    backend = make_backend(config, data_dir, serve_app=kuberay_serve_app, kind=backend_kind)
     backend.up()
     fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
     ensure_tokens(fleet.store, config, data_dir / "credentials.json")
     return fleet
 
 
-def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265) -> None:
+def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, backend: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fleet = build_fleet(config_paths, data_dir)
+    fleet = build_fleet(config_paths, data_dir, backend_kind=backend)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))
