@@ -333,3 +333,19 @@ def test_bad_scenario_in_config_is_exit_2(tmp_path):
     assert result.returncode == 2 and "hosts.0.notice" in result.stderr, result.stderr
     result = subprocess.run([sys.executable, "-m", "rayfleet.cli", "up", "--backend", "simulated"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--backend" in result.stderr, result.stderr
+
+
+def test_scenario_services_follow_their_load_steps():
+    clock = Clock()
+    scn = parse_scenario({"services": [{"name": "ch*", "readyAfter": 5, "load": [{"at": 100, "replicas": 3}, {"at": 0, "replicas": 2}]}]})
+    sim = SimBackend({p: CONFIG.pools[p].spec for p in CONFIG.pools}, clock=clock, scenario=scn)
+    sim.up()
+    clock.t = T0 + 10
+    svc = Service.model_validate({"metadata": {"name": "chat"}, "spec": {
+        "importPath": "serve_apps.echo:app", "queue": "team-c", "replicaGroup": {"resourcesPerHost": {"cpu": 1}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 5}}})
+    sim.deploy_service(svc, "cpu", CONFIG.pools["cpu"].spec, 1)
+    assert sim.service_status("chat").replicas_wanted == 2
+    clock.t = T0 + 100
+    st = sim.service_status("chat")
+    assert st.replicas_wanted == 3 and st.replicas_running == 1 and "load asks for 3 replicas, 1 allowed" in st.message

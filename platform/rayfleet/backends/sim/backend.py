@@ -142,9 +142,12 @@ class SimBackend:
         self.packages: dict[str, int] = {}
         self.launches: Counter[str] = Counter()      # job name -> runs created
         self._checkpoint: dict[str, int] = {}        # job name -> latest checkpointed step
-        self._pending: dict[str, dict[str, Gang]] = {p: {} for p in self.pools}
+        # pool -> gang shape -> pending gangs of that shape, in launch order: identical gangs
+        # behind one that does not fit are not tried again in the same pass.
+        self._pending: dict[str, dict[tuple, dict[str, Gang]]] = {p: {} for p in self.pools}
         self._dirty: set[str] = set()
         self._load: dict[str, int] = {}              # service -> replicas load asks for
+        self._gang_seq: dict[str, int] = {}          # gang key -> order it was first queued in
         if scenario is not None:
             self.apply(scenario, start=None)
 
@@ -215,10 +218,6 @@ class SimBackend:
                 self.lose_host(ev.lose, at=t0 + ev.at)
             else:
                 self.reclaim(ev.host, at=t0 + ev.at, notice=ev.notice)
-        for rule in scenario.services:
-            for step in rule.load:
-                if "*" not in rule.name and "?" not in rule.name and "[" not in rule.name:
-                    self.set_load(rule.name, step.replicas, at=t0 + step.at)
 
     def launch_count(self, job: str) -> int:
         """Runs created for job ``job`` (a repeated launch of the same run id is not counted)."""
@@ -317,7 +316,8 @@ class SimBackend:
     # ------------------------------------------------------------ placement and provisioning
 
     def _queue(self, pool: str, gang: Gang) -> None:
-        self._pending[pool][gang.key] = gang
+        self._gang_seq.setdefault(gang.key, len(self._gang_seq))
+        self._pending[pool].setdefault(_shape(gang.plan), {})[gang.key] = gang
         self._dirty.add(pool)
 
     def _place_dirty(self, t: float) -> None:
@@ -329,13 +329,18 @@ class SimBackend:
     def _place_pool(self, pool: str, t: float) -> None:
         ph, pending = self.pools[pool], self._pending[pool]
         demand = 0
-        for key, gang in list(pending.items()):
-            hosts = ph.place(gang.plan)
-            if hosts is None:
-                demand += ph.hosts_needed(gang.plan)
-                continue
-            del pending[key]
-            self._placed(gang, hosts, t)
+        # Shapes in the order of their oldest gang; within a shape, launch order.
+        for shape, gangs in sorted(pending.items(), key=lambda kv: self._gang_seq[next(iter(kv[1]))]):
+            while gangs:
+                key, gang = next(iter(gangs.items()))
+                hosts = ph.place(gang.plan)
+                if hosts is None:
+                    demand += ph.hosts_needed(gang.plan) * len(gangs)
+                    break
+                del gangs[key]
+                self._placed(gang, hosts, t)
+            if not gangs:
+                del pending[shape]
         if demand > ph.free + ph.provisioning:
             self._provision(pool, demand - ph.free - ph.provisioning, t)
 
@@ -377,7 +382,11 @@ class SimBackend:
 
     def _release(self, gang: Gang) -> None:
         pool = gang.plan.pool
-        self._pending[pool].pop(gang.key, None)
+        gangs = self._pending[pool].get(_shape(gang.plan))
+        if gangs is not None:
+            gangs.pop(gang.key, None)
+            if not gangs:
+                del self._pending[pool][_shape(gang.plan)]
         if gang.hosts:
             self.pools[pool].free_gang(gang.plan, gang.hosts)
             gang.hosts = []
@@ -553,7 +562,15 @@ class SimBackend:
             now = self._advance()
             cur = self.services.get(svc.name)
             if cur is None:
-                script = self._svc_scripts.get(svc.name) or (self.scenario.service_script(svc.name) if self.scenario else None) or self._default_svc
+                script = self._svc_scripts.get(svc.name)
+                if script is None:
+                    script = (self.scenario.service_script(svc.name) if self.scenario else None) or self._default_svc
+                    for step in sorted(script.load, key=lambda s: s.at):   # a scenario's load steps count from the sim's start
+                        at = (self._up_at or now) + step.at
+                        if at <= now:
+                            self._load[svc.name] = step.replicas
+                        else:
+                            self.set_load(svc.name, step.replicas, at=at)
                 auto, rg = svc.spec.autoscaling, svc.spec.replica_group
                 wanted = self._load.get(svc.name, auto.min_replicas)
                 cur = SimService(svc.name, pool, self.pools[pool].spec if pool in self.pools else pool_spec, replicas, auto.min_replicas,
@@ -602,6 +619,10 @@ class SimBackend:
                 self._release(g.gang)
             self._place_dirty(now)
 
+
+
+def _shape(plan: GangPlan) -> tuple:
+    return (plan.workers, plan.strategy, tuple(sorted(plan.bundle.items())))
 
 
 def _package_uris(runtime_env: dict[str, Any]) -> list[str]:
