@@ -349,3 +349,17 @@ def test_scenario_services_follow_their_load_steps():
     clock.t = T0 + 100
     st = sim.service_status("chat")
     assert st.replicas_wanted == 3 and st.replicas_running == 1 and "load asks for 3 replicas, 1 allowed" in st.message
+
+
+def test_provisioning_asks_for_the_hosts_pending_gangs_need():
+    clock = Clock()
+    spec = CONFIG.pools["cpu"].spec.model_copy(update={"max_replicas": 10})
+    sim = SimBackend({"cpu": spec}, clock=clock, provisioning_delay=10)
+    sim.pool("cpu").initial_hosts(0)
+    sim.up()
+    for i in range(12):   # 2 of a host's 8 cores each: 4 a host, 3 hosts
+        sim.launch(request(f"c{i}", "cpu", resources={"cpu": 2}))
+    assert sim.pools["cpu"].provisioning == 3
+    clock.t = T0 + 10
+    assert all(sim.run_status(f"c{i}-1").state == RunState.RUNNING for i in range(12))
+    assert sim.capacity()["cpu"].ready_hosts == 3 and sim.capacity()["cpu"].free_hosts == 0

@@ -335,7 +335,7 @@ class SimBackend:
                 key, gang = next(iter(gangs.items()))
                 hosts = ph.place(gang.plan)
                 if hosts is None:
-                    demand += ph.hosts_needed(gang.plan) * len(gangs)
+                    demand += ph.hosts_needed(gang.plan, len(gangs))
                     break
                 del gangs[key]
                 self._placed(gang, hosts, t)

@@ -95,6 +95,7 @@ class PoolHosts:
         self.ready = 0                                # hosts alive (ready or draining)
         self.free = 0                                 # ready hosts with no gang
         self.provisioning = 0
+        self._fresh: dict[tuple, int] = {}            # bundle shape -> bundles an empty host holds
 
     # ------------------------------------------------------------ host state
 
@@ -164,18 +165,25 @@ class PoolHosts:
     # ------------------------------------------------------------ placement
 
     def fresh_room(self, bundle: dict[str, float]) -> int:
-        """Bundles of this shape one empty host of the pool holds."""
-        probe = Host("", self.name, 0, None, {}, self.hosts[0].total if self.hosts else {})
-        return probe.room(bundle)
+        """Bundles of this shape one empty host of the pool holds (hosts of a pool are alike, but
+        for the slice-head resource, which no bundle asks for)."""
+        key = tuple(sorted(bundle.items()))
+        n = self._fresh.get(key)
+        if n is None:
+            probe = Host("", self.name, 0, None, {}, self.hosts[0].total if self.hosts else {})
+            n = self._fresh[key] = probe.room(bundle)
+        return n
 
-    def hosts_needed(self, plan: GangPlan) -> int:
-        """Empty hosts the gang would need on a pool with nothing else on it."""
+    def hosts_needed(self, plan: GangPlan, gangs: int = 1) -> int:
+        """Empty hosts ``gangs`` gangs of this plan's shape would need on a pool with nothing else on it."""
         if self.multi_host_tpu:
-            return self.spec.slice_hosts
+            return self.spec.slice_hosts * gangs
         if plan.strategy == "STRICT_SPREAD":
-            return plan.workers
+            return plan.workers * gangs
         per = max(self.fresh_room(plan.bundle), 1)
-        return 1 if plan.strategy == "STRICT_PACK" else math.ceil(plan.workers / per)
+        if plan.strategy == "STRICT_PACK":
+            return math.ceil(gangs / max(per // plan.workers, 1))
+        return math.ceil(plan.workers * gangs / per)
 
     def place(self, plan: GangPlan) -> list[Host] | None:
         """Hosts for every bundle of the gang (one entry per worker, in worker order), taken at
