@@ -22,66 +22,16 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ...api import PoolSpec, Service
+from ...api import PoolSpec
 from ...errors import NotFound
-from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
-from ..placement import GangPlan, feasibility_problems, plan_gang, plan_request
+from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
+from ..placement import feasibility_problems, plan_request
 from .hosts import ABSENT, DRAINING, PROVISIONING, READY, Host, PoolHosts
+from .records import Gang, SimRun, SimService, package_uris, shape
 from .scenario import RunScript, Scenario, ServiceScript
-
-
-@dataclass(eq=False)
-class Gang:
-    key: str                         # run id, or svc:<name>:<group>
-    plan: GangPlan
-    hosts: list[Host] = field(default_factory=list)
-    placed_at: float | None = None
-
-
-@dataclass(eq=False)
-class SimRun:
-    run_id: str
-    job: str
-    attempt: int
-    gang: Gang
-    script: RunScript
-    runtime: float
-    created_at: float
-    state: RunState = RunState.PENDING
-    message: str = "waiting for hosts"
-    started_at: float | None = None
-    finished_at: float | None = None
-    resumed_from: int | None = None
-    final_step: int | None = None
-    node_ids: tuple[str, ...] = ()
-    epoch: int = 0
-    log: list[str] = field(default_factory=list)
-    max_run_duration: float | None = None
-
-
-@dataclass(eq=False)
-class SimGroup:
-    gang: Gang
-    ready_at: float | None = None
-
-
-@dataclass(eq=False)
-class SimService:
-    name: str
-    pool: str
-    spec: PoolSpec
-    target: int
-    min_replicas: int
-    max_replicas: int
-    hosts_per_replica: int
-    resources: dict[str, int]
-    route: str
-    script: ServiceScript
-    wanted: int
-    groups: list[SimGroup] = field(default_factory=list)
+from .serving import ServingSim
 
 
 class PoolHandle:
@@ -109,7 +59,7 @@ class PoolHandle:
         return [h.name for h in self.sim.pools[self.name].hosts]
 
 
-class SimBackend:
+class SimBackend(ServingSim):
     """A scripted fleet. Implements :class:`~rayfleet.backends.base.Backend` and
     :class:`~rayfleet.backends.base.ServingBackend`."""
 
@@ -184,17 +134,6 @@ class SimBackend:
         s = script or RunScript(**fields)
         self._run_scripts[job] = s
         return s
-
-    def script_service(self, name: str, *, ready_after: float = 0.0, load: list[tuple[float, int]] | None = None) -> None:
-        """A service's groups become ready ``ready_after`` seconds after being placed; ``load``:
-        (clock time, replicas wanted) steps."""
-        self._svc_scripts[name] = ServiceScript(ready_after=ready_after)
-        for at, replicas in load or []:
-            self.set_load(name, replicas, at=at)
-
-    def set_load(self, name: str, replicas: int, *, at: float | None = None) -> None:
-        """From ``at`` (default: now) Serve's autoscaler asks for ``replicas`` replicas of service ``name``."""
-        self._push(self._now() if at is None else at, "load", name, replicas)
 
     def apply(self, scenario: Scenario, *, start: float | None) -> None:
         """Take a scenario's scripts; its times are seconds after ``start`` (None: when the sim comes up)."""
@@ -298,26 +237,11 @@ class SimBackend:
             return
         self._finish(run, RunState(state), t, message)
 
-    def _on_svc_ready(self, t: float, key: str) -> None:
-        name, _, _ = key.rpartition(":")
-        svc = self.services.get(name[4:])
-        if svc is None:
-            return
-        for g in svc.groups:
-            if g.gang.key == key and g.gang.placed_at is not None and g.ready_at is None:
-                g.ready_at = t
-
-    def _on_load(self, t: float, name: str, replicas: int) -> None:
-        self._load[name] = replicas
-        svc = self.services.get(name)
-        if svc is not None:
-            svc.wanted = min(max(replicas, svc.min_replicas), svc.max_replicas)
-
     # ------------------------------------------------------------ placement and provisioning
 
     def _queue(self, pool: str, gang: Gang) -> None:
         self._gang_seq.setdefault(gang.key, len(self._gang_seq))
-        self._pending[pool].setdefault(_shape(gang.plan), {})[gang.key] = gang
+        self._pending[pool].setdefault(shape(gang.plan), {})[gang.key] = gang
         self._dirty.add(pool)
 
     def _place_dirty(self, t: float) -> None:
@@ -330,7 +254,7 @@ class SimBackend:
         ph, pending = self.pools[pool], self._pending[pool]
         demand = 0
         # Shapes in the order of their oldest gang; within a shape, launch order.
-        for shape, gangs in sorted(pending.items(), key=lambda kv: self._gang_seq[next(iter(kv[1]))]):
+        for key_shape, gangs in sorted(pending.items(), key=lambda kv: self._gang_seq[next(iter(kv[1]))]):
             while gangs:
                 key, gang = next(iter(gangs.items()))
                 hosts = ph.place(gang.plan)
@@ -340,7 +264,7 @@ class SimBackend:
                 del gangs[key]
                 self._placed(gang, hosts, t)
             if not gangs:
-                del pending[shape]
+                del pending[key_shape]
         if demand > ph.free + ph.provisioning:
             self._provision(pool, demand - ph.free - ph.provisioning, t)
 
@@ -382,11 +306,11 @@ class SimBackend:
 
     def _release(self, gang: Gang) -> None:
         pool = gang.plan.pool
-        gangs = self._pending[pool].get(_shape(gang.plan))
+        gangs = self._pending[pool].get(shape(gang.plan))
         if gangs is not None:
             gangs.pop(gang.key, None)
             if not gangs:
-                del self._pending[pool][_shape(gang.plan)]
+                del self._pending[pool][shape(gang.plan)]
         if gang.hosts:
             self.pools[pool].free_gang(gang.plan, gang.hosts)
             gang.hosts = []
@@ -500,7 +424,7 @@ class SimBackend:
             run.log.append(f"[sim] t={now:.1f} attempt {req.attempt} of job {job} submitted: {plan.describe()}")
             problems = [f"pool {req.pool!r} is not part of the sim (pools: {sorted(self.pools)})"] if ph is None else \
                 feasibility_problems(req.pool, spec, req.workers, dict(req.resources_per_worker), req.placement_strategy)
-            missing = [u for u in _package_uris(req.runtime_env) if u.startswith("gcs://") and u not in self.packages]
+            missing = [u for u in package_uris(req.runtime_env) if u.startswith("gcs://") and u not in self.packages]
             if problems:
                 self._finish(run, RunState.FAILED, now, "gang cannot be placed: " + "; ".join(problems))
             elif missing:
@@ -554,81 +478,3 @@ class SimBackend:
     def upload_package(self, uri: str, data: bytes) -> None:
         with self._lock:
             self.packages[uri] = len(data)
-
-    # ------------------------------------------------------------ ServingBackend protocol
-
-    def deploy_service(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
-        with self._lock:
-            now = self._advance()
-            cur = self.services.get(svc.name)
-            if cur is None:
-                script = self._svc_scripts.get(svc.name)
-                if script is None:
-                    script = (self.scenario.service_script(svc.name) if self.scenario else None) or self._default_svc
-                    for step in sorted(script.load, key=lambda s: s.at):   # a scenario's load steps count from the sim's start
-                        at = (self._up_at or now) + step.at
-                        if at <= now:
-                            self._load[svc.name] = step.replicas
-                        else:
-                            self.set_load(svc.name, step.replicas, at=at)
-                auto, rg = svc.spec.autoscaling, svc.spec.replica_group
-                wanted = self._load.get(svc.name, auto.min_replicas)
-                cur = SimService(svc.name, pool, self.pools[pool].spec if pool in self.pools else pool_spec, replicas, auto.min_replicas,
-                                 auto.max_replicas, rg.hosts_per_replica, dict(rg.resources_per_host), svc.spec.route_prefix, script,
-                                 min(max(wanted, auto.min_replicas), auto.max_replicas))
-                self.services[svc.name] = cur
-            cur.target = replicas
-            while len(cur.groups) > replicas:       # scale down: the highest groups drain
-                g = cur.groups.pop()
-                self._release(g.gang)
-            while len(cur.groups) < replicas:
-                i = len(cur.groups)
-                plan = plan_gang(run_id=f"svc:{svc.name}:{i}", pool=pool, spec=cur.spec, workers=cur.hosts_per_replica,
-                                 resources_per_worker=cur.resources, strategy="STRICT_SPREAD" if cur.hosts_per_replica > 1 else "PACK",
-                                 host_cpus=cur.spec.cpu_per_host / 1000)
-                g = SimGroup(Gang(plan.run_id, plan))
-                cur.groups.append(g)
-                if pool in self.pools:
-                    self._queue(pool, g.gang)
-            self._place_dirty(now)
-
-    def service_status(self, name: str) -> ServiceRunStatus | None:
-        with self._lock:
-            self._advance()
-            svc = self.services.get(name)
-            if svc is None:
-                return None
-            running = sum(1 for g in svc.groups if g.ready_at is not None)
-            placing = sum(1 for g in svc.groups if g.gang.placed_at is None)
-            starting = len(svc.groups) - running - placing
-            why = []
-            if placing:
-                why.append(f"{placing} replica group(s) waiting for hosts on pool {svc.pool}")
-            if starting:
-                why.append(f"{starting} replica group(s) starting")
-            if svc.wanted > svc.target:
-                why.append(f"load asks for {svc.wanted} replicas, {svc.target} allowed")
-            return ServiceRunStatus(name=name, replicas_target=svc.target, replicas_running=running, replicas_wanted=svc.wanted,
-                                    url=f"http://sim.{self.cluster_name}{svc.route.rstrip('/')}", healthy=True, message="; ".join(why))
-
-    def delete_service(self, name: str) -> None:
-        with self._lock:
-            now = self._advance()
-            svc = self.services.pop(name, None)
-            for g in svc.groups if svc else []:
-                self._release(g.gang)
-            self._place_dirty(now)
-
-
-
-def _shape(plan: GangPlan) -> tuple:
-    return (plan.workers, plan.strategy, tuple(sorted(plan.bundle.items())))
-
-
-def _package_uris(runtime_env: dict[str, Any]) -> list[str]:
-    uris = []
-    wd = runtime_env.get("working_dir")
-    if isinstance(wd, str):
-        uris.append(wd)
-    uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
-    return uris
