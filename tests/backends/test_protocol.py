@@ -27,3 +27,11 @@ def test_kuberay_backend_owns_serve():
     backend = KubeRayBackend(load_config([ROOT / "cluster_configs" / "gke-example.yaml"]), api_client=k8s.ApiClient())
     assert isinstance(backend, Backend) and isinstance(backend, ServingBackend)
     assert isinstance(serving_for(backend), BackendServing)
+
+
+def test_sim_backend_is_a_backend_and_owns_serve(tmp_path):
+    cfg = load_config([ROOT / "cluster_configs" / "local.yaml"])
+    backend = make_backend(cfg, tmp_path, kind="sim")
+    assert isinstance(backend, Backend) and isinstance(backend, ServingBackend)
+    assert isinstance(serving_for(backend), BackendServing)
+    assert backend.info() is None and backend.up().backend == "sim" and backend.info() is not None

@@ -19,7 +19,7 @@ from .base import (
     parse_duration,
     parse_quantity,
 )
-from .cluster import Cluster, ClusterSpec, ClusterStatus, KubeRaySpec, LocalBackendSpec
+from .cluster import Cluster, ClusterSpec, ClusterStatus, KubeRaySpec, LocalBackendSpec, SimSpec
 from .flavor import ComputeClass, ComputeClassSpec, ComputeClassStep, Flavor, FlavorSpec
 from .job import (
     CapacityWait,
@@ -59,7 +59,7 @@ ALL_KINDS: dict[str, type[Document]] = {**CONFIG_KINDS, **WORKLOAD_KINDS}
 __all__ = [
     "API_VERSION", "CPU", "GPU", "MEMORY", "TPU", "RESOURCE_NAMES", "Document", "Model", "ObjectMeta",
     "format_quantity", "parse_duration", "parse_quantity",
-    "Cluster", "ClusterSpec", "ClusterStatus", "KubeRaySpec", "LocalBackendSpec",
+    "Cluster", "ClusterSpec", "ClusterStatus", "KubeRaySpec", "LocalBackendSpec", "SimSpec",
     "ComputeClass", "ComputeClassSpec", "ComputeClassStep", "Flavor", "FlavorSpec",
     "CapacityWait", "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "PlacementStrategy",
     "TrainAppRef", "TrainJob", "TrainJobSpec", "TrainJobStatus",

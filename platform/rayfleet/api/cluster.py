@@ -31,11 +31,21 @@ class KubeRaySpec(Model):
     head_memory: str = Field(default="16Gi", max_length=64, description="Head pod memory.")
 
 
+class SimSpec(Model):
+    seed: int = Field(default=0, description="Seed of the simulated backend's random choices (provisioning jitter, runtime jitter): one seed, one history.")
+    scenario: str | None = Field(default=None, description="Path of a scenario file (docs/sim.md) scripting hosts, runs and services; relative paths are relative to the working directory.")
+    provisioning_delay: Duration = Field(default=0.0, ge=0, description="Seconds a host takes from being requested to being ready, unless a pool's scenario says otherwise.")
+    provisioning_jitter: Duration = Field(default=0.0, ge=0, description="Up to this many seconds (drawn from the seed) added to each host's provisioning delay.")
+    default_runtime: Duration = Field(default=30.0, gt=0, description="Seconds a run works before it succeeds, for jobs no scenario scripts.")
+    time_scale: float = Field(default=1.0, gt=0, description="Simulated seconds per real second when the control service runs on the sim (`rayfleet up --backend sim`).")
+
+
 class ClusterSpec(Model):
-    backend: Literal["local", "kuberay"] = Field(default="local", description="Where Ray runs: local processes, or KubeRay on GKE.")
+    backend: Literal["local", "kuberay", "sim"] = Field(default="local", description="Where Ray runs: local processes, KubeRay on GKE, or the simulated backend (no Ray, scripted hosts).")
     pools: list[Name] = Field(default_factory=list, description="Pools in this cluster; empty means every pool of the config.")
     local: LocalBackendSpec = Field(default_factory=LocalBackendSpec, description="Local backend settings.")
     kuberay: KubeRaySpec | None = Field(default=None, description="KubeRay settings (backend: kuberay).")
+    sim: SimSpec = Field(default_factory=SimSpec, description="Simulated backend settings (backend: sim).")
     fair_sharing: bool = Field(default=False, description="Kueue fair sharing: admission and preemption in a cohort prefer the queue with the lowest weighted share.")
     start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
 

@@ -18,6 +18,7 @@ from .common import credentials, data_dir
 from .output import console, err_console
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Cluster config files (default: cluster_configs/local.yaml).")
+BackendOpt = typer.Option(None, "--backend", help="Override the Cluster's backend: local, kuberay or sim (simulated hosts, no Ray; see docs/sim.md).")
 
 
 AllowNewDbOpt = typer.Option(False, "--allow-new-database", help=(
@@ -38,12 +39,21 @@ def serve(
     data: Path = typer.Option(None, "--data-dir", help="Data directory (default: $RAYFLEET_HOME/data)."),
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Run the control service in the foreground."""
     from ..server.main import serve as run
 
     run(_configs(config), data or data_dir(), host=host, port=port, allow_new_database=allow_new_database,
-        metrics_public=metrics_public)
+        metrics_public=metrics_public, backend=_backend_kind(backend))
+
+
+def _backend_kind(backend: str | None) -> str | None:
+    if backend is not None and backend not in ("local", "kuberay", "sim"):
+        from ..errors import FieldProblem, SpecError
+
+        raise SpecError(FieldProblem(field="--backend", problem=f"must be local, kuberay or sim, got {backend!r}"))
+    return backend
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,12 +71,18 @@ def up(
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the cluster and service."),
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
+    backend: str = BackendOpt,
 ) -> None:
     """Start the local Ray cluster and the control service in the background; print addresses and tokens."""
     from ..server.storage_guard import check_startup
 
     paths = _configs(config)
-    load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
+    cfg = load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
+    kind = _backend_kind(backend) or (cfg.cluster.spec.backend if cfg.cluster else "local")
+    if kind == "sim":  # a bad scenario file fails here too
+        from ..backends.sim import from_config
+
+        from_config(cfg)
     ddir = data_dir()
     ddir.mkdir(parents=True, exist_ok=True)
     check_startup(ddir, allow_new_database=allow_new_database)  # exit 2: no new database over old state
@@ -83,6 +99,8 @@ def up(
     for p in paths:
         cmd += ["--config", str(p)]
     cmd += ["--allow-new-database"] * allow_new_database + ["--metrics-public"] * metrics_public
+    if backend:
+        cmd += ["--backend", backend]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://{host}:{port}"
     console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")
@@ -121,6 +139,7 @@ def _print_access(url: str) -> None:
 def down(
     config: list[Path] = ConfigOpt,
     timeout: float = typer.Option(60, "--timeout", help="Seconds to wait for the service to stop."),
+    backend: str = BackendOpt,
 ) -> None:
     """Stop the control service and the local Ray cluster (no Ray process is left)."""
     ddir = data_dir()
@@ -138,5 +157,5 @@ def down(
     from ..backends import make_backend
 
     cfg = load_config(_configs(config))
-    make_backend(cfg, ddir).down()
+    make_backend(cfg, ddir, kind=_backend_kind(backend)).down()
     console.print("rayfleet is down")

@@ -57,10 +57,10 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
 
 
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
-                allow_new_database: bool = False) -> Fleet:
+                allow_new_database: bool = False, backend_kind: str | None = None) -> Fleet:
     config = load_config(config_paths)
     check_startup(data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
-    backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
+    backend = make_backend(config, data_dir, serve_app=kuberay_serve_app, kind=backend_kind)
     backend.up()
     fleet = assemble(config, backend, data_dir, controller_interval=controller_interval)
     ensure_tokens(fleet.store, config, data_dir / "credentials.json")
@@ -68,10 +68,10 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
 
 
 def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
-          allow_new_database: bool = False, metrics_public: bool = False) -> None:
+          allow_new_database: bool = False, metrics_public: bool = False, backend: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database)
+    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database, backend_kind=backend)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))

@@ -1,0 +1,76 @@
+"""What the simulated backend keeps per gang, run and service (plain records, no behaviour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...api import PoolSpec
+from ..base import RunState
+from ..placement import GangPlan
+from .hosts import Host
+from .scenario import RunScript, ServiceScript
+
+
+@dataclass(eq=False)
+class Gang:
+    key: str                         # run id, or svc:<name>:<group>
+    plan: GangPlan
+    hosts: list[Host] = field(default_factory=list)
+    placed_at: float | None = None
+
+
+@dataclass(eq=False)
+class SimRun:
+    run_id: str
+    job: str
+    attempt: int
+    gang: Gang
+    script: RunScript
+    runtime: float
+    created_at: float
+    state: RunState = RunState.PENDING
+    message: str = "waiting for hosts"
+    started_at: float | None = None
+    finished_at: float | None = None
+    resumed_from: int | None = None
+    final_step: int | None = None
+    node_ids: tuple[str, ...] = ()
+    epoch: int = 0
+    log: list[str] = field(default_factory=list)
+    max_run_duration: float | None = None
+
+
+@dataclass(eq=False)
+class SimGroup:
+    gang: Gang
+    ready_at: float | None = None
+
+
+@dataclass(eq=False)
+class SimService:
+    name: str
+    pool: str
+    spec: PoolSpec
+    target: int
+    min_replicas: int
+    max_replicas: int
+    hosts_per_replica: int
+    resources: dict[str, int]
+    route: str
+    script: ServiceScript
+    wanted: int
+    groups: list[SimGroup] = field(default_factory=list)
+
+
+def shape(plan: GangPlan) -> tuple:
+    return (plan.workers, plan.strategy, tuple(sorted(plan.bundle.items())))
+
+
+def package_uris(runtime_env: dict[str, Any]) -> list[str]:
+    uris = []
+    wd = runtime_env.get("working_dir")
+    if isinstance(wd, str):
+        uris.append(wd)
+    uris += [m for m in runtime_env.get("py_modules") or [] if isinstance(m, str)]
+    return uris
