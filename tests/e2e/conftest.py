@@ -38,13 +38,15 @@ class RayfleetService:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / "service.log"
+        # the operator's copy of the tokens minted at the first start, outside the data directory
+        self.credentials = data_dir.parent / "credentials.json"
 
     def start(self, timeout: float = 300) -> None:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAYFLEET_LOG_LEVEL": "INFO"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "rayfleet.cli", "serve", "--config", str(self.config), "--data-dir", str(self.data_dir),
-                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+                 "--port", str(self.port), "--credentials-out", str(self.credentials)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"service exited: {self.log.read_text()[-3000:]}"
@@ -71,7 +73,7 @@ class RayfleetService:
 
     @property
     def creds(self) -> dict:
-        return json.loads((self.data_dir / "credentials.json").read_text())
+        return json.loads(self.credentials.read_text())
 
     def token(self, team: str | None = None) -> str:
         c = self.creds

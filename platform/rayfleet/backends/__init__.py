@@ -8,6 +8,20 @@ from ..config import PlatformConfig
 from .base import Backend, ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
 
 
+def local_client_env(config: PlatformConfig, data_dir: str | Path) -> dict[str, str]:
+    """What a process must have in its environment *before it imports Ray* to reach the product's
+    local cluster as a client over gRPC (Ray reads ``RAY_AUTH_MODE`` once, at import): the
+    cluster's token mode and token file. Empty for KubeRay."""
+    kind = config.cluster.spec.backend if config.cluster else "local"
+    if kind != "local":
+        return {}
+    from .local import LocalBackend
+
+    backend = LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token")
+    backend.auth_token()
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(backend.token_path)}
+
+
 def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None) -> Backend:
     """``serve_app(svc, pool, pool_spec, granted) -> Serve app dict``: how a Service becomes the
     RayService's serveConfigV2 application on KubeRay (given by the server layer, which may import
@@ -19,7 +33,9 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
         return KubeRayBackend(config, serve_app=serve_app)
     from .local import LocalBackend
 
-    return LocalBackend.from_config(config, Path(data_dir) / "ray")
+    # The product's local cluster always runs with Ray's token auth: its token is the control
+    # service's alone, so a direct `ray job submit` to the cluster cannot go around quota.
+    return LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token")
 
 
-__all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "make_backend"]
+__all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]

@@ -176,10 +176,12 @@ class LocalBackend:
         """``pools``: the pools of the cluster (from the config); ``data_dir``: where the cluster's
         state file, run directories and process logs live.
 
-        ``auth_mode``: Ray's ``RAY_AUTH_MODE`` for the cluster: ``disabled`` (the cluster is a
-        single-user development cluster whose dashboard listens on 127.0.0.1 only; rayfleet's own
-        API is the authenticated front door) or ``token`` (a per-cluster token in
-        ``<data_dir>/auth_token``, never ``~/.ray/auth_token``; clients use :meth:`client_env`).
+        ``auth_mode``: Ray's ``RAY_AUTH_MODE`` for the cluster: ``token`` (what the product uses,
+        see :func:`rayfleet.backends.make_backend`: a per-cluster token in ``<data_dir>/auth_token``,
+        never ``~/.ray/auth_token``, held by the control service; clients use :meth:`client_env`)
+        or ``disabled`` (a development cluster for one user). Either way every Ray server of the
+        cluster listens on 127.0.0.1 only (``--node-ip-address=127.0.0.1``, see
+        :mod:`rayfleet.backends.ray_site.sitecustomize`).
         ``placement_timeout_s``: how long a gang may wait for its placement group before the run
         fails (Ray Train's worker-group start timeout). ``node_death_timeout_s``: about how long the
         GCS takes to declare a silent host dead.
@@ -323,6 +325,10 @@ class LocalBackend:
         # Entry points (`ray job submit -- python train.py`) run with the cluster's Python first
         # on PATH, whatever the PATH of the process that brought the cluster up.
         bin_dir = str(Path(self.python).parent)
+        # Every Python process of the cluster keeps node IP 127.0.0.1 (see ray_site/sitecustomize.py),
+        # so every Ray server of the cluster listens on loopback only.
+        site = str(Path(__file__).with_name("ray_site"))
+        env["PYTHONPATH"] = os.pathsep.join([site, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != site)])
         env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])
         # A raylet waits for its dashboard agent to report its ports and aborts if it does not in
         # time; on a loaded 2-core machine the agent's imports alone can take 15 s or more.
@@ -504,6 +510,7 @@ class LocalBackend:
         period_ms = max(200, int(self.node_death_timeout_s * 1000 / 5))
         head_args = [
             "--head",
+            "--node-ip-address=127.0.0.1",
             f"--port={head_ports['gcs']}",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
@@ -583,6 +590,7 @@ class LocalBackend:
             labels = ",".join(f"{k}={v}" for k, v in plan.labels.items())
             args = [
                 f"--address=127.0.0.1:{st['gcs_port']}",
+                "--node-ip-address=127.0.0.1",
                 f"--num-cpus={self.host_cpus}",
                 f"--num-gpus={plan.num_gpus}",
                 f"--resources={json.dumps(plan.resources)}",

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ..version import __version__
-from . import errors_http, ray_jobs_api, routes
+from . import errors_http, ray_jobs_api, routes, tokens_api
 from .fleet import Fleet
 
 
@@ -37,6 +37,7 @@ def create_app(fleet: Fleet, *, start_controller: bool = True) -> FastAPI:
     errors_http.install(app)
     app.include_router(routes.router)
     app.include_router(ray_jobs_api.router)
+    app.include_router(tokens_api.router)
 
     @app.get("/healthz", summary="Liveness: the controller loop is turning", tags=["ops"])
     def healthz() -> dict:
