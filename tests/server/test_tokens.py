@@ -20,7 +20,12 @@ from rayfleet.cli import app as cli_app
 from rayfleet.cli.common import resolve
 from rayfleet.errors import Forbidden, SpecError
 from rayfleet.server.app import create_app
-from rayfleet.server.tokens import check_credentials_out, ensure_tokens, remove_legacy_credentials, write_credentials
+from rayfleet.server.tokens import (
+    check_credentials_out,
+    ensure_tokens,
+    remove_legacy_credentials,
+    write_credentials,
+)
 
 
 def test_the_store_and_data_dir_hold_no_plaintext_token(fleet, tmp_path):
