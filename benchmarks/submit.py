@@ -78,7 +78,10 @@ def main() -> None:
         creds = json.loads((work / "credentials.json").read_text())
         fleet_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": creds["teams"]["team-a"]}
         # straight to the local cluster's dashboard: that needs the cluster's own token
-        ray_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(data / "ray" / "auth_token")}
+        from rayfleet.backends import local_client_env
+        from rayfleet.config import load_config
+
+        ray_env = {**env, **local_client_env(load_config([CONFIG]), data)}
         meta = ["--metadata-json", json.dumps({"queue": "team-a"})]
         # one warm-up each (first job imports, worker pool), then alternate to share any drift
         timed_submit(url, fleet_env, meta)

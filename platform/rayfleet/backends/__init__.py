@@ -15,9 +15,7 @@ def local_client_env(config: PlatformConfig, data_dir: str | Path) -> dict[str, 
     kind = config.cluster.spec.backend if config.cluster else "local"
     if kind != "local":
         return {}
-    from .local import LocalBackend
-
-    backend = LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token")
+    backend = _local_backend(config, data_dir)
     backend.auth_token()
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(backend.token_path)}
 
@@ -31,11 +29,17 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
         from .kuberay.client import KubeRayBackend
 
         return KubeRayBackend(config, serve_app=serve_app)
-    from .local import LocalBackend
+    return _local_backend(config, data_dir)
 
-    # The product's local cluster always runs with Ray's token auth: its token is the control
-    # service's alone, so a direct `ray job submit` to the cluster cannot go around quota.
-    return LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token")
+
+def _local_backend(config: PlatformConfig, data_dir: str | Path):
+    """The product's local cluster: Ray's token auth on (the token is the control service's, so a
+    direct `ray job submit` to the cluster cannot go around quota), and, when rayfleet runs as
+    root, its Ray processes run as an unprivileged user (:mod:`rayfleet.backends.local_user`)."""
+    from .local import LocalBackend
+    from .local_user import default_run_as
+
+    return LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as())
 
 
 __all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]

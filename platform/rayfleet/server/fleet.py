@@ -28,7 +28,7 @@ class Fleet:
         self.backend = backend
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for sub in ("logs", "packages", "checkpoints"):
+        for sub in ("logs", "packages"):
             (self.data_dir / sub).mkdir(exist_ok=True)
         self.store = Store(self.data_dir / "rayfleet.db")
         self.services = ServiceManager(self)
@@ -128,10 +128,12 @@ class Fleet:
         d.mkdir(parents=True, exist_ok=True)
         return d / f"{attempt}.log"
 
-    def checkpoint_dir(self, job: TrainJob) -> str:
+    def checkpoint_dir(self, job: TrainJob) -> str | None:
         if job.spec.checkpoint.storage_path:  # a directory or a URI (gs://bucket/prefix): join as text
             return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
-        return str(self.data_dir / "checkpoints" / job.name)
+        # None: the backend's default per job, where its Ray processes may write (never inside this
+        # data directory, which is closed to them; see docs/security.md).
+        return None
 
     def placement_flavors(self, job: TrainJob) -> tuple[str, ...]:
         """Flavors a stored job may run on (re-derived from the config: a config change applies)."""

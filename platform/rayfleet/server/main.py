@@ -33,6 +33,9 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     config = load_config(config_paths)
     if credentials_out is not None:
         check_credentials_out(credentials_out, data_dir)
+    # The data directory (store, logs, packages) is the service's alone: closed to the Ray user.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app)
     backend.up()
     fleet = Fleet(config, backend, data_dir, controller_interval=controller_interval)
