@@ -207,6 +207,28 @@ def test_cluster_processes_keep_node_ip_127_0_0_1(local_cfg, tmp_path):
     assert out.stdout.split() == ["127.0.0.1", "localhost", "10.1.2.3"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_the_ray_user_exists_unprivileged_and_must_be_able_to_run_the_python(tmp_path):
+    from rayfleet.backends import local_user
+    from rayfleet.errors import BackendError
+
+    uid, gid = local_user.ensure_user(local_user.RAY_USER)
+    assert uid != 0 and local_user.ensure_user(local_user.RAY_USER) == (uid, gid)  # made once
+    d = tmp_path / "ray-home"
+    (d / "runs").mkdir(parents=True)
+    (d / "runs" / "request.json").write_text("{}")
+    local_user.give(d, uid, gid)
+    assert {p.stat().st_uid for p in [d, *d.rglob("*")]} == {uid}
+    # A Python without Ray (the system's, outside the virtualenv) is refused, naming the user.
+    base = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if not os.path.exists(base):
+        pytest.skip(f"no {base}")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
+    with pytest.raises(BackendError) as e:
+        local_user.check_can_run(base, env, uid, gid, user=local_user.RAY_USER)
+    assert "rayfleet-ray" in e.value.message and "not importable" in e.value.message
+
+
 # ---------------------------------------------------------------- local.yaml on real Ray
 
 

@@ -73,7 +73,13 @@ def _closed_ancestor(path: str) -> str | None:
 
 def check_can_run(python: str, env: dict[str, str], uid: int, gid: int, user: str) -> None:
     """Raise :class:`BackendError` unless ``user`` can run ``python`` with rayfleet and Ray importable."""
-    code = "import importlib.util as u, rayfleet.backends.local_start; assert u.find_spec('ray'), 'ray is not importable'"
+    # Cheap (nothing is imported): the packages are found, and their directories readable.
+    code = ("import importlib.util as u, os\n"
+            "for name in ('ray', 'rayfleet'):\n"
+            "    spec = u.find_spec(name)\n"
+            "    assert spec and spec.submodule_search_locations, f'{name} is not importable'\n"
+            "    for d in spec.submodule_search_locations:\n"
+            "        assert os.access(d, os.R_OK | os.X_OK), f'{d} is not readable'\n")
     try:
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, user=uid, group=gid,
                              extra_groups=[], cwd="/", timeout=120)
@@ -88,6 +94,6 @@ def check_can_run(python: str, env: dict[str, str], uid: int, gid: int, user: st
     raise BackendError(
         f"the local Ray cluster runs as the unprivileged user {user!r} (rayfleet runs as root), but {user!r} "
         f"cannot run {python} -> {real}{hint}: {why}. Install Python, the virtualenv and rayfleet's code where "
-        f"that user can read them (e.g. `chmod o+x {closed}` if only traversal is missing), or run rayfleet as "
-        f"an ordinary user."
+        f"that user can read them, or name one it can run in $RAYFLEET_RAY_PYTHON, or run rayfleet as an "
+        f"ordinary user."
     )
