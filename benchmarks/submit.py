@@ -60,7 +60,7 @@ def main() -> None:
     env.pop("RAY_ADDRESS", None)
     log = open(work / "service.log", "wb")
     svc = subprocess.Popen([sys.executable, "-m", "rayfleet.cli", "serve", "--config", str(CONFIG), "--data-dir", str(data),
-                            "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT)
+                            "--port", str(port), "--credentials-out", str(work / "credentials.json")], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=ROOT)
     try:
         deadline = time.monotonic() + 600
         while True:
@@ -75,9 +75,13 @@ def main() -> None:
         time.sleep(3)  # let the controller settle: idle
         idle_rss = rss_mb(svc.pid)
         info = json.loads((data / "service.json").read_text())["ray"]
-        creds = json.loads((data / "credentials.json").read_text())
+        creds = json.loads((work / "credentials.json").read_text())
         fleet_env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": creds["teams"]["team-a"]}
-        ray_env = {**env, "RAY_AUTH_MODE": "disabled"}
+        # straight to the local cluster's dashboard: that needs the cluster's own token
+        from rayfleet.backends import local_client_env
+        from rayfleet.config import load_config
+
+        ray_env = {**env, **local_client_env(load_config([CONFIG]), data)}
         meta = ["--metadata-json", json.dumps({"queue": "team-a"})]
         # one warm-up each (first job imports, worker pool), then alternate to share any drift
         timed_submit(url, fleet_env, meta)

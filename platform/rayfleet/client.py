@@ -96,6 +96,18 @@ class FleetClient:
                 return data.decode(errors="replace")
             offset = nxt
 
+    # ------------------------------------------------------------ tokens (admin)
+
+    def create_token(self, *, team: str | None = None, admin: bool = False, label: str = "") -> dict[str, Any]:
+        """Mint a token; the answer's ``token`` is its only copy."""
+        return self.request("POST", "/api/v1/tokens", json={"team": team, "admin": admin, "label": label})
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/v1/tokens")
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/v1/tokens/{token_id}")
+
     # ------------------------------------------------------------ jobs
 
     def submit(self, job: TrainJob | dict[str, Any]) -> JobHandle:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -176,6 +177,61 @@ def test_cluster_processes_are_found_by_marker_and_descent_only(tmp_path):
             p.wait()
 
 
+def test_listening_sockets_are_read_from_proc_with_their_addresses():
+    import socket
+
+    socks = []
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        s = socket.socket(family)
+        s.bind((addr, 0))
+        s.listen()
+        socks.append(s)
+    try:
+        found = local_procs.listening_sockets([os.getpid()])
+        want = {(os.getpid(), a, s.getsockname()[1]) for s, a in zip(socks, ("127.0.0.1", "0.0.0.0", "::"), strict=True)}
+        assert want <= set(found)
+        assert [local_procs.is_loopback(a) for a in ("127.0.0.1", "0.0.0.0", "::", "::1")] == [True, False, False, True]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.slow  # starts a process
+def test_cluster_processes_keep_node_ip_127_0_0_1(local_cfg, tmp_path):
+    """Ray swaps a loopback address for the routable IP; the cluster's site hook keeps it."""
+    env = LocalBackend.from_config(local_cfg, tmp_path)._process_env()
+    site = env["PYTHONPATH"].split(os.pathsep)[0]
+    assert site.endswith("ray_site") and os.path.exists(os.path.join(site, "sitecustomize.py"))
+    code = ("import ray._private.services as s; "
+            "print(s.resolve_ip_for_localhost('127.0.0.1'), s.resolve_ip_for_localhost('localhost'), s.resolve_ip_for_localhost('10.1.2.3'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["127.0.0.1", "localhost", "10.1.2.3"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+@pytest.mark.slow  # starts a process
+def test_the_ray_user_exists_unprivileged_and_must_be_able_to_run_the_python(tmp_path):
+    from rayfleet.backends import local_user
+    from rayfleet.errors import BackendError
+
+    uid, gid = local_user.ensure_user(local_user.RAY_USER)
+    assert uid != 0 and local_user.ensure_user(local_user.RAY_USER) == (uid, gid)  # made once
+    d = tmp_path / "ray-home"
+    (d / "runs").mkdir(parents=True)
+    (d / "runs" / "request.json").write_text("{}")
+    local_user.give(d, uid, gid)
+    assert {p.stat().st_uid for p in [d, *d.rglob("*")]} == {uid}
+    # A Python without Ray (the system's, outside the virtualenv) is refused, naming the user.
+    base = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if not os.path.exists(base):
+        pytest.skip(f"no {base}")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
+    with pytest.raises(BackendError) as e:
+        local_user.check_can_run(base, env, uid, gid, user=local_user.RAY_USER)
+    assert "rayfleet-ray" in e.value.message and "not importable" in e.value.message
+
+
 # ---------------------------------------------------------------- local.yaml on real Ray
 
 
@@ -276,6 +332,64 @@ def test_entrypoint_gang_on_the_cpu_pool(yaml_backend):
     assert "ray 2.60" in b.logs("echo-1")  # a bare `python` is the cluster's Python
     assert set(s.node_ids) <= b.pool_node_ids("cpu") and len(s.node_ids) == 2  # PACK: both on cpu-0
     assert b.capacity()["cpu"].free_hosts == 1  # the placement group went with the job
+
+
+def _ray_cli(b: LocalBackend, *args: str, token: str | None) -> subprocess.CompletedProcess:
+    """The real ``ray`` CLI against the cluster's own dashboard, with ``token`` (or none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(b.data_dir))  # no ~/.ray/auth_token to fall back on
+    if token is not None:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    ray = str(Path(sys.executable).with_name("ray"))
+    return subprocess.run([ray, *args], capture_output=True, text=True, env=env, timeout=180)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_to_the_clusters_dashboard_needs_the_clusters_token(yaml_backend):
+    b = yaml_backend
+    submit = ("job", "submit", "--address", b.dashboard_url, "--submission-id")
+    for sid, token in (("door-none", None), ("door-wrong", "0" * 64)):
+        r = _ray_cli(b, *submit, sid, "--", "echo", "went-around-quota", token=token)
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert "went-around-quota" not in r.stdout
+        assert b.jobs.info(sid) is None  # nothing was submitted
+    r = _ray_cli(b, *submit, "door-token", "--", "echo", "through-the-door", token=b.auth_token())
+    assert r.returncode == 0, r.stdout + r.stderr  # the door is real: the cluster's token opens it
+    assert "through-the-door" in r.stdout
+    # its logs need the token too
+    assert httpx.get(f"{b.dashboard_url}/api/jobs/door-token/logs", timeout=30).status_code in (401, 403)
+
+
+@pytest.mark.slow
+def test_no_ray_server_of_the_cluster_listens_beyond_loopback(yaml_backend):
+    """GCS, raylets, object managers, dashboard, agents, client server, and the driver and
+    workers of a running gang: every listening TCP socket of the cluster's processes is on
+    127.0.0.1."""
+    b = yaml_backend
+    req = LaunchRequest(
+        job_id="listen", attempt=1, pool="cpu", pool_spec=b.pools["cpu"], workers=1,
+        resources_per_worker={"cpu": 1000}, accelerator=None, placement_strategy=None,
+        entrypoint="python -c 'import ray, time; ray.init(); time.sleep(60)'",
+    )
+    b.launch(req)
+    deadline = time.monotonic() + 120
+    while b.run_status("listen-1").state != RunState.RUNNING:
+        assert time.monotonic() < deadline and not b.run_status("listen-1").state.terminal, b.logs("listen-1")[-2000:]
+        time.sleep(0.5)
+    time.sleep(3)  # the user program's ray.init() has connected
+    try:
+        st = b._require_up()
+        pids = local_procs.cluster_pids(b.temp_dir, st["raylet_pids"])
+        socks = local_procs.listening_sockets(pids)
+        procs = local_procs.all_procs()
+        cmds = {p: procs[p].cmdline[:80] for p, _, _ in socks if p in procs}
+        assert any(port == st["gcs_port"] for _, _, port in socks) and any(port == st["dashboard_port"] for _, _, port in socks)
+        assert any("ray::" in cmds.get(p, "") or "entrypoint" in cmds.get(p, "") for p, _, _ in socks)  # workers/driver seen
+        wide = [(cmds.get(p), addr, port) for p, addr, port in socks if not local_procs.is_loopback(addr)]
+        assert wide == []
+        assert b.address.startswith("127.0.0.1:")
+    finally:
+        b.stop("listen-1")
 
 
 @pytest.mark.slow

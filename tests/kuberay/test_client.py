@@ -330,6 +330,7 @@ def test_services_deploy_update_status_and_delete(backend, fake_api, gke_cfg):
     backend.deploy_service(svc, "l4-reserved", pool.spec, 2)
     rs = fake_api.get("RayService", "chat", NS)
     assert crd_schema.validate(rs) == []
+    assert rs["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token", "secretName": backend.auth_secret}
     assert rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 2
     writes = len(_writes(fake_api, "/rayservices"))
     backend.deploy_service(svc, "l4-reserved", pool.spec, 2)

@@ -21,7 +21,7 @@ LOCAL = Path(__file__).resolve().parents[2] / "cluster_configs" / "local.yaml"
 def fleet(tmp_path):
     cfg = load_config([LOCAL])
     f = assemble(cfg, make_backend(cfg, tmp_path), tmp_path)
-    f.creds = ensure_tokens(f.store, cfg, tmp_path / "credentials.json")
+    f.creds = ensure_tokens(f.store, cfg)  # the plaintext tokens minted now: their only copy
     yield f
     f.close()
 

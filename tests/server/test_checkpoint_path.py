@@ -26,6 +26,8 @@ def test_checkpoint_dir_joins_the_job_name_to_the_storage_path_or_the_data_dir(t
     assert checkpoint_dir(job("j", "/mnt/ckpt"), None) == "/mnt/ckpt/j"
     assert checkpoint_dir(job("j"), tmp_path) == str(tmp_path / "checkpoints" / "j")
     assert checkpoint_dir(job("j"), None) is None
+    with_uid = job("j").model_copy(update={"metadata": job("j").metadata.model_copy(update={"uid": "u-1"})})
+    assert checkpoint_dir(with_uid, tmp_path) == str(tmp_path / "checkpoints" / "j" / "u-1")
 
 
 def test_the_controller_and_the_kuberay_export_agree(fleet):
@@ -33,4 +35,5 @@ def test_the_controller_and_the_kuberay_export_agree(fleet):
     gke = load_config([GKE])
     exported = launch_request_for(j, gke, next(iter(gke.pools)))
     assert exported.checkpoint_dir == fleet.checkpoint_dir(j) == "gs://bucket/ckpt/resume-me"
-    assert fleet.checkpoint_dir(job("local-job")) == str(fleet.data_dir / "checkpoints" / "local-job")
+    # no storagePath: the backend picks the root (never the service's data directory, closed to Ray)
+    assert fleet.checkpoint_dir(job("local-job")) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rayfleet.backends.base import RunState, RunStatus, run_id_for
+from rayfleet.backends.base import RunState, RunStatus, checkpoint_key, run_id_for
 from rayfleet.server import transitions as tr
 
 NOW = 2_000_000.0
@@ -60,7 +60,10 @@ def test_delete_and_resubmit_under_the_same_name_starts_clean_rest(api, fleet, t
     assert "team B secret" not in api.get("/api/v1/jobs/b-job-1/logs", headers=team_a).text
     types = [e["type"] for e in api.get("/api/v1/jobs/b-job-1/events", headers=team_a).json()]
     assert types[:2] == ["Submitted", "Admitted"] and "Succeeded" not in types
-    assert fleet.layout.checkpoint_dir(job).endswith(f"b-job-1/{new['metadata']['uid']}")
+    # checkpoints: the backend's default directory hangs off the uid too
+    req = fleet.controller.launch_request(job)
+    assert req.checkpoint_dir is None and req.uid == new["metadata"]["uid"]
+    assert checkpoint_key(req.job_id, req.uid) == f"b-job-1/{new['metadata']['uid']}"
 
 
 def test_delete_and_resubmit_under_the_same_name_starts_clean_ray_jobs_api(api, fleet, team_a, team_b):

@@ -88,7 +88,7 @@ def test_start_up_and_controller_passes_go_on(broken_store):
 
 def test_quarantined_records_over_http(broken_store):
     fleet = build(broken_store)
-    creds = ensure_tokens(fleet.store, fleet.config, broken_store / "credentials.json")
+    creds = ensure_tokens(fleet.store, fleet.config)
     team = {"Authorization": f"Bearer {creds['teams']['team-a']}"}
     admin = {"Authorization": f"Bearer {creds['admin']}"}
     try:

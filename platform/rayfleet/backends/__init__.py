@@ -8,6 +8,18 @@ from ..config import PlatformConfig
 from .base import Backend, ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
 
 
+def local_client_env(config: PlatformConfig, data_dir: str | Path) -> dict[str, str]:
+    """What a process must have in its environment *before it imports Ray* to reach the product's
+    local cluster as a client over gRPC (Ray reads ``RAY_AUTH_MODE`` once, at import): the
+    cluster's token mode and token file. Empty for KubeRay."""
+    kind = config.cluster.spec.backend if config.cluster else "local"
+    if kind != "local":
+        return {}
+    backend = _local_backend(config, data_dir)
+    backend.auth_token()
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(backend.token_path)}
+
+
 def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None, kind: str | None = None) -> Backend:
     """``serve_app(svc, pool, pool_spec, granted) -> Serve app dict``: how a Service becomes the
     RayService's serveConfigV2 application on KubeRay (given by the server layer, which may import
@@ -22,9 +34,17 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
         from .kuberay.client import KubeRayBackend
 
         return KubeRayBackend(config, serve_app=serve_app)
+    return _local_backend(config, data_dir)
+
+
+def _local_backend(config: PlatformConfig, data_dir: str | Path):
+    """The product's local cluster: Ray's token auth on (the token is the control service's, so a
+    direct `ray job submit` to the cluster cannot go around quota), and, when rayfleet runs as
+    root, its Ray processes run as an unprivileged user (:mod:`rayfleet.backends.local_user`)."""
     from .local import LocalBackend
+    from .local_user import default_run_as
 
-    return LocalBackend.from_config(config, Path(data_dir) / "ray")
+    return LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as())
 
 
-__all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "make_backend"]
+__all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]

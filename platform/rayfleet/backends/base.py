@@ -59,19 +59,24 @@ def run_id_for(job_id: str, attempt: int, uid: str | None = None) -> str:
     return f"{job_id}-{attempt}-{uid.replace('-', '')[:12]}"
 
 
-def checkpoint_dir(job: TrainJob, data_dir: str | Path | None) -> str | None:
+def checkpoint_key(job_id: str, uid: str | None) -> str:
+    """``<job>/<uid>``: a new job with an old name starts with no checkpoints (a job stored before
+    uids existed keeps ``<job>``)."""
+    return f"{job_id}/{uid}" if uid else job_id
+
+
+def checkpoint_dir(job: TrainJob, root: str | Path | None) -> str | None:
     """Where a job's checkpoints live, the same for every attempt (resume reads it) and on every
-    backend: ``<checkpoint.storagePath>/<job>`` (a directory or a URI such as ``gs://bucket/prefix``,
-    joined as text: the user's own storage, so a resubmission under the same name resumes from it),
-    else ``<data_dir>/checkpoints/<job>/<uid>`` (a new job with an old name starts with none; a job
-    stored before uids existed keeps ``<job>``); None without either (the KubeRay export, which has
-    no data directory)."""
+    backend: ``<checkpoint.storagePath>/<job>`` when given (a directory or a URI such as
+    ``gs://bucket/prefix``, joined as text: the user's own storage, so a resubmission under the same
+    name resumes from it), else ``<root>/checkpoints/<job>/<uid>``. ``root`` None: the backend picks
+    the root (the local backend: its Ray side's directory, which its Ray processes may write; the
+    control service's data directory is closed to them), and the controller passes None."""
     if job.spec.checkpoint.storage_path:
         return job.spec.checkpoint.storage_path.rstrip("/") + "/" + job.name
-    if data_dir is None:
+    if root is None:
         return None
-    key = Path(job.name) / job.metadata.uid if job.metadata.uid else Path(job.name)
-    return str(Path(data_dir) / "checkpoints" / key)
+    return str(Path(root) / "checkpoints" / checkpoint_key(job.name, job.metadata.uid))
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ from typing import Any
 from ..api import Cluster, ClusterSpec, ObjectMeta, PoolSpec
 from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE, node_labels, node_resources
 from ..errors import BackendError, CapacityError, ConfigError, FieldProblem, NotFound
-from . import local_procs
-from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
+from . import local_procs, local_user
+from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, checkpoint_key
 from .local_start import RESULT_PREFIX
 from .placement import GangPlan, feasibility_problems, plan_request
 from .ray_jobs import RayJobs
@@ -172,17 +172,23 @@ class LocalBackend:
         placement_timeout_s: float = 120.0,
         node_death_timeout_s: float = 5.0,
         python: str | None = None,
+        run_as: str | None = None,
     ):
         """``pools``: the pools of the cluster (from the config); ``data_dir``: where the cluster's
         state file, run directories and process logs live.
 
-        ``auth_mode``: Ray's ``RAY_AUTH_MODE`` for the cluster: ``disabled`` (the cluster is a
-        single-user development cluster whose dashboard listens on 127.0.0.1 only; rayfleet's own
-        API is the authenticated front door) or ``token`` (a per-cluster token in
-        ``<data_dir>/auth_token``, never ``~/.ray/auth_token``; clients use :meth:`client_env`).
+        ``auth_mode``: Ray's ``RAY_AUTH_MODE`` for the cluster: ``token`` (what the product uses,
+        see :func:`rayfleet.backends.make_backend`: a per-cluster token in ``<data_dir>/auth_token``,
+        never ``~/.ray/auth_token``, held by the control service; clients use :meth:`client_env`)
+        or ``disabled`` (a development cluster for one user). Either way every Ray server of the
+        cluster listens on 127.0.0.1 only (``--node-ip-address=127.0.0.1``, see
+        :mod:`rayfleet.backends.ray_site.sitecustomize`).
         ``placement_timeout_s``: how long a gang may wait for its placement group before the run
         fails (Ray Train's worker-group start timeout). ``node_death_timeout_s``: about how long the
-        GCS takes to declare a silent host dead.
+        GCS takes to declare a silent host dead. ``run_as``: the unprivileged user the cluster's
+        Ray processes run as (this process must be root; :func:`local_user.default_run_as`): then
+        the Ray side's files (run directories, default checkpoints, the Ray token) live in
+        ``<temp_dir>/rf``, owned by that user, and ``data_dir`` is closed to it (0700).
         """
         if auth_mode not in ("disabled", "token"):
             raise ConfigError(FieldProblem(field="auth_mode", problem=f"must be 'disabled' or 'token', got {auth_mode!r}"))
@@ -205,8 +211,14 @@ class LocalBackend:
         self.auth_mode = auth_mode
         self.placement_timeout_s = placement_timeout_s
         self.node_death_timeout_s = node_death_timeout_s
-        self.python = python or sys.executable
+        # The Python the cluster's processes run: the caller's, unless $RAYFLEET_RAY_PYTHON names
+        # another (e.g. one the Ray user can reach when this one sits in a directory closed to it).
+        self.python = python or os.environ.get("RAYFLEET_RAY_PYTHON") or sys.executable
         self.start_timeout_s = float(self.cluster.spec.start_timeout)
+        self.run_as = run_as
+        #: Where the Ray side's files live: what the cluster's processes (and so every job) can read.
+        self.ray_home = Path(self.temp_dir) / "rf" if run_as else self.data_dir
+        self._ids: tuple[int, int] | None = None
         self._state: dict[str, Any] | None = None
         self._jobs: RayJobs | None = None
 
@@ -229,11 +241,39 @@ class LocalBackend:
 
     @property
     def runs_dir(self) -> Path:
-        return self.data_dir / "runs"
+        return self.ray_home / "runs"
 
     @property
     def token_path(self) -> Path:
-        return self.data_dir / "auth_token"
+        return self.ray_home / "auth_token"
+
+    def ray_ids(self) -> tuple[int, int] | None:
+        """(uid, gid) the cluster's processes run as; None: this process's own."""
+        if self.run_as is None:
+            return None
+        if self._ids is None:
+            self._ids = local_user.ensure_user(self.run_as)
+        return self._ids
+
+    def _give(self, path: Path) -> None:
+        """Hand ``path`` (recursively) to the Ray user."""
+        ids = self.ray_ids()
+        if ids is not None and path.exists():
+            local_user.give(path, *ids)
+
+    def _prepare_ray_home(self) -> None:
+        """The Ray side's directories, owned by the Ray user; this backend's own, closed to it."""
+        ids = self.ray_ids()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        temp = Path(self.temp_dir)
+        temp.mkdir(parents=True, exist_ok=True)
+        for sub in ("runs", "checkpoints", "logs"):
+            (self.ray_home / sub).mkdir(parents=True, exist_ok=True)
+        if ids is None:
+            return
+        local_user.private_dir(self.data_dir)
+        os.chown(temp, *ids)
+        local_user.give(self.ray_home, *ids)
 
     def run_dir(self, run_id: str) -> RunDir:
         return RunDir(self.runs_dir / run_id)
@@ -289,10 +329,12 @@ class LocalBackend:
         if self.auth_mode != "token":
             return None
         if not self.token_path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.token_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
+            # Ray's own processes read it (RAY_AUTH_TOKEN_PATH): it belongs to the Ray user.
+            self._give(self.token_path)
         return self.token_path.read_text().strip()
 
     def client_env(self) -> dict[str, str]:
@@ -323,6 +365,10 @@ class LocalBackend:
         # Entry points (`ray job submit -- python train.py`) run with the cluster's Python first
         # on PATH, whatever the PATH of the process that brought the cluster up.
         bin_dir = str(Path(self.python).parent)
+        # Every Python process of the cluster keeps node IP 127.0.0.1 (see ray_site/sitecustomize.py),
+        # so every Ray server of the cluster listens on loopback only.
+        site = str(Path(__file__).with_name("ray_site"))
+        env["PYTHONPATH"] = os.pathsep.join([site, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != site)])
         env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])
         # A raylet waits for its dashboard agent to report its ports and aborts if it does not in
         # time; on a loaded 2-core machine the agent's imports alone can take 15 s or more.
@@ -455,14 +501,17 @@ class LocalBackend:
     def _ray_start(self, nodes: list[tuple[str, list[str], str]], deadline: float, extra_env: dict[str, str] | None = None) -> None:
         """Run ``ray start`` for each (name, args, temp dir), in order, in one helper process
         (:mod:`rayfleet.backends.local_start`); raise with the log's tail if one fails."""
+        self._prepare_ray_home()
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        ray_logs = self.ray_home / "logs"  # read and run by the Ray user: the spec and the raylet wrapper
         spec = {
             "nodes": [{"name": name, "args": [*args, f"--temp-dir={tmp}", "--disable-usage-stats"]} for name, args, tmp in nodes],
-            "raylet_wrapper_dir": str(logs),
+            "raylet_wrapper_dir": str(ray_logs),
         }
-        spec_path = logs / "start-spec.json"
+        spec_path = ray_logs / "start-spec.json"
         write_json(spec_path, spec)
+        self._give(spec_path)
         log_path = logs / "start.log"
         with open(log_path, "ab") as out:
             for n in spec["nodes"]:
@@ -472,7 +521,14 @@ class LocalBackend:
             env = self._process_env()
             env.update(extra_env or {})
             cmd = [self.python, "-m", "rayfleet.backends.local_start", str(spec_path)]
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(self.data_dir))
+            ids = self.ray_ids()
+            as_user: dict[str, Any] = {}
+            if ids is not None:
+                env["HOME"] = str(self.ray_home)
+                local_user.check_can_run(self.python, env, *ids, user=str(self.run_as))
+                as_user = {"user": ids[0], "group": ids[1], "extra_groups": []}
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    cwd=str(self.ray_home), **as_user)
             try:
                 rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -504,6 +560,7 @@ class LocalBackend:
         period_ms = max(200, int(self.node_death_timeout_s * 1000 / 5))
         head_args = [
             "--head",
+            "--node-ip-address=127.0.0.1",
             f"--port={head_ports['gcs']}",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
@@ -583,6 +640,7 @@ class LocalBackend:
             labels = ",".join(f"{k}={v}" for k, v in plan.labels.items())
             args = [
                 f"--address=127.0.0.1:{st['gcs_port']}",
+                "--node-ip-address=127.0.0.1",
                 f"--num-cpus={self.host_cpus}",
                 f"--num-gpus={plan.num_gpus}",
                 f"--resources={json.dumps(plan.resources)}",
@@ -818,6 +876,7 @@ class LocalBackend:
                 problems = feasibility_problems(req.pool, self.pools[req.pool], req.workers, dict(req.resources_per_worker), req.placement_strategy)
             plan = self.plan(req) if not problems else None
             rd.write_request(self._request_doc(req, plan))
+            self._give(rd.path)  # the run's driver (the Ray user) reads its request and writes its status
             if problems:
                 rd.update_status(phase="failed", kind="infeasible", error="gang cannot be placed: " + "; ".join(problems), finished_at=time.time())
                 return run_id
@@ -830,7 +889,7 @@ class LocalBackend:
         return run_id
 
     def _request_doc(self, req: LaunchRequest, plan: GangPlan | None) -> dict[str, Any]:
-        checkpoint_dir = req.checkpoint_dir or str(self.data_dir / "checkpoints" / req.job_id)
+        checkpoint_dir = req.checkpoint_dir or str(self.ray_home / "checkpoints" / checkpoint_key(req.job_id, req.uid))
         doc = request_doc(req, plan=plan, checkpoint_dir=checkpoint_dir, placement_timeout_s=self.placement_timeout_s,
                           fake_accelerators=True)
         doc["created_at"] = time.time()

@@ -151,3 +151,54 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _socket_inodes(pids: Iterable[int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pid in pids:
+        fd_dir = _PROC / str(pid) / "fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd_dir / fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out[link[8:-1]] = pid
+    return out
+
+
+def _hex_ip(text: str) -> str:
+    """An address of /proc/net/tcp{,6} (hex, in host byte order per 32-bit word) as text."""
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def listening_sockets(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state that one of ``pids`` holds."""
+    inodes = _socket_inodes(pids)
+    out = []
+    for table in ("tcp", "tcp6"):
+        text = _read(_PROC / "net" / table)
+        for line in (text or b"").decode().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != "0A" or fields[9] not in inodes:
+                continue
+            addr, _, port = fields[1].partition(":")
+            out.append((inodes[fields[9]], _hex_ip(addr), int(port, 16)))
+    return sorted(out)
+
+
+def is_loopback(address: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(address).is_loopback

@@ -29,6 +29,7 @@ _SUBAPPS = [
     ("job_cmd", "app", "job", "Submit and follow training jobs."),
     ("queue_cmd", "app", "queue", "Show queues: usage, borrowing, waiting workloads."),
     ("service_cmd", "app", "service", "Deploy and manage Serve services."),
+    ("token_cmd", "app", "token", "Mint, list and revoke API tokens (admin)."),
 ]
 _COMMANDS = [
     ("export_cmd", "export", "export"),

@@ -22,14 +22,22 @@ def data_dir() -> Path:
     return home() / "data"
 
 
+def credentials_path() -> Path:
+    """The user's credentials file: ``$RAYFLEET_CREDENTIALS``, default ``$RAYFLEET_HOME/credentials.json``
+    (JSON ``{"admin": token, "teams": {team: token}}``, as ``rayfleet up --credentials-out`` writes it;
+    never inside the data directory, which holds no secret)."""
+    return Path(os.environ.get("RAYFLEET_CREDENTIALS") or home() / "credentials.json")
+
+
 def credentials() -> dict:
-    path = data_dir() / "credentials.json"
+    path = credentials_path()
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def resolve(url: str | None, token: str | None, team: str | None = None) -> tuple[str, str | None]:
     """URL: --url, $RAYFLEET_URL, the running local service, the default. Token: --token,
-    $RAYFLEET_TOKEN, then the local credentials file (the team's token with --team, else admin)."""
+    $RAYFLEET_TOKEN, then the user's credentials file (:func:`credentials_path`; the team's token
+    with --team, else the admin token)."""
     if url is None:
         url = os.environ.get("RAYFLEET_URL")
     if url is None:
@@ -44,8 +52,8 @@ def resolve(url: str | None, token: str | None, team: str | None = None) -> tupl
 
 
 UrlOpt = typer.Option(None, "--url", help="Control service URL (default: $RAYFLEET_URL or the local service).")
-TokenOpt = typer.Option(None, "--token", help="API token (default: $RAYFLEET_TOKEN or the local admin token).")
-TeamOpt = typer.Option(None, "--team", help="Use this team's token from the local credentials.")
+TokenOpt = typer.Option(None, "--token", help="API token (default: $RAYFLEET_TOKEN, else the admin token of $RAYFLEET_CREDENTIALS).")
+TeamOpt = typer.Option(None, "--team", help="Use this team's token from $RAYFLEET_CREDENTIALS (default $RAYFLEET_HOME/credentials.json).")
 
 
 def connect(url: str | None, token: str | None, team: str | None = None) -> FleetClient:

@@ -25,7 +25,7 @@ import typer
 from rich.table import Table
 
 from ..client import FleetClient
-from .common import credentials, data_dir
+from .common import credentials, credentials_path, data_dir
 from .output import console
 from .up_cmd import down, up
 
@@ -83,7 +83,8 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
     started = time.monotonic()
     url = f"http://127.0.0.1:{port}"
     console.rule("1. rayfleet up (local Ray cluster: 7 simulated GKE hosts)")
-    up(config=None, host="127.0.0.1", port=port, timeout=600)
+    # the tokens minted at the first start go to the user's credentials file, where the CLI finds them
+    up(config=None, host="127.0.0.1", port=port, timeout=600, credentials_out=credentials_path())
     creds = credentials()
     admin = FleetClient(url, token=creds["admin"])
     team_a = FleetClient(url, token=creds["teams"]["team-a"])

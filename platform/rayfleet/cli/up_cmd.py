@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import httpx
 import typer
 
 from ..config import default_config_path, load_config
-from .common import credentials, data_dir
+from .common import data_dir
 from .output import console, err_console
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Cluster config files (default: cluster_configs/local.yaml).")
@@ -40,12 +42,21 @@ def serve(
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
     backend: str = BackendOpt,
+    credentials_out: Path = typer.Option(None, "--credentials-out", help=(
+        "Write the tokens minted at this start to FILE (JSON, mode 0600; outside the data directory). "
+        "Without it they are printed once on stderr.")),
 ) -> None:
     """Run the control service in the foreground."""
+    from ..backends import local_client_env
+
+    paths, ddir = _configs(config), data or data_dir()
+    # The service talks to its local cluster in Ray's token mode; Ray reads the mode once, when it
+    # is imported, so the environment is set before the server modules (which import Ray) load.
+    os.environ.update(local_client_env(load_config(paths), ddir))
     from ..server.main import serve as run
 
-    run(_configs(config), data or data_dir(), host=host, port=port, allow_new_database=allow_new_database,
-        metrics_public=metrics_public, backend=_backend_kind(backend))
+    run(paths, ddir, host=host, port=port, allow_new_database=allow_new_database, metrics_public=metrics_public,
+        backend=_backend_kind(backend), credentials_out=credentials_out)
 
 
 def _backend_kind(backend: str | None) -> str | None:
@@ -72,9 +83,14 @@ def up(
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
     backend: str = BackendOpt,
+    credentials_out: Path = typer.Option(None, "--credentials-out", help=(
+        "Also write the tokens minted now to FILE (JSON {admin, teams}, mode 0600, outside the data directory); "
+        "the CLI reads that file when given as $RAYFLEET_CREDENTIALS.")),
 ) -> None:
-    """Start the local Ray cluster and the control service in the background; print addresses and tokens."""
+    """Start the local Ray cluster and the control service in the background; print addresses, and
+    the tokens minted at the first start (shown once: only their hashes are kept)."""
     from ..server.storage_guard import check_startup
+    from ..server.tokens import check_credentials_out, write_credentials
 
     paths = _configs(config)
     cfg = load_config(paths)  # fail fast (exit 2) on a bad config, before starting anything
@@ -84,6 +100,8 @@ def up(
 
         from_config(cfg)
     ddir = data_dir()
+    if credentials_out is not None:
+        check_credentials_out(credentials_out, ddir)
     ddir.mkdir(parents=True, exist_ok=True)
     check_startup(ddir, allow_new_database=allow_new_database)  # exit 2: no new database over old state
     svc_file = ddir / "service.json"
@@ -91,11 +109,15 @@ def up(
         svc = json.loads(svc_file.read_text())
         if _pid_alive(svc.get("pid", -1)):
             console.print(f"rayfleet is already up at {svc['url']} (pid {svc['pid']})")
-            _print_access(svc["url"])
+            _print_access(svc["url"], {})
             return
         svc_file.unlink()
     log = open(ddir / "service.log", "ab")
-    cmd = [sys.executable, "-m", "rayfleet.cli", "serve", "--host", host, "--port", str(port), "--data-dir", str(ddir)]
+    # The service hands the tokens it mints to a private file of ours, outside the data directory.
+    handoff_dir = Path(tempfile.mkdtemp(prefix="rayfleet-up-"))
+    handoff = handoff_dir / "minted.json"
+    cmd = [sys.executable, "-m", "rayfleet.cli", "serve", "--host", host, "--port", str(port), "--data-dir", str(ddir),
+           "--credentials-out", str(handoff)]
     for p in paths:
         cmd += ["--config", str(p)]
     cmd += ["--allow-new-database"] * allow_new_database + ["--metrics-public"] * metrics_public
@@ -104,6 +126,17 @@ def up(
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://{host}:{port}"
     console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")
+    try:
+        _wait_up(proc, url, svc_file, ddir, timeout)
+        minted = json.loads(handoff.read_text()) if handoff.exists() else {}
+    finally:
+        shutil.rmtree(handoff_dir, ignore_errors=True)
+    if credentials_out is not None:
+        write_credentials(credentials_out, minted)
+    _print_access(url, minted, credentials_out)
+
+
+def _wait_up(proc: subprocess.Popen, url: str, svc_file: Path, ddir: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -112,27 +145,32 @@ def up(
             raise typer.Exit(1)
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200 and svc_file.exists():
-                break
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    else:
-        err_console.print(f"[red]rayfleet did not answer at {url} within {timeout:.0f}s[/red]")
-        raise typer.Exit(1)
-    _print_access(url)
+    err_console.print(f"[red]rayfleet did not answer at {url} within {timeout:.0f}s[/red]")
+    raise typer.Exit(1)
 
 
-def _print_access(url: str) -> None:
-    creds = credentials()
+def _print_access(url: str, minted: dict, credentials_out: Path | None = None) -> None:
     console.print(f"[green]rayfleet is up[/green]\n  API and Ray Jobs API: {url}   (docs: {url}/docs)")
     svc_file = data_dir() / "service.json"
     ray_info = json.loads(svc_file.read_text()).get("ray") if svc_file.exists() else None
     for key in ("address", "dashboard_url", "serve_url"):
         if ray_info and ray_info.get(key):
             console.print(f"  Ray {key.replace('_', ' ')}: {ray_info[key]}")
-    console.print(f"  admin token: {creds.get('admin')}")
-    for team, tok in sorted(creds.get("teams", {}).items()):
-        console.print(f"  team {team} token: {tok}")
+    if minted.get("admin") or minted.get("teams"):
+        console.print("  tokens minted now (shown once; rayfleet keeps only their hashes):")
+        if minted.get("admin"):
+            console.print(f"  admin token: {minted['admin']}")
+        for team, tok in sorted((minted.get("teams") or {}).items()):
+            console.print(f"  team {team} token: {tok}")
+        if credentials_out is not None:
+            console.print(f"  (also written to {credentials_out}, mode 0600)")
+    else:
+        console.print("  no token minted now (tokens are shown once, when minted); an admin makes more with "
+                      "`rayfleet token create --team TEAM`")
     console.print(f"  e.g. RAY_AUTH_MODE=token RAY_AUTH_TOKEN=<team token> ray job submit --address {url} -- python -c 'print(1)'")
 
 

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..version import __version__
-from . import errors_http, ray_jobs_api, routes
+from . import errors_http, ray_jobs_api, routes, tokens_api
 from .auth import principal
 from .fleet import Fleet
 from .limits import BodyLimits
@@ -55,6 +55,7 @@ def create_app(fleet: Fleet, *, start_controller: bool = True, metrics_public: b
     errors_http.install(app)
     app.include_router(routes.router)
     app.include_router(ray_jobs_api.router)
+    app.include_router(tokens_api.router)
 
     @app.get("/healthz", summary="Health: 200 {status: ok}, or 503 {status: unhealthy, reason: storage|controller|backend}",
              tags=["ops"], responses={503: {"description": "unhealthy; the reason in one word, the full error in the log"}})

@@ -138,7 +138,7 @@ class Fleet:
             parts.append(text)
         return "".join(parts)
 
-    def checkpoint_dir(self, job: TrainJob) -> str:
+    def checkpoint_dir(self, job: TrainJob) -> str | None:
         return self.layout.checkpoint_dir(job)
 
     # ------------------------------------------------------------ queues

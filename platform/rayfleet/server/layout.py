@@ -14,7 +14,7 @@ class DataLayout:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for sub in ("logs", "packages", "checkpoints"):
+        for sub in ("logs", "packages"):
             (self.data_dir / sub).mkdir(exist_ok=True)
 
     @staticmethod
@@ -27,6 +27,8 @@ class DataLayout:
         d.mkdir(parents=True, exist_ok=True)
         return d / f"{attempt}.log"
 
-    def checkpoint_dir(self, job: TrainJob) -> str:
-        """The one rule, shared with the KubeRay export: :func:`rayfleet.backends.base.checkpoint_dir`."""
-        return str(checkpoint_dir(job, self.data_dir))
+    def checkpoint_dir(self, job: TrainJob) -> str | None:
+        """The user's ``checkpoint.storagePath``/<job>, else None: the backend's default
+        (``<its root>/checkpoints/<job>/<uid>``), never inside this data directory, which is closed to
+        the Ray processes. The one rule: :func:`rayfleet.backends.base.checkpoint_dir`."""
+        return checkpoint_dir(job, None)

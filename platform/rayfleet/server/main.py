@@ -28,7 +28,7 @@ from .services import ServiceManager
 from .serving import serving_for
 from .storage_guard import check_startup
 from .store import Store
-from .tokens import ensure_tokens
+from .tokens import check_credentials_out, ensure_tokens, remove_legacy_credentials, write_credentials
 
 
 def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
@@ -57,21 +57,39 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
 
 
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
-                allow_new_database: bool = False, backend_kind: str | None = None) -> Fleet:
+                allow_new_database: bool = False, backend_kind: str | None = None,
+                credentials_out: Path | None = None) -> Fleet:
+    """``credentials_out``: where the tokens minted at this start go (mode 0600, outside the data
+    directory); without it they are logged once, as a warning."""
     config = load_config(config_paths)
+    if credentials_out is not None:
+        check_credentials_out(credentials_out, data_dir)
     check_startup(data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
+    # The data directory (store, logs, packages) is the service's alone: closed to the Ray user.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app, kind=backend_kind)
     backend.up()
     fleet = assemble(config, backend, data_dir, controller_interval=controller_interval)
-    ensure_tokens(fleet.store, config, data_dir / "credentials.json")
+    if remove_legacy_credentials(data_dir):
+        logging.getLogger("rayfleet").warning("removed the plaintext %s from the data directory", data_dir / "credentials.json")
+    minted = ensure_tokens(fleet.store, config)
+    if credentials_out is not None:
+        write_credentials(credentials_out, minted)
+    elif minted["admin"] or minted["teams"]:
+        logging.getLogger("rayfleet").warning(
+            "minted tokens (shown once; only their hashes are kept): admin %s; %s", minted["admin"],
+            ", ".join(f"team {t} {tok}" for t, tok in sorted(minted["teams"].items())) or "no team tokens")
     return fleet
 
 
 def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
-          allow_new_database: bool = False, metrics_public: bool = False, backend: str | None = None) -> None:
+          allow_new_database: bool = False, metrics_public: bool = False, backend: str | None = None,
+          credentials_out: Path | None = None) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database, backend_kind=backend)
+    fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database, backend_kind=backend,
+                        credentials_out=credentials_out)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))

@@ -74,7 +74,8 @@ class LocalServing:
         if self._deployer is None or self._for != info.dashboard_url:  # the cluster was restarted
             if self._deployer is not None:
                 self._deployer.close()
-            self._deployer = ServeDeployer(info.dashboard_url, info.address, options=self.options)
+            token = self.backend.auth_token() if hasattr(self.backend, "auth_token") else None
+            self._deployer = ServeDeployer(info.dashboard_url, info.address, options=self.options, auth_token=token)
             self._for = info.dashboard_url
         return self._deployer
 

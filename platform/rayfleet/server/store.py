@@ -9,6 +9,7 @@ through this class under one lock; each write is one transaction, committed befo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -167,6 +168,20 @@ class Token:
     team: str | None
     admin: bool
     label: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A stored token, never its plaintext: ``id`` is the first 16 hex digits of its hash."""
+
+    id: str
+    team: str | None
+    admin: bool
+    label: str
+    created_at: float
+
+
+TOKEN_ID_LEN = 16
 
 
 def hash_token(token: str) -> str:
@@ -472,6 +487,22 @@ class Store:
 
     def token_count(self) -> int:
         return self._q("SELECT COUNT(*) FROM tokens")[0][0]
+
+    def list_tokens(self) -> builtins.list[TokenRecord]:  # (`list` here is Store.list)
+        rows = self._q("SELECT hash, team, admin, label, created_at FROM tokens ORDER BY created_at, hash")
+        return [TokenRecord(r[0][:TOKEN_ID_LEN], r[1], bool(r[2]), r[3], r[4]) for r in rows]
+
+    def revoke_token(self, token_id: str) -> TokenRecord | None:
+        """Delete the token whose id is ``token_id``; returns what was deleted (None: no such token)."""
+        if len(token_id) != TOKEN_ID_LEN or any(c not in "0123456789abcdef" for c in token_id):
+            return None
+        with self._tx() as db:
+            row = db.execute("SELECT hash, team, admin, label, created_at FROM tokens WHERE substr(hash, 1, ?)=?",
+                             (TOKEN_ID_LEN, token_id)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM tokens WHERE hash=?", (row[0],))
+        return TokenRecord(row[0][:TOKEN_ID_LEN], row[1], bool(row[2]), row[3], row[4])
 
     # ------------------------------------------------------------ packages (Ray Jobs working_dir uploads)
 

@@ -1,7 +1,10 @@
-"""API tokens: one admin token and one per team, made on first start.
+"""API tokens: an admin token and one per team, minted on first start; more by an admin.
 
-Only hashes are stored in the database. The plain tokens are written once to
-``<data dir>/credentials.json`` (mode 0600) for the person who runs ``rayfleet up`` to hand out.
+The service keeps only SHA-256 hashes (in the store's ``tokens`` table). A plaintext token exists
+once: in the answer to whoever minted it. On first start that is the operator: ``rayfleet serve
+--credentials-out FILE`` (which ``rayfleet up`` uses) writes the tokens it minted to FILE, mode
+0600, and ``rayfleet up`` prints them. FILE must be outside the data directory. Later tokens come
+from ``POST /api/v1/tokens`` (``rayfleet token create``), revoked by ``DELETE /api/v1/tokens/<id>``.
 """
 
 from __future__ import annotations
@@ -12,34 +15,68 @@ import secrets
 from pathlib import Path
 
 from ..config import PlatformConfig
+from ..errors import FieldProblem, SpecError
 from .store import Store
+
+#: What data directories written by earlier versions held in plaintext; removed on start.
+LEGACY_CREDENTIALS = "credentials.json"
 
 
 def new_token() -> str:
     return "rf_" + secrets.token_urlsafe(32)
 
 
-def ensure_tokens(store: Store, config: PlatformConfig, credentials: Path) -> dict:
-    """Create tokens for the admin and every team that has none; returns the credentials file content."""
-    creds: dict = {"admin": None, "teams": {}}
-    if credentials.exists():
-        creds = json.loads(credentials.read_text())
-    changed = False
-    if not creds.get("admin") or store.check_token(creds["admin"]) is None:
-        creds["admin"] = new_token()
-        store.add_token(creds["admin"], team=None, admin=True, label="admin")
-        changed = True
+def ensure_tokens(store: Store, config: PlatformConfig) -> dict:
+    """Mint an admin token if there is no admin token, and a token for every configured team that
+    has none. Returns the plaintext of what was minted now, ``{"admin": str | None, "teams":
+    {team: str}}``: the only time these exist outside their holders' hands."""
+    minted: dict = {"admin": None, "teams": {}}
+    have = store.list_tokens()
+    if not any(t.admin for t in have):
+        minted["admin"] = new_token()
+        store.add_token(minted["admin"], team=None, admin=True, label="admin")
+    teams_with_token = {t.team for t in have if not t.admin}
     for team in config.teams:
-        tok = creds["teams"].get(team)
-        if not tok or store.check_token(tok) is None:
+        if team not in teams_with_token:
             tok = new_token()
             store.add_token(tok, team=team, label=f"team {team}")
-            creds["teams"][team] = tok
-            changed = True
-    if changed:
-        tmp = credentials.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(creds, f, indent=2)
-        tmp.replace(credentials)
-    return creds
+            minted["teams"][team] = tok
+    return minted
+
+
+def check_credentials_out(path: Path, data_dir: Path) -> None:
+    """``--credentials-out`` must not lie in the data directory (nothing there holds a secret)."""
+    p, d = path.expanduser().resolve(), data_dir.expanduser().resolve()
+    if p == d or d in p.parents:
+        raise SpecError(FieldProblem(field="--credentials-out", problem=f"{path} is inside the data directory {data_dir}; choose a file outside it"))
+
+
+def write_credentials(path: Path, minted: dict) -> None:
+    """Merge freshly minted tokens into the operator's credentials file (mode 0600)."""
+    if not minted.get("admin") and not minted.get("teams"):
+        return
+    current: dict = {"admin": None, "teams": {}}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            pass
+    if minted.get("admin"):
+        current["admin"] = minted["admin"]
+    current.setdefault("teams", {}).update(minted.get("teams") or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(current, f, indent=2)
+    tmp.replace(path)
+
+
+def remove_legacy_credentials(data_dir: Path) -> bool:
+    """Delete a plaintext credentials file an earlier version left in the data directory (its
+    tokens stay valid: their hashes are in the store)."""
+    legacy = data_dir / LEGACY_CREDENTIALS
+    if legacy.exists():
+        legacy.unlink()
+        return True
+    return False

@@ -1,0 +1,1 @@
+"""``sitecustomize`` for the Python processes of a local cluster (see sitecustomize.py)."""
