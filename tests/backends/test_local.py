@@ -230,6 +230,9 @@ def test_the_ray_user_exists_unprivileged_and_must_be_able_to_run_the_python(tmp
     with pytest.raises(BackendError) as e:
         local_user.check_can_run(base, env, uid, gid, user=local_user.RAY_USER)
     assert "rayfleet-ray" in e.value.message and "not importable" in e.value.message
+    # The interpreter the product gives the Ray user runs, and finds Ray and rayfleet.
+    python = local_user.python_for((uid, gid))
+    local_user.check_can_run(python, {"PATH": "/usr/bin:/bin"}, uid, gid, user=local_user.RAY_USER)
 
 
 # ---------------------------------------------------------------- local.yaml on real Ray

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -24,38 +22,6 @@ from rayfleet.config import load_config
 CONFIG = Path(__file__).with_name("fleet.yaml")
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def ray_python(tmp_root: Path) -> str | None:
-    """A Python the Ray user can run, when this one is out of its reach, else None.
-
-    As root, rayfleet runs the local cluster as the unprivileged ``rayfleet-ray``, which must be
-    able to run the cluster's Python. Where this interpreter lives under a directory closed to
-    other users (pyenv in /root, mode 0700), a venv of the system's CPython of the same minor
-    version over this virtualenv's own site-packages stands in ($RAYFLEET_RAY_PYTHON)."""
-    if os.geteuid() != 0:
-        return None
-    from rayfleet.backends.local_user import RAY_USER, ensure_user
-
-    uid, gid = ensure_user(RAY_USER)
-    try:
-        if subprocess.run([sys.executable, "-c", "pass"], user=uid, group=gid, extra_groups=[], cwd="/", capture_output=True).returncode == 0:
-            return None
-    except PermissionError:
-        pass
-    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    base = Path(f"/usr/bin/python{ver}")
-    assert base.exists(), f"the Ray user cannot run {sys.executable} and there is no {base} to stand in"
-    site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-    venv = tmp_root
-    (venv / "bin").mkdir(parents=True)
-    (venv / "lib" / f"python{ver}").mkdir(parents=True)
-    (venv / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\nversion = {ver}\n")
-    for name in ("python", "python3", f"python{ver}"):
-        (venv / "bin" / name).symlink_to(base)
-    (venv / "lib" / f"python{ver}" / "site-packages").symlink_to(site)
-    venv.chmod(0o755)
-    return str(venv / "bin" / "python")
 
 
 def free_port() -> int:
@@ -137,10 +103,6 @@ class RayfleetService:
 @pytest.fixture(scope="session")
 def fleet_service(tmp_path_factory):
     root = tmp_path_factory.mktemp("rayfleet-e2e")
-    shim_dir = Path(f"/tmp/rf-py-{uuid.uuid4().hex[:8]}")  # /tmp/pytest-of-root is closed to the Ray user
-    shim = ray_python(shim_dir)
-    if shim:
-        os.environ["RAYFLEET_RAY_PYTHON"] = shim  # the service and this process's backends use it
     # the test platform, with a free port for Serve's proxy
     config = root / "fleet.yaml"
     config.write_text(CONFIG.read_text().replace("headCpus: 4}", f"headCpus: 4, servePort: {free_port()}}}"))
@@ -149,6 +111,3 @@ def fleet_service(tmp_path_factory):
     yield svc
     svc.stop()
     make_backend(load_config([config]), svc.data_dir).down()
-    if shim:
-        os.environ.pop("RAYFLEET_RAY_PYTHON", None)
-        shutil.rmtree(shim_dir, ignore_errors=True)

@@ -213,7 +213,7 @@ class LocalBackend:
         self.node_death_timeout_s = node_death_timeout_s
         # The Python the cluster's processes run: the caller's, unless $RAYFLEET_RAY_PYTHON names
         # another (e.g. one the Ray user can reach when this one sits in a directory closed to it).
-        self.python = python or os.environ.get("RAYFLEET_RAY_PYTHON") or sys.executable
+        self._python = python or os.environ.get("RAYFLEET_RAY_PYTHON")
         self.start_timeout_s = float(self.cluster.spec.start_timeout)
         self.run_as = run_as
         #: Where the Ray side's files live: what the cluster's processes (and so every job) can read.
@@ -246,6 +246,15 @@ class LocalBackend:
     @property
     def token_path(self) -> Path:
         return self.ray_home / "auth_token"
+
+    @property
+    def python(self) -> str:
+        """The Python the cluster's processes run: the one given (or ``$RAYFLEET_RAY_PYTHON``), else
+        this process's, or one the Ray user can run (:func:`local_user.python_for`)."""
+        if self._python is None:
+            ids = self.ray_ids()
+            self._python = sys.executable if ids is None else local_user.python_for(ids)
+        return self._python
 
     def ray_ids(self) -> tuple[int, int] | None:
         """(uid, gid) the cluster's processes run as; None: this process's own."""

@@ -11,10 +11,12 @@ cluster runs as that same user (there is no other account to drop to).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from ..errors import BackendError
@@ -69,6 +71,48 @@ def _closed_ancestor(path: str) -> str | None:
         if not mode & stat.S_IXOTH:
             return str(d)
     return None
+
+
+def _can_run(python: str, uid: int, gid: int) -> bool:
+    try:
+        return subprocess.run([python, "-c", "pass"], user=uid, group=gid, extra_groups=[], cwd="/",
+                              capture_output=True, timeout=60).returncode == 0
+    except OSError:
+        return False
+
+
+def python_for(user_ids: tuple[int, int], python: str | None = None) -> str:
+    """An interpreter the Ray user can run with this virtualenv's packages: ``python`` (default: this
+    process's) when it can; else, when this interpreter sits under a directory closed to other users
+    (pyenv in /root, mode 0700), a virtualenv of the system's CPython of the same version over this
+    interpreter's own site-packages, made once in ``/tmp/rayfleet-py-<hash>`` (root's, mode 0755:
+    the Ray user may run it and not change it). Returns ``python`` unchanged when no such system
+    interpreter exists (:func:`check_can_run` then says why the cluster cannot start)."""
+    python = python or sys.executable
+    uid, gid = user_ids
+    if _can_run(python, uid, gid):
+        return python
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = Path(f"/usr/bin/python{ver}")
+    sites = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
+    if not base.exists() or not sites:
+        return python
+    venv = Path("/tmp") / f"rayfleet-py-{hashlib.sha1((sys.prefix + python).encode()).hexdigest()[:10]}"
+    shim = venv / "bin" / "python"
+    if not shim.exists():
+        tmp = venv.with_name(venv.name + f".{os.getpid()}")
+        (tmp / "bin").mkdir(parents=True, exist_ok=True)
+        (tmp / "lib" / f"python{ver}").mkdir(parents=True, exist_ok=True)
+        (tmp / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = false\nversion = {ver}\n")
+        for name in ("python", "python3", f"python{ver}"):
+            (tmp / "bin" / name).symlink_to(base)
+        (tmp / "lib" / f"python{ver}" / "site-packages").symlink_to(sites[0])
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(venv)
+        except OSError:  # made by another process meanwhile
+            pass
+    return str(shim) if _can_run(str(shim), uid, gid) else python
 
 
 def check_can_run(python: str, env: dict[str, str], uid: int, gid: int, user: str) -> None:
