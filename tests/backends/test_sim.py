@@ -206,14 +206,14 @@ def test_multi_host_tpu_gang_takes_one_slice():
     assert st.state == RunState.RUNNING and sorted(st.node_ids) == ["sim-tpu-v5e-0-0-0", "sim-tpu-v5e-0-1-0"]
 
 
-def test_max_run_duration_fails_the_run():
+def test_max_run_duration_is_an_in_cluster_deadline_as_on_kuberay():
     clock = Clock()
     sim = make_sim(clock)
     sim.script_run("d", runtime=100)
     sim.launch(request("d", max_run=20))
     clock.t = T0 + 20
     st = sim.run_status("d-1")
-    assert st.state == RunState.FAILED and "maxRunDuration" in st.message
+    assert st.state == RunState.DEADLINE_EXCEEDED and "activeDeadlineSeconds" in st.message
 
 
 def test_runtime_env_package_must_be_uploaded():

@@ -63,9 +63,14 @@ class World:
             self.fleet.controller.run_once(self.clock.t)
 
     def submit(self, name: str, *, queue: str = "team-a", workers: int = 1, gpus: int = 1, priority: str | None = None,
-               max_restarts: int = 3) -> TrainJob:
-        spec = {"entrypoint": "python train.py", "queue": queue, "failurePolicy": {"maxRestarts": max_restarts},
+               max_restarts: int = 3, max_disruptions: int | None = None, max_run_duration: float | None = None) -> TrainJob:
+        policy: dict = {"maxRestarts": max_restarts}
+        if max_disruptions is not None:
+            policy.update(maxDisruptions=max_disruptions, disruptionBackoff=1)
+        spec = {"entrypoint": "python train.py", "queue": queue, "failurePolicy": policy,
                 "gang": {"workers": workers, "resourcesPerWorker": {"cpu": 4, "memory": "16Gi", "nvidia.com/gpu": gpus}}}
+        if max_run_duration is not None:
+            spec["maxRunDuration"] = max_run_duration
         if priority:
             spec["priorityClass"] = priority
         job = TrainJob.model_validate({"metadata": {"name": name}, "spec": spec})
@@ -187,6 +192,70 @@ def test_service_deployed_ready_and_scaled_under_quota(world):
     assert (st.replicas_wanted, st.replicas_granted, st.replicas_running) == (4, 2, 2)   # team-b holds 2 GPUs
     assert "waiting for quota" in st.message
 
+
+def test_deadline_ends_the_job_deadline_exceeded_and_never_requeues(world):
+    world.sim.script_run("slow", runtime=10_000, startup=5)
+    world.start()
+    world.submit("slow", max_run_duration=100)
+    world.tick()
+    world.tick(5)
+    assert world.state("slow") == JobState.RUNNING
+    world.tick(99)
+    assert world.state("slow") == JobState.RUNNING
+    world.tick(2, passes=3)
+    st = world.job("slow").status
+    assert st.state == JobState.FAILED and st.reason == "DeadlineExceeded" and st.restarts == 0
+    world.tick(600, passes=3)
+    assert world.state("slow") == JobState.FAILED and world.sim.launch_count("slow") == 1
+
+
+def test_a_broken_pool_cannot_loop_a_job_for_ever(world):
+    """Every attempt loses its host: disruptions, counted on their own, end the job at maxDisruptions."""
+    world.sim.script_run("doomed", runtime=10_000, startup=1)
+    world.start()
+    world.submit("doomed", max_restarts=0, max_disruptions=2)
+    for _ in range(3):
+        world.run_until("doomed", {JobState.RUNNING, JobState.FAILED}, step=1)
+        if world.state("doomed") == JobState.FAILED:
+            break
+        world.sim.lose_host(world.sim.runs[world.job("doomed").status.ray_job_id].gang.hosts[0].name)
+        world.tick(1, passes=2)
+    world.run_until("doomed", {JobState.FAILED}, step=1, limit=600)
+    st = world.job("doomed").status
+    assert st.reason == "DisruptionLimitExceeded" and st.restarts == 0 and st.disruptions == 3
+    assert world.sim.launch_count("doomed") == 3
+
+
+def test_user_stop_ends_a_running_job_and_frees_its_gang(world):
+    world.sim.script_run("u", runtime=10_000, startup=1)
+    world.start()
+    world.submit("u")
+    world.run_until("u", {JobState.RUNNING}, step=1)
+    run = world.job("u").status.ray_job_id
+    world.fleet.stop_job("u", ADMIN)
+    assert world.state("u") == JobState.STOPPING
+    world.tick()
+    st = world.job("u").status
+    assert st.state == JobState.STOPPED and st.reason == "Stopped"
+    assert world.sim.run_status(run).state.value == "STOPPED"
+
+
+def test_service_delete_releases_its_quota_and_undeploys(world):
+    world.sim.script_service("gone", ready_after=1)
+    world.start()
+    svc = Service.model_validate({"metadata": {"name": "gone"}, "spec": {
+        "importPath": "serve_apps.echo:app", "queue": "team-b",
+        "replicaGroup": {"hostsPerReplica": 1, "resourcesPerHost": {"cpu": 4, "memory": "16Gi", "nvidia.com/gpu": 1}}}})
+    world.fleet.deploy_service(svc, ADMIN)
+    world.tick()
+    world.tick(2)
+    assert world.fleet.store.get("Service", "gone").doc.status.state == ServiceState.RUNNING
+    world.fleet.delete_service("gone", ADMIN)
+    world.tick()
+    st = world.fleet.store.get("Service", "gone").doc.status
+    assert st.state == ServiceState.DELETED and st.replicas_granted == 0
+    assert world.sim.service_status("gone") is None
+    assert not world.fleet.controller.quota.is_admitted("svc.gone.base")
 
 
 CRASH_POINTS = ["admitted", "launched-unrecorded", "starting", "running", "stopping"]

@@ -226,8 +226,8 @@ class SimBackend(ServingSim):
         ends = [(remaining, RunState.SUCCEEDED, "succeeded")]
         if run.script.fails(run.attempt):
             ends.append((run.script.fail_at or 0.0, RunState.FAILED, run.script.fail_message))
-        if run.max_run_duration:
-            ends.append((run.max_run_duration, RunState.FAILED, f"exceeded maxRunDuration ({run.max_run_duration:.0f}s)"))
+        if run.max_run_duration:  # as KubeRay's activeDeadlineSeconds: an in-cluster backstop per attempt
+            ends.append((run.max_run_duration, RunState.DEADLINE_EXCEEDED, f"activeDeadlineSeconds ({run.max_run_duration:.0f}s) passed"))
         after, state, message = min(ends, key=lambda e: e[0])
         self._push(t + after, "run_end", run_id, run.epoch, state.value, message)
 
