@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from .base import API_VERSION, Model, SubmittedMeta, WorkloadMeta
 from .job import TrainJob, TrainJobSpec
@@ -71,13 +71,17 @@ class StoredServiceMeta(SubmittedMeta):
     team: str | None = Field(default=None, description="Team that owns the object (the team of its queue).")
 
 
-def _kind_first(self: Model, handler: SerializerFunctionWrapHandler) -> Any:
-    # The wire form starts apiVersion, kind (as Document.to_dict writes it).
-    body = handler(self)
+def _kind_first(body: Any) -> Any:
+    """The wire form starts apiVersion, kind (as Document.to_dict writes it)."""
     if isinstance(body, dict):
         head = {k: body.pop(k) for k in ("apiVersion", "api_version", "kind") if k in body}
         return {**head, **body}
     return body
+
+
+# A wrap serializer that keeps the model's own JSON schema: pydantic takes the schema from the
+# function's return annotation, and a lambda has none.
+_ordered = model_serializer(mode="wrap")(lambda self, handler: _kind_first(handler(self)))
 
 
 class TrainJobRecord(TrainJob):
@@ -85,7 +89,7 @@ class TrainJobRecord(TrainJob):
 
     metadata: StoredWorkloadMeta = Field(description="Id, labels, uid, resourceVersion and team.")
 
-    _order = model_serializer(mode="wrap")(_kind_first)
+    _order = _ordered
 
 
 class ServiceRecord(Service):
@@ -93,7 +97,7 @@ class ServiceRecord(Service):
 
     metadata: StoredServiceMeta = Field(description="Name, labels, uid, resourceVersion and team.")
 
-    _order = model_serializer(mode="wrap")(_kind_first)
+    _order = _ordered
 
 
 def record_of(doc: TrainJob | Service, resource_version: int, team: str | None) -> TrainJobRecord | ServiceRecord:

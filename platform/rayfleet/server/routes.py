@@ -18,7 +18,25 @@ from .paging import fill_page, log_page
 from .store import Record
 
 log = logging.getLogger("rayfleet.routes")
-router = APIRouter(prefix="/api/v1")
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the field (spec.gang.workers), or (body) for the whole body.")
+    problem: str = Field(description="What is wrong with it.")
+    file: str | None = None
+    document: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer (RayfleetError.as_dict): a 422 lists each problem with its field."""
+
+    error: str = Field(description="The error class: SpecError, NotFound, Conflict, Forbidden, Unauthorized, ...")
+    message: str = Field(description="What went wrong.")
+    field: str | None = Field(default=None, description="The field the error is about, where there is one.")
+    problems: list[Problem] | None = Field(default=None, description="A SpecError's problems, one per field.")
+
+
+router = APIRouter(prefix="/api/v1", responses={422: {"model": ErrorAnswer, "description": "Bad input: each problem names its field"}})
 Caller = Annotated[Principal, Depends(principal)]
 
 
@@ -39,6 +57,7 @@ class JobPage(BaseModel):
 
 # Answers that carry one stored document: its wire form (Document.to_dict) drops unset optional fields.
 ONE_RECORD: dict[str, Any] = {"response_model_exclude_none": True}
+ALREADY_THERE = "Already there: the same metadata.name was submitted before with the same spec"
 
 
 def _record(rec: Record) -> TrainJobRecord | ServiceRecord:
@@ -109,6 +128,7 @@ def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
 
 
 @router.post("/jobs", status_code=201, response_model=TrainJobRecord, **ONE_RECORD,
+             responses={200: {"model": TrainJobRecord, "description": ALREADY_THERE}},
              summary="Submit a training job (idempotent per metadata.name: 201 created, 200 already there)")
 def submit_job(fleet: FleetDep, caller: Caller, response: Response,
                body: Annotated[TrainJobSubmit, Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> TrainJobRecord | ServiceRecord:
@@ -200,6 +220,7 @@ def stop_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord | Ser
 
 
 @router.post("/services", status_code=201, response_model=ServiceRecord, **ONE_RECORD,
+             responses={200: {"model": ServiceRecord, "description": ALREADY_THERE}},
              summary="Deploy a Serve service (idempotent per metadata.name: 201 created, 200 already there)")
 def deploy_service(fleet: FleetDep, caller: Caller, response: Response,
                    body: Annotated[ServiceSubmit, Body(description="A Service: metadata and spec.")]) -> TrainJobRecord | ServiceRecord:
