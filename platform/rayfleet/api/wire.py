@@ -7,7 +7,7 @@ parses its answers into them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import Field, model_serializer, model_validator
 
@@ -98,6 +98,14 @@ class ServiceRecord(Service):
     metadata: StoredServiceMeta = Field(description="Name, labels, uid, resourceVersion and team.")
 
     _order = _ordered
+
+
+@overload
+def record_of(doc: TrainJob, resource_version: int, team: str | None) -> TrainJobRecord: ...
+
+
+@overload
+def record_of(doc: Service, resource_version: int, team: str | None) -> ServiceRecord: ...
 
 
 def record_of(doc: TrainJob | Service, resource_version: int, team: str | None) -> TrainJobRecord | ServiceRecord:

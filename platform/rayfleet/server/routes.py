@@ -60,14 +60,20 @@ ONE_RECORD: dict[str, Any] = {"response_model_exclude_none": True}
 ALREADY_THERE = "Already there: the same metadata.name was submitted before with the same spec"
 
 
-def _record(rec: Record) -> TrainJobRecord | ServiceRecord:
-    if not isinstance(rec.doc, TrainJob | Service):
-        raise TypeError(f"{rec.doc.ref()} is not a submitted kind")
+def _job(rec: Record) -> TrainJobRecord:
+    if not isinstance(rec.doc, TrainJob):
+        raise TypeError(f"{rec.doc.ref()} is not a TrainJob")
+    return record_of(rec.doc, rec.resource_version, rec.team)
+
+
+def _service(rec: Record) -> ServiceRecord:
+    if not isinstance(rec.doc, Service):
+        raise TypeError(f"{rec.doc.ref()} is not a Service")
     return record_of(rec.doc, rec.resource_version, rec.team)
 
 
 def _wire(rec: Record) -> dict[str, Any]:
-    return _record(rec).to_dict()
+    return (_job(rec) if rec.doc.KIND == TrainJob.KIND else _service(rec)).to_dict()
 
 
 # ------------------------------------------------------------------ platform objects
@@ -131,10 +137,10 @@ def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
              responses={200: {"model": TrainJobRecord, "description": ALREADY_THERE}},
              summary="Submit a training job (idempotent per metadata.name: 201 created, 200 already there)")
 def submit_job(fleet: FleetDep, caller: Caller, response: Response,
-               body: Annotated[TrainJobSubmit, Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> TrainJobRecord | ServiceRecord:
+               body: Annotated[TrainJobSubmit, Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> TrainJobRecord:
     rec, created = fleet.submit_job(body.document(), caller)
     response.status_code = 201 if created else 200
-    return _record(rec)
+    return _job(rec)
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, filtered and paged")
@@ -172,8 +178,8 @@ def _listed(items: list[dict[str, Any]], nxt: int | None) -> JSONResponse:
 
 
 @router.get("/jobs/{name}", response_model=TrainJobRecord, **ONE_RECORD, summary="One job")
-def get_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord | ServiceRecord:
-    return _record(fleet.get_job(name, caller))
+def get_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord:
+    return _job(fleet.get_job(name, caller))
 
 
 EventsSize = Annotated[int, Query(ge=1, le=1000, description="Most events in this page (at most 1000).")]
@@ -211,9 +217,9 @@ def job_logs(
 
 
 @router.post("/jobs/{name}/stop", response_model=TrainJobRecord, **ONE_RECORD, summary="Stop a job (its whole gang)")
-def stop_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord | ServiceRecord:
+def stop_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord:
     fleet.stop_job(name, caller)
-    return _record(fleet.store.get("TrainJob", name))
+    return _job(fleet.store.get("TrainJob", name))
 
 
 # ------------------------------------------------------------------ services
@@ -223,10 +229,10 @@ def stop_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord | Ser
              responses={200: {"model": ServiceRecord, "description": ALREADY_THERE}},
              summary="Deploy a Serve service (idempotent per metadata.name: 201 created, 200 already there)")
 def deploy_service(fleet: FleetDep, caller: Caller, response: Response,
-                   body: Annotated[ServiceSubmit, Body(description="A Service: metadata and spec.")]) -> TrainJobRecord | ServiceRecord:
+                   body: Annotated[ServiceSubmit, Body(description="A Service: metadata and spec.")]) -> ServiceRecord:
     rec, created = fleet.deploy_service(body.document(), caller)
     response.status_code = 201 if created else 200
-    return _record(rec)
+    return _service(rec)
 
 
 @router.get("/services", response_model=list[ServiceRecord],
@@ -237,8 +243,8 @@ def list_services(fleet: FleetDep, caller: Caller, limit: PageSize = limits.LIST
 
 
 @router.get("/services/{name}", response_model=ServiceRecord, **ONE_RECORD, summary="One service: replicas wanted, granted, running, URL")
-def get_service(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord | ServiceRecord:
-    return _record(fleet.get_service(name, caller))
+def get_service(name: str, fleet: FleetDep, caller: Caller) -> ServiceRecord:
+    return _service(fleet.get_service(name, caller))
 
 
 @router.get("/services/{name}/events", response_model=list[dict[str, Any]], summary="A service's event log (admissions of replica groups, preemptions, deletion)")
