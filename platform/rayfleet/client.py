@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
 from .api import Service, TrainJob
+from .api.wire import ServiceRecord, ServiceSubmit, TrainJobRecord, TrainJobSubmit
 from .errors import (
     BackendError,
     Conflict,
@@ -42,7 +43,13 @@ def _raise_for(resp: httpx.Response) -> None:
 
 
 class FleetClient:
-    """``fleet = rayfleet.connect(url, token=...)``."""
+    """``fleet = rayfleet.connect(url, token=...)``.
+
+    Jobs and services come back as handles whose ``.job`` / ``.service`` is the typed document of the
+    last answer (:class:`~rayfleet.api.wire.TrainJobRecord`, :class:`~rayfleet.api.wire.ServiceRecord`);
+    ``jobs(typed=True)`` and ``services(typed=True)`` list typed documents, plain calls list dicts.
+    Errors arrive as the classes of :mod:`rayfleet.errors` (a 422 as SpecError naming each field).
+    """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
@@ -110,9 +117,9 @@ class FleetClient:
 
     # ------------------------------------------------------------ jobs
 
-    def submit(self, job: TrainJob | dict[str, Any]) -> JobHandle:
+    def submit(self, job: TrainJob | TrainJobSubmit | dict[str, Any]) -> JobHandle:
         """Submit a TrainJob; resubmitting the same ``metadata.name`` is idempotent."""
-        body = job.to_dict() if isinstance(job, TrainJob) else job
+        body = job.to_dict() if isinstance(job, TrainJob | TrainJobSubmit) else job
         body = {k: v for k, v in body.items() if k != "status"}
         data = self.request("POST", "/api/v1/jobs", json=body)
         return JobHandle(self, data["metadata"]["name"], data)
@@ -120,8 +127,17 @@ class FleetClient:
     def job(self, name: str) -> JobHandle:
         return JobHandle(self, name, self.request("GET", f"/api/v1/jobs/{name}"))
 
-    def jobs(self, *, state: list[str] | str | None = None, queue: str | None = None, team: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Every job the caller may see, following pages."""
+    @overload
+    def jobs(self, *, state: list[str] | str | None = None, queue: str | None = None, team: str | None = None,
+             limit: int = 100, typed: Literal[False] = False) -> list[dict[str, Any]]: ...
+
+    @overload
+    def jobs(self, *, state: list[str] | str | None = None, queue: str | None = None, team: str | None = None,
+             limit: int = 100, typed: Literal[True]) -> list[TrainJobRecord]: ...
+
+    def jobs(self, *, state: list[str] | str | None = None, queue: str | None = None, team: str | None = None,
+             limit: int = 100, typed: bool = False) -> list[dict[str, Any]] | list[TrainJobRecord]:
+        """Every job the caller may see, following pages; ``typed=True``: as TrainJobRecords."""
         params: dict[str, Any] = {"limit": limit}
         if state:
             params["state"] = [state] if isinstance(state, str) else list(state)
@@ -129,12 +145,13 @@ class FleetClient:
             params["queue"] = queue
         if team:
             params["team"] = team
-        out, cursor = [], 0
+        out: list[dict[str, Any]] = []
+        cursor: int | None = 0
         while cursor is not None:
             page = self.request("GET", "/api/v1/jobs", params={**params, "cursor": cursor})
             out += page["items"]
             cursor = page["next"]
-        return out
+        return [TrainJobRecord.model_validate(d) for d in out] if typed else out
 
     # ------------------------------------------------------------ queues, pools
 
@@ -149,8 +166,9 @@ class FleetClient:
 
     # ------------------------------------------------------------ services
 
-    def deploy(self, svc: Service | dict[str, Any]) -> ServiceHandle:
-        body = svc.to_dict() if isinstance(svc, Service) else svc
+    def deploy(self, svc: Service | ServiceSubmit | dict[str, Any]) -> ServiceHandle:
+        """Deploy a Service; redeploying the same ``metadata.name`` is idempotent."""
+        body = svc.to_dict() if isinstance(svc, Service | ServiceSubmit) else svc
         body = {k: v for k, v in body.items() if k != "status"}
         data = self.request("POST", "/api/v1/services", json=body)
         return ServiceHandle(self, data["metadata"]["name"], data)
@@ -158,13 +176,29 @@ class FleetClient:
     def service(self, name: str) -> ServiceHandle:
         return ServiceHandle(self, name, self.request("GET", f"/api/v1/services/{name}"))
 
-    def services(self) -> list[dict[str, Any]]:
-        return self.listed("/api/v1/services")
+    @overload
+    def services(self, *, typed: Literal[False] = False) -> list[dict[str, Any]]: ...
+
+    @overload
+    def services(self, *, typed: Literal[True]) -> list[ServiceRecord]: ...
+
+    def services(self, *, typed: bool = False) -> list[dict[str, Any]] | list[ServiceRecord]:
+        """Every service the caller may see, following pages; ``typed=True``: as ServiceRecords."""
+        out = self.listed("/api/v1/services")
+        return [ServiceRecord.model_validate(d) for d in out] if typed else out
 
 
 class JobHandle:
+    """A submitted job. ``data`` is the last answer as a dict, ``job`` the same answer typed;
+    ``status()``, ``wait()`` and ``stop()`` refresh both."""
+
     def __init__(self, fleet: FleetClient, name: str, data: dict[str, Any]):
         self.fleet, self.name, self.data = fleet, name, data
+
+    @property
+    def job(self) -> TrainJobRecord:
+        """The job as last answered: the stored TrainJob, metadata.resourceVersion and team included."""
+        return TrainJobRecord.model_validate(self.data)
 
     def refresh(self) -> dict[str, Any]:
         self.data = self.fleet.request("GET", f"/api/v1/jobs/{self.name}")
@@ -220,8 +254,16 @@ class JobHandle:
 
 
 class ServiceHandle:
+    """A deployed service. ``data`` is the last answer as a dict, ``service`` the same answer typed;
+    ``status()`` and ``wait_running()`` refresh both."""
+
     def __init__(self, fleet: FleetClient, name: str, data: dict[str, Any]):
         self.fleet, self.name, self.data = fleet, name, data
+
+    @property
+    def service(self) -> ServiceRecord:
+        """The service as last answered: the stored Service, metadata.resourceVersion and team included."""
+        return ServiceRecord.model_validate(self.data)
 
     def status(self) -> dict[str, Any]:
         self.data = self.fleet.request("GET", f"/api/v1/services/{self.name}")

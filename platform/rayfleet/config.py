@@ -111,8 +111,15 @@ def pydantic_problems(err: pydantic.ValidationError, *, file: str | None, docume
     Model validators that know a more precise field start their message with ``field: `` and the
     field is appended to the path.
     """
+    return error_problems(err.errors(include_url=False), file=file, document=document, prefix=prefix)
+
+
+def error_problems(errors: Iterable[Any], *, file: str | None, document: str | None, prefix: tuple = (),
+                   whole: str = "(document)") -> list[FieldProblem]:
+    """FieldProblems of pydantic's error dicts (``ValidationError.errors()``, also what FastAPI reports
+    for a request body); ``whole`` names an error about the whole input."""
     out = []
-    for e in err.errors(include_url=False):
+    for e in errors:
         loc = [str(p) for p in (*prefix, *e["loc"])]
         # Drop pydantic's union-member tags (e.g. 'reservation' of a discriminated union).
         msg = e["msg"]
@@ -128,7 +135,7 @@ def pydantic_problems(err: pydantic.ValidationError, *, file: str | None, docume
             msg = "required field is missing"
         elif e["type"] in ("enum", "literal_error"):
             msg = f"{msg} (got {e.get('input')!r})"
-        out.append(FieldProblem(field=".".join(loc) or "(document)", problem=msg, file=file, document=document))
+        out.append(FieldProblem(field=".".join(loc) or whole, problem=msg, file=file, document=document))
     return out
 
 

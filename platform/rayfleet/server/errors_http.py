@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..config import pydantic_problems
+from ..config import error_problems, pydantic_problems
 from ..errors import FieldProblem, RayfleetError, SpecError
 
 
@@ -30,12 +30,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError):
+        # A typed body is reported as a document is (pydantic_problems' wording), its fields as the
+        # caller wrote them; query and path parameters keep FastAPI's words.
         problems = []
         for e in exc.errors():
-            loc = _loc_to_path(tuple(e.get("loc", ())))
-            msg = e.get("msg", "invalid")
+            loc = tuple(e.get("loc", ()))
             if e.get("type") == "json_invalid":
-                msg = f"malformed JSON: {e.get('ctx', {}).get('error', msg)}"
-            problems.append(FieldProblem(field=".".join(str(p) for p in loc) or "(body)", problem=msg))
+                msg = f"malformed JSON: {e.get('ctx', {}).get('error', e.get('msg', 'invalid'))}"
+                problems.append(FieldProblem(field=".".join(str(p) for p in _loc_to_path(loc)) or "(body)", problem=msg))
+            elif loc and loc[0] == "body":
+                problems += error_problems([{**e, "loc": _loc_to_path(loc)}], file=None, document=None, whole="(body)")
+            else:
+                problems.append(FieldProblem(field=".".join(str(p) for p in loc) or "(body)", problem=e.get("msg", "invalid")))
         err = SpecError(problems or [FieldProblem(field="(body)", problem="invalid request")])
         return JSONResponse(json.loads(json.dumps(err.as_dict(), default=str)), status_code=422)

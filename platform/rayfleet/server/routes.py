@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -10,14 +11,32 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from ..api import JobState, Service, TrainJob, limits
-from ..errors import FieldProblem, SpecError
+from ..api.wire import ServiceRecord, ServiceSubmit, TrainJobRecord, TrainJobSubmit, record_of
 from .auth import Principal, principal
 from .fleet import Fleet
 from .paging import fill_page, log_page
 from .store import Record
 
 log = logging.getLogger("rayfleet.routes")
-router = APIRouter(prefix="/api/v1")
+
+
+class Problem(BaseModel):
+    field: str = Field(description="Dotted path of the field (spec.gang.workers), or (body) for the whole body.")
+    problem: str = Field(description="What is wrong with it.")
+    file: str | None = None
+    document: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer (RayfleetError.as_dict): a 422 lists each problem with its field."""
+
+    error: str = Field(description="The error class: SpecError, NotFound, Conflict, Forbidden, Unauthorized, ...")
+    message: str = Field(description="What went wrong.")
+    field: str | None = Field(default=None, description="The field the error is about, where there is one.")
+    problems: list[Problem] | None = Field(default=None, description="A SpecError's problems, one per field.")
+
+
+router = APIRouter(prefix="/api/v1", responses={422: {"model": ErrorAnswer, "description": "Bad input: each problem names its field"}})
 Caller = Annotated[Principal, Depends(principal)]
 
 
@@ -31,24 +50,30 @@ Cursor = Annotated[int, Query(ge=0, le=limits.CURSOR_MAX, description="Cursor fr
 NEXT_HEADER = "X-Next-Cursor"
 
 
-class Page(BaseModel):
-    items: list[dict[str, Any]] = Field(description="Objects of this page.")
-    next: int | None = Field(default=None, description="Cursor of the next page (pass as ?cursor=); empty at the end.")
+class JobPage(BaseModel):
+    items: list[TrainJobRecord] = Field(description="Jobs of this page.")
+    next: int | None = Field(default=None, description="Cursor of the next page (pass as ?cursor=); null at the end.")
+
+
+# Answers that carry one stored document: its wire form (Document.to_dict) drops unset optional fields.
+ONE_RECORD: dict[str, Any] = {"response_model_exclude_none": True}
+ALREADY_THERE = "Already there: the same metadata.name was submitted before with the same spec"
+
+
+def _job(rec: Record) -> TrainJobRecord:
+    if not isinstance(rec.doc, TrainJob):
+        raise TypeError(f"{rec.doc.ref()} is not a TrainJob")
+    return record_of(rec.doc, rec.resource_version, rec.team)
+
+
+def _service(rec: Record) -> ServiceRecord:
+    if not isinstance(rec.doc, Service):
+        raise TypeError(f"{rec.doc.ref()} is not a Service")
+    return record_of(rec.doc, rec.resource_version, rec.team)
 
 
 def _wire(rec: Record) -> dict[str, Any]:
-    out = rec.doc.to_dict()
-    out["metadata"]["resourceVersion"] = rec.resource_version
-    out["metadata"]["team"] = rec.team
-    return out
-
-
-def _parse(kind: type, body: dict[str, Any], name_required: bool = True):
-    if not isinstance(body, dict):
-        raise SpecError(FieldProblem(field="(body)", problem="expected a JSON object"))
-    if "status" in body:
-        raise SpecError(FieldProblem(field="status", problem="status is set by rayfleet; submit metadata and spec only"))
-    return kind.accept(body)
+    return (_job(rec) if rec.doc.KIND == TrainJob.KIND else _service(rec)).to_dict()
 
 
 # ------------------------------------------------------------------ platform objects
@@ -108,15 +133,17 @@ def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ jobs
 
 
-@router.post("/jobs", status_code=201, summary="Submit a training job (idempotent per metadata.name: 201 created, 200 already there)")
-def submit_job(fleet: FleetDep, caller: Caller, response: Response, body: Annotated[dict[str, Any], Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> dict[str, Any]:
-    job = _parse(TrainJob, body)
-    rec, created = fleet.submit_job(job, caller)
+@router.post("/jobs", status_code=201, response_model=TrainJobRecord, **ONE_RECORD,
+             responses={200: {"model": TrainJobRecord, "description": ALREADY_THERE}},
+             summary="Submit a training job (idempotent per metadata.name: 201 created, 200 already there)")
+def submit_job(fleet: FleetDep, caller: Caller, response: Response,
+               body: Annotated[TrainJobSubmit, Body(description="A TrainJob: metadata (name = client-chosen id) and spec.")]) -> TrainJobRecord:
+    rec, created = fleet.submit_job(body.document(), caller)
     response.status_code = 201 if created else 200
-    return _wire(rec)
+    return _job(rec)
 
 
-@router.get("/jobs", summary="List jobs, filtered and paged")
+@router.get("/jobs", response_model=JobPage, summary="List jobs, filtered and paged")
 def list_jobs(
     fleet: FleetDep,
     caller: Caller,
@@ -125,7 +152,7 @@ def list_jobs(
     team: Annotated[str | None, Query(description="Only this team (admins).")] = None,
     limit: PageSize = 100,
     cursor: Cursor = 0,
-) -> Page:
+) -> JSONResponse:
     if not caller.admin:
         if team is not None and team != caller.team:
             caller.require(team, f"jobs of team {team!r}")
@@ -134,11 +161,12 @@ def list_jobs(
     # Queue filtering happens after the store's page; fill_page keeps paging until the page is full.
     items, nxt = _page(fleet, "TrainJob", team, states, cursor, limit,
                        keep=lambda r: queue is None or r.doc.spec.queue == queue)  # type: ignore[attr-defined]
-    return Page(items=items, next=nxt)
+    return JSONResponse({"items": items, "next": nxt})
 
 
-def _page(fleet: Fleet, kind: str, team: str | None, states: list[str] | None, cursor: int, limit: int, keep=lambda _: True):
-    def batch(after: int, n: int):
+def _page(fleet: Fleet, kind: str, team: str | None, states: list[str] | None, cursor: int, limit: int,
+          keep: Callable[[Record], bool] = lambda _: True) -> tuple[list[dict[str, Any]], int | None]:
+    def batch(after: int, n: int) -> tuple[list[Record], int | None]:
         return fleet.store.page(kind, team=team, states=states, limit=n, cursor=after)
 
     return fill_page(batch, cursor, limit, _wire, keep, recut=lambda after, n: batch(after, n)[1])
@@ -149,19 +177,19 @@ def _listed(items: list[dict[str, Any]], nxt: int | None) -> JSONResponse:
     return JSONResponse(items, headers=headers)
 
 
-@router.get("/jobs/{name}", summary="One job")
-def get_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
-    return _wire(fleet.get_job(name, caller))
+@router.get("/jobs/{name}", response_model=TrainJobRecord, **ONE_RECORD, summary="One job")
+def get_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord:
+    return _job(fleet.get_job(name, caller))
 
 
 EventsSize = Annotated[int, Query(ge=1, le=1000, description="Most events in this page (at most 1000).")]
 EventsAfter = Annotated[int, Query(ge=0, le=limits.CURSOR_MAX, description="Only events after this event id (the previous page's X-Next-Cursor).")]
 
 
-@router.get("/jobs/{name}/events", summary="A job's event log (admissions, interruptions, recoveries), oldest first; "
+@router.get("/jobs/{name}/events", response_model=list[dict[str, Any]], summary="A job's event log (admissions, interruptions, recoveries), oldest first; "
             "a full page carries the cursor of the next in the X-Next-Cursor header")
-def job_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> list[dict[str, Any]]:
-    return _events(fleet, fleet.get_job(name, caller), after, limit)  # type: ignore[return-value]
+def job_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> JSONResponse:
+    return _events(fleet, fleet.get_job(name, caller), after, limit)
 
 
 def _events(fleet: Fleet, rec: Record, after: int, limit: int) -> JSONResponse:
@@ -188,37 +216,40 @@ def job_logs(
                     headers=dict(zip(LOG_HEADERS, (str(page.offset), str(page.next_offset), str(page.size)), strict=True)))
 
 
-@router.post("/jobs/{name}/stop", summary="Stop a job (its whole gang)")
-def stop_job(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
+@router.post("/jobs/{name}/stop", response_model=TrainJobRecord, **ONE_RECORD, summary="Stop a job (its whole gang)")
+def stop_job(name: str, fleet: FleetDep, caller: Caller) -> TrainJobRecord:
     fleet.stop_job(name, caller)
-    return _wire(fleet.store.get("TrainJob", name))
+    return _job(fleet.store.get("TrainJob", name))
 
 
 # ------------------------------------------------------------------ services
 
 
-@router.post("/services", status_code=201, summary="Deploy a Serve service (idempotent per metadata.name: 201 created, 200 already there)")
-def deploy_service(fleet: FleetDep, caller: Caller, response: Response, body: Annotated[dict[str, Any], Body(description="A Service: metadata and spec.")]) -> dict[str, Any]:
-    svc = _parse(Service, body)
-    rec, created = fleet.deploy_service(svc, caller)
+@router.post("/services", status_code=201, response_model=ServiceRecord, **ONE_RECORD,
+             responses={200: {"model": ServiceRecord, "description": ALREADY_THERE}},
+             summary="Deploy a Serve service (idempotent per metadata.name: 201 created, 200 already there)")
+def deploy_service(fleet: FleetDep, caller: Caller, response: Response,
+                   body: Annotated[ServiceSubmit, Body(description="A Service: metadata and spec.")]) -> ServiceRecord:
+    rec, created = fleet.deploy_service(body.document(), caller)
     response.status_code = 201 if created else 200
-    return _wire(rec)
+    return _service(rec)
 
 
-@router.get("/services", summary="List services, paged: a page that is not the last carries the next cursor in the X-Next-Cursor header")
-def list_services(fleet: FleetDep, caller: Caller, limit: PageSize = limits.LIST_PAGE_MAX_ITEMS, cursor: Cursor = 0) -> list[dict[str, Any]]:
+@router.get("/services", response_model=list[ServiceRecord],
+            summary="List services, paged: a page that is not the last carries the next cursor in the X-Next-Cursor header")
+def list_services(fleet: FleetDep, caller: Caller, limit: PageSize = limits.LIST_PAGE_MAX_ITEMS, cursor: Cursor = 0) -> JSONResponse:
     items, nxt = _page(fleet, "Service", None if caller.admin else caller.team, None, cursor, limit)
-    return _listed(items, nxt)  # type: ignore[return-value]
+    return _listed(items, nxt)
 
 
-@router.get("/services/{name}", summary="One service: replicas wanted, granted, running, URL")
-def get_service(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
-    return _wire(fleet.get_service(name, caller))
+@router.get("/services/{name}", response_model=ServiceRecord, **ONE_RECORD, summary="One service: replicas wanted, granted, running, URL")
+def get_service(name: str, fleet: FleetDep, caller: Caller) -> ServiceRecord:
+    return _service(fleet.get_service(name, caller))
 
 
-@router.get("/services/{name}/events", summary="A service's event log (admissions of replica groups, preemptions, deletion)")
-def service_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> list[dict[str, Any]]:
-    return _events(fleet, fleet.get_service(name, caller), after, limit)  # type: ignore[return-value]
+@router.get("/services/{name}/events", response_model=list[dict[str, Any]], summary="A service's event log (admissions of replica groups, preemptions, deletion)")
+def service_events(name: str, fleet: FleetDep, caller: Caller, after: EventsAfter = 0, limit: EventsSize = 1000) -> JSONResponse:
+    return _events(fleet, fleet.get_service(name, caller), after, limit)
 
 
 @router.delete("/services/{name}", summary="Delete a service")
