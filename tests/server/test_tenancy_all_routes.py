@@ -14,6 +14,7 @@ import hashlib
 import io
 import sqlite3
 import zipfile
+from pathlib import Path
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
@@ -446,3 +447,59 @@ def test_metrics_refuse_a_team_token_and_no_token(api, world, team_b):
     for headers, code in (({}, 401), (team_b, 403)):
         r = api.get("/metrics", headers=headers)
         assert r.status_code == code and leaked(r.text, "", world) == [] and "team-a" not in r.text
+
+
+# ------------------------------------------------------------------ preemption across teams
+
+
+def test_a_job_preempted_by_another_teams_job_is_not_told_its_name(tmp_path):
+    """Team B borrows the cohort's CPU, team A reclaims it: B's job is preempted, and its status,
+    interruptions and events (both APIs) say so without naming A's job; a preemptor of B's own
+    queue is still named."""
+    from fastapi.testclient import TestClient
+
+    from rayfleet.api import TrainJob
+    from rayfleet.backends.sim import from_config
+    from rayfleet.config import load_config
+    from rayfleet.server.auth import Principal
+    from rayfleet.server.main import assemble
+    from rayfleet.server.tokens import ensure_tokens
+
+    cfg = load_config([Path(__file__).resolve().parents[2] / "cluster_configs" / "local.yaml"])
+    now = [NOW]
+    sim = from_config(cfg, clock=lambda: now[0])
+    for name in ("b-borrower", "a-reclaimer", "b-low", "b-high"):
+        sim.script_run(name, runtime=10_000)
+    sim.up()
+    fleet = assemble(cfg, sim, tmp_path, clock=lambda: now[0])
+
+    def submit(name: str, team: str, cpu: int, priority: str = "experiment") -> None:
+        job = TrainJob.model_validate({"metadata": {"name": name}, "spec": {"entrypoint": "x", "queue": team, "priorityClass": priority,
+                                       "gang": {"workers": 1, "resourcesPerWorker": {"cpu": cpu, "memory": "1Gi"}}}})
+        fleet.submit_job(job, Principal(team, False))
+        for _ in range(3):
+            now[0] += 5
+            fleet.controller.run_once(now[0])
+
+    try:
+        creds = ensure_tokens(fleet.store, cfg)
+        team_b = {"Authorization": f"Bearer {creds['teams']['team-b']}"}
+        submit("b-borrower", "team-b", 8)  # team-b's quota is 4: it borrows team-a's (and team-c's)
+        assert fleet.store.get("TrainJob", "b-borrower").doc.status.state.value == "RUNNING"
+        submit("a-reclaimer", "team-a", 2)
+        status = fleet.store.get("TrainJob", "b-borrower").doc.status
+        assert status.interruptions and status.interruptions[-1].reason == "preempted"
+        assert "another queue" in status.interruptions[-1].message
+        with TestClient(create_app(fleet, start_controller=False)) as api:
+            seen = [api.get(url, headers=team_b).text for url in (
+                "/api/v1/jobs/b-borrower", "/api/v1/jobs/b-borrower/events", "/api/jobs/b-borrower", "/api/jobs/", "/api/v1/jobs",
+                "/api/v1/queues/team-b")]
+        assert "Requeued" in seen[1] and all("a-reclaimer" not in text for text in seen), seen
+        # within team B's own queue the preemptor is named, as before
+        submit("b-low", "team-b", 4)
+        assert fleet.store.get("TrainJob", "b-low").doc.status.state.value == "RUNNING"
+        submit("b-high", "team-b", 4, "production")
+        low = fleet.store.get("TrainJob", "b-low").doc.status
+        assert low.interruptions and "preempted to admit 'b-high' of queue 'team-b'" in low.interruptions[-1].message
+    finally:
+        fleet.close()
