@@ -902,7 +902,7 @@ class QuotaState:
                         adm.wl.id,
                         adm.queue.name,
                         vpos,
-                        f"displaced in this cycle by {wl.id!r} of queue {q.name!r} ({_REASON_TEXT[reason]})",
+                        f"displaced in this cycle by {_taker(wl, q, adm.queue)} ({_REASON_TEXT[reason]})",
                     )
                 )
                 continue
@@ -913,7 +913,7 @@ class QuotaState:
                     adm.queue.name,
                     wl.id,
                     reason,
-                    f"preempted to admit {wl.id!r} of queue {q.name!r} ({_REASON_TEXT[reason]})",
+                    f"preempted to admit {_taker(wl, q, adm.queue)} ({_REASON_TEXT[reason]})",
                 )
             )
         flavor, req = self._options(q, wl)[out.pos]
@@ -945,3 +945,12 @@ _REASON_TEXT = {
     PreemptionReason.IN_COHORT_RECLAIM_WHILE_BORROWING: "reclamation within the cohort while borrowing",
     PreemptionReason.QUOTA_SHRUNK: "quota shrank",
 }
+
+
+def _taker(wl: Workload, q: QueueRt, victims_queue: QueueRt) -> str:
+    """The workload that takes a victim's capacity, as the victim is told: by name within the
+    victim's own queue; from another queue only as such (queues are other teams', and a team may not
+    learn the names of another team's workloads)."""
+    if q.name == victims_queue.name:
+        return f"{wl.id!r} of queue {q.name!r}"
+    return "a workload of another queue"

@@ -5,7 +5,10 @@ own CLI in token mode (``RAY_AUTH_MODE=token RAY_AUTH_TOKEN=...``) sends the sam
 ``X-Ray-Authorization``, and both are accepted. No token, or an unknown one: 401 (the Ray Jobs
 API answers an unknown token 403, as Ray's dashboard does). A team token reaches only its team's
 objects: another team's job or service is answered exactly as a missing one (404, the same body),
-so names cannot be probed (:meth:`Principal.require_own`). Queues are platform config: submitting
+so names cannot be probed (:meth:`Principal.require_own`); one whose stored record is quarantined
+too (:meth:`Principal.require_own_quarantined`). Names are unique across teams, so a submission
+under another team's live name is refused, but with one answer whatever its spec and naming no
+owner (:func:`name_taken`). Queues are platform config: submitting
 into another team's queue is 403 naming the owner (:meth:`Principal.require`); reading it is 404.
 An admin token reaches everything.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from ..errors import Forbidden, NotFound, Unauthorized
+from ..errors import Conflict, Forbidden, NotFound, Unauthorized
 
 _HEADERS = ("authorization", "x-ray-authorization")
 
@@ -40,6 +43,11 @@ class Principal:
         if not self.can_access(team):
             raise not_found(kind, name)
 
+    def require_own_quarantined(self, err: Exception, kind: str, name: str) -> None:
+        """A quarantined record of another team is reported as a missing one too (its 409 would
+        name the decode error and so the record's contents); the caller re-raises ``err`` otherwise."""
+        self.require_own(getattr(err, "team", None), kind, name)
+
     def require_admin(self, what: str) -> None:
         if not self.admin:
             raise Forbidden(f"{what} needs an admin token")
@@ -52,6 +60,14 @@ class UnknownToken(Unauthorized):
 def not_found(kind: str, name: str) -> NotFound:
     """The error for a missing object, word for word as ``Store.get`` raises it."""
     return NotFound(f"{kind} {name!r} not found", field="name")
+
+
+def name_taken(kind: str, name: str) -> Conflict:
+    """The answer to a submission under a name another team's live object holds: the same whatever
+    the submitted spec (an answer that differed would confirm a guess of the other team's spec),
+    naming neither that team nor anything of its object."""
+    return Conflict(f"{kind} name {name!r} is taken; names are unique across teams: choose another metadata.name",
+                    field="metadata.name")
 
 
 def bearer_token(request: Request) -> str | None:

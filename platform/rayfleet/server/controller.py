@@ -202,8 +202,8 @@ class Controller:
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:
-            by = f" by {p.preemptor_id}" if p.preemptor_id else ""
-            self._preempt(p.victim_id, f"preempted{by} ({p.reason}): {p.message}".rstrip(": "), now)
+            # the quota layer's message names the preemptor only to a victim of its own queue
+            self._preempt(p.victim_id, f"preempted ({p.reason}): {p.message}".rstrip(": "), now)
         jobs = {j.name: j for j in pending}
         for a in result.admitted:
             job = jobs.get(a.workload_id)

@@ -16,12 +16,12 @@ from ..backends.base import Backend, run_id_for
 from ..config import PlatformConfig
 from ..errors import Conflict, FieldProblem, SpecError
 from . import admission, transitions
-from .auth import Principal
+from .auth import Principal, name_taken
 from .controller import Controller
 from .layout import DataLayout
 from .packages import Packages
 from .services import ServiceManager
-from .store import Event, Record, Store
+from .store import Event, Quarantined, Record, Store
 
 
 def _no_uid(meta: Any) -> None:
@@ -79,8 +79,9 @@ class Fleet:
         self.packages.check_owned(team, job.spec.runtime_env, "spec.runtimeEnv")
         existing = self.store.find("TrainJob", job.name)
         if existing is not None:
+            if not principal.can_access(existing.team):
+                raise name_taken("job", job.name)
             if existing.doc.spec == job.spec:  # type: ignore[attr-defined]
-                principal.require(existing.team, f"job {job.name!r}")
                 return existing, False
             raise Conflict(f"job {job.name!r} already exists with a different spec", field="metadata.name")
         now = self.clock()
@@ -92,16 +93,26 @@ class Fleet:
         except Conflict:
             # Lost a race with an identical resubmission: answer as the idempotent path does.
             existing = self.store.get("TrainJob", job.name)
+            if not principal.can_access(existing.team):
+                raise name_taken("job", job.name) from None
             if existing.doc.spec == job.spec:  # type: ignore[attr-defined]
                 return existing, False
             raise
         self.controller.wake()
         return rec, True
 
-    def get_job(self, name: str, principal: Principal) -> Record:
-        rec = self.store.get("TrainJob", name)
-        principal.require_own(rec.team, "TrainJob", name)
+    def _own(self, kind: str, name: str, principal: Principal) -> Record:
+        """The caller's object of that kind and name; another team's (live or quarantined) is NotFound."""
+        try:
+            rec = self.store.get(kind, name)
+        except Quarantined as e:
+            principal.require_own_quarantined(e, kind, name)
+            raise
+        principal.require_own(rec.team, kind, name)
         return rec
+
+    def get_job(self, name: str, principal: Principal) -> Record:
+        return self._own("TrainJob", name, principal)
 
     def stop_job(self, name: str, principal: Principal) -> TrainJob:
         self.get_job(name, principal)
@@ -183,7 +194,8 @@ class Fleet:
         principal.require(team, f"queue {svc.spec.queue!r}")
         existing = self.store.find("Service", svc.name)
         if existing is not None and existing.doc.status.state != ServiceState.DELETED:  # type: ignore[attr-defined]
-            principal.require(existing.team, f"service {svc.name!r}")
+            if not principal.can_access(existing.team):
+                raise name_taken("service", svc.name)
             if existing.doc.spec == svc.spec:  # type: ignore[attr-defined]
                 return existing, False
             raise Conflict(f"service {svc.name!r} already exists with a different spec; delete it first", field="metadata.name")
@@ -198,9 +210,7 @@ class Fleet:
         return rec, True
 
     def get_service(self, name: str, principal: Principal) -> Record:
-        rec = self.store.get("Service", name)
-        principal.require_own(rec.team, "Service", name)
-        return rec
+        return self._own("Service", name, principal)
 
     def delete_service(self, name: str, principal: Principal) -> None:
         svc: Service = self.get_service(name, principal).doc  # type: ignore[assignment]

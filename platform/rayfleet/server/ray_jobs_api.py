@@ -79,7 +79,8 @@ def _exit_code(fleet: Fleet, job: TrainJob) -> int | None:
     if not job.status.state.terminal or not job.status.attempt:
         return None
     try:
-        run = fleet.backend.run_status(f"{job.name}-{job.status.attempt}")
+        # this job's own run (its uid in the id): never an earlier job's of the same name
+        run = fleet.backend.run_status(run_id_for(job.name, job.status.attempt, job.metadata.uid))
     except Exception:  # the cluster is away: the code is unknown, the status still answers
         run = None
     if run is not None and run.exit_code is not None:

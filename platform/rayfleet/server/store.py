@@ -114,7 +114,11 @@ log = logging.getLogger("rayfleet.store")
 
 class Quarantined(Conflict):
     """The stored record of this name did not decode and was moved to the quarantine (admins see it
-    at ``GET /api/v1/quarantine``)."""
+    at ``GET /api/v1/quarantine``). ``team``: the team the record belonged to."""
+
+    def __init__(self, message: str, *, field: str | None = None, team: str | None = None):
+        super().__init__(message, field=field)
+        self.team = team
 
 
 class _Any:
@@ -334,10 +338,10 @@ class Store:
         rec = self._decode(kind, rows[0]) if rows else None
         if rec is not None:
             return rec
-        q = self._q("SELECT error FROM quarantine WHERE kind=? AND name=? ORDER BY id DESC LIMIT 1", (kind, name))
+        q = self._q("SELECT error, team FROM quarantine WHERE kind=? AND name=? ORDER BY id DESC LIMIT 1", (kind, name))
         if q:
             raise Quarantined(f"{kind} {name!r} is quarantined: its stored record does not decode ({q[0][0].splitlines()[0]}); "
-                              "an admin sees it at GET /api/v1/quarantine", field="name")
+                              "an admin sees it at GET /api/v1/quarantine", field="name", team=q[0][1])
         raise NotFound(f"{kind} {name!r} not found", field="name")
 
     def find(self, kind: str, name: str) -> Record | None:
