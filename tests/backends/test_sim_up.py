@@ -30,17 +30,21 @@ def test_rayfleet_up_backend_sim_runs_a_job(tmp_path):
     port = _free_port()
     cli = [sys.executable, "-m", "rayfleet.cli"]
     started = time.monotonic()
-    up = subprocess.run(cli + ["up", "--backend", "sim", "--config", str(cfg), "--port", str(port), "--timeout", "60"],
+    creds_file = tmp_path / "operator-credentials.json"  # the tokens minted at the first start, shown once
+    up = subprocess.run(cli + ["up", "--backend", "sim", "--config", str(cfg), "--port", str(port), "--timeout", "60",
+                               "--credentials-out", str(creds_file)],
                         env=env, capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert time.monotonic() - started < 30
         import json
 
-        creds = json.loads((tmp_path / "home" / "data" / "credentials.json").read_text())
+        creds = json.loads(creds_file.read_text())
         headers = {"Authorization": f"Bearer {creds['teams']['team-a']}"}
         url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/healthz", timeout=5).json()["backend"] == "sim"
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        (cluster,) = httpx.get(f"{url}/api/v1/clusters", headers=headers, timeout=5).json()
+        assert cluster["status"]["backend"] == "sim"
         job = {"kind": "TrainJob", "metadata": {"name": "smoke"}, "spec": {
             "entrypoint": "python train.py", "queue": "team-a",
             "gang": {"workers": 1, "resourcesPerWorker": {"cpu": 1, "memory": "4Gi", "nvidia.com/gpu": 8}}}}

@@ -71,8 +71,10 @@ def _counts(st: dict) -> tuple[int, int, int]:
 
 def _serve_deployment(fleet_service) -> dict:
     """Serve's own view of the service's group deployment, from the cluster's dashboard."""
-    info = make_backend(load_config([fleet_service.config]), fleet_service.data_dir).info()
-    apps = httpx.get(f"{info.dashboard_url}/api/serve/applications/", timeout=30).json()["applications"]
+    backend = make_backend(load_config([fleet_service.config]), fleet_service.data_dir)
+    info = backend.info()
+    apps = httpx.get(f"{info.dashboard_url}/api/serve/applications/", headers=backend.auth_headers(),  # the cluster's token
+                     timeout=30).json()["applications"]
     (dep,) = apps["clf"]["deployments"].values()
     return dep
 

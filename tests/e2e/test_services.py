@@ -45,9 +45,9 @@ def test_multi_host_service_end_to_end(fleet_service):
     after = fleet.service("mlp").status()
     assert after["state"] == "RUNNING" and after["replicasRunning"] >= 1
     assert httpx.post(url, json={"inputs": [[0.2] * 16]}, timeout=60).status_code == 200
-    # another team may not touch it
+    # another team may not touch it: to team A it is not there
     other = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-a"))
-    with pytest.raises(rayfleet.errors.Forbidden):
+    with pytest.raises(rayfleet.errors.NotFound):
         other.service("mlp")
     fleet.service("mlp").delete()
     deadline = time.monotonic() + 120

@@ -96,7 +96,7 @@ def test_read_only_data_directory(api, fleet, team_a, tmp_path):
 def service_on(data: Path):
     cfg = load_config([LOCAL])
     fleet = assemble(cfg, make_backend(cfg, data), data)
-    creds = ensure_tokens(fleet.store, cfg, data / "credentials.json")
+    creds = ensure_tokens(fleet.store, cfg)
     try:
         with TestClient(create_app(fleet, start_controller=False)) as client:
             yield fleet, client, {"Authorization": f"Bearer {creds['teams']['team-a']}"}

@@ -125,7 +125,7 @@ def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
     info = fleet.backend.info()
     cluster = fleet.config.cluster
     d = cluster.to_dict() if cluster else {"kind": "Cluster", "metadata": {"name": "default"}, "spec": {"backend": fleet.backend.name}}
-    d["status"] = {"state": "Up" if info else "Down", "address": info.address if info else None,
+    d["status"] = {"state": "Up" if info else "Down", "backend": fleet.backend.name, "address": info.address if info else None,
                    "dashboardUrl": info.dashboard_url if info else None, "serveUrl": info.serve_url if info else None}
     return [d]
 
