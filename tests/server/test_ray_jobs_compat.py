@@ -5,34 +5,19 @@ cluster: the controller is not running, so jobs stay queued)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.job_submission import JobSubmissionClient
 
 from rayfleet.api import JobState
-from rayfleet.server.app import create_app
 
 
-@pytest.fixture
-def url(fleet, monkeypatch):
+@pytest.fixture(autouse=True)
+def _no_ray_client_env(monkeypatch):
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    server = uvicorn.Server(uvicorn.Config(create_app(fleet, start_controller=False), host="127.0.0.1", port=0,
-                                           log_level="warning", ws="auto"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def ray_job(url, token, *args):

@@ -5,15 +5,10 @@ errors arriving as the classes ``rayfleet`` exports, with the field named."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-import uvicorn
 
 import rayfleet
 from rayfleet.api import JobState, ServiceState
-from rayfleet.server.app import create_app
 
 REF = "#/components/schemas/"
 
@@ -107,20 +102,6 @@ def test_typed_bodies_refuse_with_the_field_named(api, team_a, body, field, prob
 
 
 # ------------------------------------------------------------------ the typed client over HTTP
-
-
-@pytest.fixture
-def url(fleet):
-    server = uvicorn.Server(uvicorn.Config(create_app(fleet, start_controller=False), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_typed_client_round_trips_a_train_job(url, fleet):
