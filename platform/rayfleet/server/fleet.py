@@ -29,6 +29,16 @@ def _no_uid(meta: Any) -> None:
         raise SpecError(FieldProblem(field="metadata.uid", problem="set by rayfleet when the object is accepted; do not send it"))
 
 
+def _resubmitted(existing: Record, what: str, name: str, spec: Any, principal: Principal, hint: str = "") -> Record:
+    """A submission under a live name: the same spec again is the stored object (idempotent); a
+    different one is a 409; another team's name is taken, saying nothing of its owner."""
+    if not principal.can_access(existing.team):
+        raise name_taken(what, name)
+    if existing.doc.spec == spec:  # type: ignore[attr-defined]
+        return existing
+    raise Conflict(f"{what} {name!r} already exists with a different spec{hint}", field="metadata.name")
+
+
 class Fleet:
     def __init__(self, *, config: PlatformConfig, backend: Backend, store: Store, layout: DataLayout,
                  controller: Controller, services: ServiceManager, packages: Packages,
@@ -79,11 +89,7 @@ class Fleet:
         self.packages.check_owned(team, job.spec.runtime_env, "spec.runtimeEnv")
         existing = self.store.find("TrainJob", job.name)
         if existing is not None:
-            if not principal.can_access(existing.team):
-                raise name_taken("job", job.name)
-            if existing.doc.spec == job.spec:  # type: ignore[attr-defined]
-                return existing, False
-            raise Conflict(f"job {job.name!r} already exists with a different spec", field="metadata.name")
+            return _resubmitted(existing, "job", job.name, job.spec, principal), False
         now = self.clock()
         job = job.model_copy(deep=True)
         job.metadata.uid = str(uuid.uuid4())
@@ -194,11 +200,7 @@ class Fleet:
         principal.require(team, f"queue {svc.spec.queue!r}")
         existing = self.store.find("Service", svc.name)
         if existing is not None and existing.doc.status.state != ServiceState.DELETED:  # type: ignore[attr-defined]
-            if not principal.can_access(existing.team):
-                raise name_taken("service", svc.name)
-            if existing.doc.spec == svc.spec:  # type: ignore[attr-defined]
-                return existing, False
-            raise Conflict(f"service {svc.name!r} already exists with a different spec; delete it first", field="metadata.name")
+            return _resubmitted(existing, "service", svc.name, svc.spec, principal, "; delete it first"), False
         now = self.clock()
         if existing is not None:
             self.store.delete("Service", svc.name, event=None, now=now)
