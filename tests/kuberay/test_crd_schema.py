@@ -126,3 +126,13 @@ def test_embedded_schemas_for_kinds_without_a_shared_crd():
     with pytest.raises(crd_schema.ManifestInvalid):
         crd_schema.check({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t", "namespace": "n"},
                           "template": {"spec": {"containers": [{"name": "c", "bogus": 1}]}}})
+
+
+def test_names_and_labels_must_match_whole_a_trailing_newline_is_refused():
+    from rayfleet.backends.kuberay.crd_schema import semantic_errors
+
+    assert not any("DNS-1035" in e for e in semantic_errors({"kind": "RayJob", "metadata": {"name": "rf-job"}, "spec": {}}))
+    assert any("DNS-1035" in e for e in semantic_errors({"kind": "RayJob", "metadata": {"name": "rf-job\n"}, "spec": {}}))
+    group = {"labels": {"team\n": "a", "pool": "l4\n"}, "template": {"spec": {"containers": [{"name": "ray"}]}}}
+    errors = semantic_errors({"kind": "RayCluster", "metadata": {"name": "rc"}, "spec": {"headGroupSpec": group}})
+    assert any("invalid label key" in e for e in errors) and any("invalid label value" in e for e in errors)

@@ -418,11 +418,11 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
 
 
 def _is_qualified_name(key: str) -> bool:
-    return bool(_QUALIFIED_NAME.match(key)) and len(key.rsplit("/", 1)[-1]) <= 63
+    return bool(_QUALIFIED_NAME.fullmatch(key)) and len(key.rsplit("/", 1)[-1]) <= 63
 
 
 def _is_label_value(value: str) -> bool:
-    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+    return len(value) <= 63 and bool(_LABEL_VALUE.fullmatch(value))
 
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -514,7 +514,7 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
     name = meta.get("name", "")
     if kind in KUBERAY_NAME_LIMITS:
         limit = KUBERAY_NAME_LIMITS[kind]
-        if len(name) > limit or not _DNS1035.match(name):
+        if len(name) > limit or not _DNS1035.fullmatch(name):
             out.append(f"metadata.name: {kind} name {name!r} must be a DNS-1035 label of at most {limit} characters")
     if kind == "RayCluster":
         out += _ray_cluster_spec_errors(spec, "spec")
