@@ -16,6 +16,7 @@ that kills a host brings it back (``up()`` repairs dead hosts) before it ends.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -116,4 +117,4 @@ def pools_backend(tmp_path_factory):
     finally:
         backend.down()
         assert not local_procs.cluster_pids(temp_dir), "processes of the test cluster survived down()"
-        os.system(f"rm -rf {temp_dir}")
+        shutil.rmtree(temp_dir, ignore_errors=True)
