@@ -84,7 +84,8 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
     url = f"http://127.0.0.1:{port}"
     console.rule("1. rayfleet up (local Ray cluster: 7 simulated GKE hosts)")
     # the tokens minted at the first start go to the user's credentials file, where the CLI finds them
-    up(config=None, host="127.0.0.1", port=port, timeout=600, credentials_out=credentials_path())
+    up(config=None, host="127.0.0.1", port=port, timeout=600, allow_new_database=False, metrics_public=False,
+       backend=None, credentials_out=credentials_path())
     creds = credentials()
     admin = FleetClient(url, token=creds["admin"])
     team_a = FleetClient(url, token=creds["teams"]["team-a"])
@@ -147,7 +148,7 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
         console.rule("7. rayfleet down")
         for c in (admin, team_a, team_b, team_c):
             c.close()
-        down(config=None, timeout=60)
+        down(config=None, timeout=60, backend=None)
     console.print(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f}s (data: {data_dir()})")
     if not ok:
         raise typer.Exit(1)
