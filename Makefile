@@ -48,7 +48,7 @@ bench: $(STAMP)
 # Regenerate the CRD copies vendored in the package (platform/rayfleet/backends/kuberay/crds/,
 # with PROVENANCE.json) from a folder of upstream CRD YAML files.
 crds: $(STAMP)
-	@test -n "$(CRD_SRC)" || { echo "usage: make crds CRD_SRC=<folder of upstream CRD files, e.g. ../shared/crds>"; exit 2; }
+	@test -n "$(CRD_SRC)" || { echo "usage: make crds CRD_SRC=<folder of upstream KubeRay/Kueue CRD YAML files>"; exit 2; }
 	PYTHONPATH=platform $(BIN)/python -m rayfleet.backends.kuberay.crd_vendor $(CRD_SRC)
 
 demo: $(STAMP)

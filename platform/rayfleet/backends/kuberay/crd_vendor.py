@@ -13,10 +13,11 @@ file is the upstream CRD reduced to what validation and the test API server read
 
 ``PROVENANCE.json`` records, per file: the upstream file name and its sha256, the vendored file's
 sha256, the upstream project, the ``controller-gen.kubebuilder.io/version`` annotation, the version
-kept and the versions dropped, and, when the source folder has a ``SOURCES.md`` table (as
-``../shared/crds`` does), the repository path and snapshot commit it lists.
+kept and the versions dropped, and, when the source folder has a ``SOURCES.md`` table (repository,
+path, snapshot commit per file), what it lists.
 
-Regenerate: ``make crds CRD_SRC=../shared/crds`` (``python -m rayfleet.backends.kuberay.crd_vendor SRC``).
+Regenerate: ``make crds CRD_SRC=<folder of upstream CRD files>`` (``python -m rayfleet.backends.kuberay.crd_vendor SRC``);
+nothing reads such a folder at run time.
 """
 
 from __future__ import annotations
