@@ -19,8 +19,16 @@ from .base import (
     parse_duration,
     parse_quantity,
 )
-from .cluster import Cluster, ClusterSpec, ClusterStatus, KubeRaySpec, LocalBackendSpec, SimSpec
-from .flavor import ComputeClass, ComputeClassSpec, ComputeClassStep, Flavor, FlavorSpec
+from .cluster import (
+    Cluster,
+    ClusterSpec,
+    ClusterStatus,
+    HostHealthPolicy,
+    KubeRaySpec,
+    LocalBackendSpec,
+    SimSpec,
+)
+from .flavor import ActiveMigration, ComputeClass, ComputeClassSpec, ComputeClassStep, Flavor, FlavorSpec
 from .job import (
     CapacityWait,
     CheckpointSpec,
@@ -28,6 +36,7 @@ from .job import (
     GangSpec,
     Interruption,
     JobState,
+    NoticeRecord,
     PlacementStrategy,
     TrainAppRef,
     TrainJob,
@@ -59,9 +68,9 @@ ALL_KINDS: dict[str, type[Document]] = {**CONFIG_KINDS, **WORKLOAD_KINDS}
 __all__ = [
     "API_VERSION", "CPU", "GPU", "MEMORY", "TPU", "RESOURCE_NAMES", "Document", "Model", "ObjectMeta",
     "format_quantity", "parse_duration", "parse_quantity",
-    "Cluster", "ClusterSpec", "ClusterStatus", "KubeRaySpec", "LocalBackendSpec", "SimSpec",
-    "ComputeClass", "ComputeClassSpec", "ComputeClassStep", "Flavor", "FlavorSpec",
-    "CapacityWait", "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "PlacementStrategy",
+    "Cluster", "ClusterSpec", "ClusterStatus", "HostHealthPolicy", "KubeRaySpec", "LocalBackendSpec", "SimSpec",
+    "ActiveMigration", "ComputeClass", "ComputeClassSpec", "ComputeClassStep", "Flavor", "FlavorSpec",
+    "CapacityWait", "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "NoticeRecord", "PlacementStrategy",
     "TrainAppRef", "TrainJob", "TrainJobSpec", "TrainJobStatus",
     "Accelerator", "Pool", "PoolSpec", "PoolStatus",
     "Cohort", "CohortSpec", "PriorityClass", "PriorityClassSpec", "Queue", "QueueSpec", "QueueStatus",

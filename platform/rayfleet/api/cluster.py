@@ -17,6 +17,7 @@ class LocalBackendSpec(Model):
     temp_dir: Text | None = Field(default=None, description="Ray temp dir; default: under the data directory.")
     dashboard_port: int | None = Field(default=None, ge=1, le=65535, description="Ray dashboard port; default: a free port.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port of Serve's HTTP proxy: services answer at http://127.0.0.1:<servePort>/<routePrefix>.")
+    scenario: str | None = Field(default=None, description="Path of a scenario file (docs/sim.md format: pools and hosts) scripting provisioning delays, stockouts and reclaims of the local hosts, so they show on real Ray.")
 
 
 class KubeRaySpec(Model):
@@ -40,6 +41,12 @@ class SimSpec(Model):
     time_scale: float = Field(default=1.0, gt=0, description="Simulated seconds per real second when the control service runs on the sim (`rayfleet up --backend sim`).")
 
 
+class HostHealthPolicy(Model):
+    failures_to_cordon: int = Field(default=3, ge=1, le=1000, description="Runs that fail on a host within `window` before it is cordoned as faulty.")
+    window: Duration = Field(default=3600.0, gt=0, description="The window failures are counted in.")
+    repair_time: Duration = Field(default=600.0, ge=0, description="How long a cordoned host is out for repair before it is returned to service (local: its Ray node restarted; GKE: node auto-repair).")
+
+
 class ClusterSpec(Model):
     backend: Literal["local", "kuberay", "sim"] = Field(default="local", description="Where Ray runs: local processes, KubeRay on GKE, or the simulated backend (no Ray, scripted hosts).")
     pools: list[Name] = Field(default_factory=list, description="Pools in this cluster; empty means every pool of the config.")
@@ -48,6 +55,7 @@ class ClusterSpec(Model):
     sim: SimSpec = Field(default_factory=SimSpec, description="Simulated backend settings (backend: sim).")
     fair_sharing: bool = Field(default=False, description="Kueue fair sharing: admission and preemption in a cohort prefer the queue with the lowest weighted share.")
     start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
+    host_health: HostHealthPolicy = Field(default_factory=HostHealthPolicy, description="When a host that breaks runs is cordoned, and when it comes back.")
 
     @model_validator(mode="after")
     def _backend(self) -> ClusterSpec:

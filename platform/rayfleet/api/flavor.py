@@ -46,8 +46,13 @@ class ComputeClassStep(Model):
         return self
 
 
+class ActiveMigration(Model):
+    optimize_rule_priority: bool = Field(default=False, description="Move work back to a preferred step when it has room again (GKE ComputeClass activeMigration.optimizeRulePriority): a job at its next checkpoint, a service group by group.")
+
+
 class ComputeClassSpec(Model):
     flavors: list[ComputeClassStep] = Field(min_length=1, description="Flavors in order of preference, e.g. reservation, then DWS flex-start, then spot.")
+    active_migration: ActiveMigration = Field(default_factory=ActiveMigration, description="Whether work moves back to a preferred step when it has room again.")
     node_recycling: bool = Field(default=False, description="For DWS-backed steps: provision a replacement before a node's run time ends (serving).")
 
     @model_validator(mode="after")

@@ -120,11 +120,22 @@ class CapacityWait(Model):
     since: datetime = Field(description="First launch on that flavor (its compute-class step's waitForCapacity runs from here).")
 
 
+class NoticeRecord(Model):
+    kind: Literal["reclaim", "recycle", "window-end", "unhealthy", "migrate"] = Field(description="What was announced (migrate: a preferred compute-class step has room again).")
+    host: str = Field(default="", description="The host that goes.")
+    at: datetime = Field(description="When the notice was seen.")
+    deadline: datetime | None = Field(default=None, description="When the host goes.")
+    checkpoint_step: int | None = Field(default=None, description="The last checkpoint step when the notice came (the attempt moves once a later one is saved, or at the deadline).")
+
+
 class Interruption(Model):
     at: datetime = Field(description="When the interruption happened.")
     attempt: int = Field(description="Attempt that was interrupted.")
-    reason: Literal["preempted", "host-failure", "failure", "capacity", "disrupted"] = Field(
-        description="Why: preempted (quota), host-failure (a host of the gang or the run's cluster was lost), disrupted (the backend stopped or suspended the run), failure (the program failed; counts toward maxRestarts).")
+    reason: Literal["preempted", "host-failure", "failure", "capacity", "disrupted", "reclaimed", "recycled", "window-end", "migrated", "stockout", "unhealthy-host"] = Field(
+        description="Why: preempted (quota), host-failure (a host of the gang or the run's cluster was lost), disrupted (the backend stopped or suspended the run), "
+        "reclaimed (a spot host was taken back), recycled (a DWS host reached its run time), window-end (a DWS calendar window closed), migrated (moved back to a "
+        "preferred compute-class step), stockout (the provisioning mode had no capacity), unhealthy-host (a host of the gang was cordoned as faulty), "
+        "failure (the program failed; counts toward maxRestarts).")
     message: str = Field(default="", description="Details.")
     recovered_at: datetime | None = Field(default=None, description="When the next attempt was running again.")
     resumed_from_step: int | None = Field(default=None, description="Checkpointed step the next attempt resumed from.")
@@ -148,9 +159,10 @@ class TrainJobStatus(Model):
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
     ray_job_id: str | None = Field(default=None, description="Run id of the current attempt (the backend's Ray job submission id): <name>-<attempt>-<uid prefix>.")
-    stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit"] | None = Field(
+    stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit", "reclaimed", "recycled", "window-end", "migrated", "unhealthy-host"] | None = Field(
         default=None, description="Why a STOPPING job is being stopped."
     )
+    notice: NoticeRecord | None = Field(default=None, description="A disruption announced on a host of the running attempt (reclaim, recycle, window end, unhealthy host): the checkpoint asked for and when the attempt is moved.")
     launched_at: datetime | None = Field(default=None, description="When the current attempt was launched.")
     capacity_wait: CapacityWait | None = Field(
         default=None, description="The flavor whose capacity the job waits for, since its first launch there; cleared when it runs."

@@ -68,9 +68,16 @@ _RAY_TYPES = {
 # ---------------------------------------------------------------- provisioning
 
 class ReservationProvisioning(Model):
-    mode: Literal["reservation"] = Field(description="Capacity from a specific Compute Engine reservation.")
-    reservation_name: str = Field(min_length=1, max_length=256, description="Name of the reservation (cloud.google.com/reservation-name).")
+    mode: Literal["reservation"] = Field(description="Capacity from a Compute Engine reservation: a fixed number of hosts (the pool's maxReplicas), paid for whether used or not.")
+    reservation_name: str | None = Field(default=None, min_length=1, max_length=256, description="Name of the reservation (cloud.google.com/reservation-name); required with affinity specific.")
     reservation_project: str | None = Field(default=None, max_length=256, description="Project owning a shared reservation.")
+    affinity: Literal["specific", "any"] = Field(default="specific", description="specific: the named reservation only; any: any reservation of the machine type (GKE reservation affinity ANY).")
+
+    @model_validator(mode="after")
+    def _named(self) -> ReservationProvisioning:
+        if self.affinity == "specific" and not self.reservation_name:
+            raise ValueError("reservationName: required when affinity is specific")
+        return self
 
 
 class DwsFlexProvisioning(Model):
@@ -94,12 +101,14 @@ class CalendarWindow(Model):
 
 
 class DwsCalendarProvisioning(Model):
-    mode: Literal["dws-calendar"] = Field(description="DWS calendar mode: capacity reserved for a fixed window ahead of time.")
+    mode: Literal["dws-calendar"] = Field(description="DWS calendar mode: capacity reserved for a fixed window ahead of time; no host exists outside it.")
     window: CalendarWindow = Field(description="The reserved window.")
+    drain_before: Duration = Field(default=600.0, ge=0, le=86400, description="How long before the window ends running work is checkpointed and moved elsewhere (at most 1 day).")
 
 
 class SpotProvisioning(Model):
     mode: Literal["spot"] = Field(description="Spot VMs: cheap, reclaimable at any time (cloud.google.com/gke-spot).")
+    reclaim_notice: Duration = Field(default=30.0, ge=0, le=120, description="Notice a reclaim gives before the host goes (GCE gives 30 s): the running training is asked to checkpoint in it.")
 
 
 class OnDemandProvisioning(Model):
@@ -137,8 +146,9 @@ class PoolSpec(Model):
     hosts_per_slice: int | None = Field(default=None, ge=1, le=limits.HOSTS_PER_SLICE_MAX, description="Hosts in one TPU slice (at most 4096); derived from the topology (chips / acceleratorsPerHost); if given it must agree.")
     cpu_per_host: CpuQuantity = Field(default=8000, description="Allocatable CPU of one host (cores or millicores, e.g. 8 or 7500m); at most 1024 cores.")
     memory_per_host: MemoryQuantity = Field(default=32 * 2**30, description="Allocatable memory of one host (e.g. 64Gi); at most 64Ti.")
-    min_replicas: int = Field(default=0, ge=0, le=limits.POOL_REPLICAS_MAX, description="At most 10000. Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) the node pool keeps (GKE node-pool minimum; local: always all hosts).")
+    min_replicas: int = Field(default=0, ge=0, le=limits.POOL_REPLICAS_MAX, description="At most 10000. Fewest hosts (GPU/CPU pools) or slices (multi-host TPU pools) the pool keeps; it starts with these and grows when an admitted gang needs more (GKE node-pool minimum).")
     max_replicas: int = Field(ge=1, le=limits.POOL_REPLICAS_MAX, description="At most 10000. Most hosts (GPU/CPU pools) or slices (multi-host TPU pools); KubeRay worker group maxReplicas.")
+    idle_timeout: Duration = Field(default=600.0, ge=0, le=limits.DURATION_MAX_S, description="Idle hosts above minReplicas are given back after this long (GKE cluster autoscaler scale-down-unneeded-time, 10 minutes by default).")
     provisioning: Provisioning = Field(default_factory=lambda: OnDemandProvisioning(mode="on-demand"), description="Where the capacity comes from: reservation, dws-flex, dws-calendar, spot or on-demand.")
     price_per_host_hour: float = Field(default=0.0, ge=0, le=limits.PRICE_MAX, description="Price of one host for one hour, in USD (for cost attribution); at most 1000000.")
     zone: str | None = Field(default=None, max_length=256, description="GCP zone of the node pool.")

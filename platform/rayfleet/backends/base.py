@@ -28,6 +28,7 @@ class RunState(StrEnum):
     STOPPED = "STOPPED"        # stopped on request (user stop or preemption), or by the backend (suspended)
     LOST = "LOST"              # a host of the gang died, or the run vanished with its cluster
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"  # an in-cluster run deadline (RayJob activeDeadlineSeconds) ended it
+    STOCKOUT = "STOCKOUT"      # the provisioning mode answered "no capacity" now (non-queued DWS, an on-demand stockout, a ProvisioningRequest Failed)
 
     @property
     def terminal(self) -> bool:
@@ -48,7 +49,51 @@ class PoolCapacity:
     pool: str
     hosts: int            # hosts configured (max)
     ready_hosts: int      # hosts alive now
-    free_hosts: int       # alive hosts with no gang bundle on them
+    free_hosts: int       # alive hosts with no gang bundle on them (and not cordoned or draining)
+    provisioning_hosts: int = 0  # hosts asked for and not there yet
+    cordoned_hosts: int = 0      # alive hosts that take no new work (faulty, or draining before they go)
+
+
+class NoticeKind(StrEnum):
+    """Why a host of a run will go, announced before it goes."""
+
+    RECLAIM = "reclaim"          # spot preemption: the host is taken back at ``deadline`` (GCE gives 30 s)
+    RECYCLE = "recycle"          # a DWS host reaches its maximum run time at ``deadline``; a replacement is asked for
+    WINDOW_END = "window-end"    # the DWS calendar window the host belongs to closes at ``deadline``
+    UNHEALTHY = "unhealthy"      # the host was cordoned as faulty; its work should move
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A disruption announced ahead: the host ``host`` goes at ``deadline`` (epoch seconds; None:
+    no fixed time). The controller asks the run to checkpoint now and then moves it."""
+
+    kind: NoticeKind
+    host: str
+    deadline: float | None = None
+    message: str = ""
+
+
+class HostPhase(StrEnum):
+    PROVISIONING = "provisioning"  # asked for, not up yet
+    READY = "ready"                # up, takes work
+    DRAINING = "draining"          # a notice is out: keeps its runs, takes no new work
+    CORDONED = "cordoned"          # faulty: takes no new work until repaired
+    REPAIRING = "repairing"        # being repaired (local: its Ray node restarted; GKE: auto-repair)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One host as the backend sees it (absent hosts are not listed)."""
+
+    name: str
+    pool: str
+    phase: HostPhase
+    node_id: str | None = None          # Ray node id (local, sim) or Kubernetes node name (GKE)
+    since: float | None = None          # when it entered its phase (epoch seconds)
+    expires_at: float | None = None     # when it goes for good (DWS max run time, calendar window end, reclaim deadline)
+    healthy: bool = True                # False: the backend reports it unhealthy (GKE node conditions)
+    message: str = ""
 
 
 def run_id_for(job_id: str, attempt: int, uid: str | None = None) -> str:
@@ -141,6 +186,8 @@ class RunStatus:
     node_ids: tuple[str, ...] = ()           # Ray node ids of the gang's bundles
     resumed_from_step: int | None = None     # checkpointed step this attempt resumed from (None: from scratch)
     exit_code: int | None = None             # the entrypoint's exit code once it ended, where the backend knows it
+    notices: tuple[Notice, ...] = ()         # disruptions announced on the gang's hosts (reclaim, recycle, window end, unhealthy)
+    hosts: tuple[str, ...] = ()              # host names of the gang's bundles (for faulty-host accounting)
 
 
 @dataclass(frozen=True)
@@ -193,6 +240,26 @@ class Backend(Protocol):
     def upload_package(self, uri: str, data: bytes) -> None:
         """Make a runtime_env package (``gcs://_ray_pkg_<hash>.zip``, as uploaded by ``ray job
         submit --working-dir``) available to the cluster, so a run's runtime_env can name it."""
+
+
+@runtime_checkable
+class CapacityBackend(Protocol):
+    """What a backend whose capacity comes and goes offers the controller (sim, local, KubeRay):
+    its hosts, asking a run to checkpoint now (before a notice runs out), and cordoning faulty
+    hosts. Pools grow and shrink inside the backend (its autoscaler: ``capacity.scaling``)."""
+
+    def hosts(self) -> list[HostInfo]:
+        """Every host that exists or is being provisioned, with its phase."""
+
+    def request_checkpoint(self, run_id: str) -> None:
+        """Ask a running training to save a checkpoint now (no-op if the run is gone). Train apps
+        see it through ``rayfleet.train.notice`` (docs/capacity.md)."""
+
+    def cordon(self, host: str, reason: str) -> None:
+        """Place nothing new on ``host`` and start its repair; idempotent."""
+
+    def uncordon(self, host: str) -> None:
+        """Return a repaired host to service; idempotent."""
 
 
 @runtime_checkable

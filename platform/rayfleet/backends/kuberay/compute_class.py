@@ -53,7 +53,9 @@ def priority_for(pool: str, spec: PoolSpec, *, node_recycling: bool) -> dict[str
     elif acc is not None:
         rule["gpu"] = {"type": acc.value, "count": spec.accelerators_per_host}
     prov = spec.provisioning
-    if isinstance(prov, ReservationProvisioning):
+    if isinstance(prov, ReservationProvisioning) and prov.affinity == "any":
+        rule["reservations"] = {"affinity": "AnyBestEffort"}
+    elif isinstance(prov, ReservationProvisioning):
         specific: dict[str, Any] = {"name": prov.reservation_name}
         if prov.reservation_project:
             specific["project"] = prov.reservation_project

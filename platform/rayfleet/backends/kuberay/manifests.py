@@ -245,7 +245,7 @@ def pool_placement(spec: PoolSpec, *, pin_provisioning: bool = True, compute_cla
     prov = spec.provisioning
     grace = None
     affinity = None
-    if isinstance(prov, ReservationProvisioning):
+    if isinstance(prov, ReservationProvisioning) and prov.affinity == "specific" and prov.reservation_name:
         selector[GKE_RESERVATION_NAME] = prov.reservation_name
         selector[GKE_RESERVATION_AFFINITY] = "specific"
         if prov.reservation_project:
