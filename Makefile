@@ -28,15 +28,20 @@ lint: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two pytest-xdist workers (the CI machine has 2 cores): each slow test's Ray cluster is one
+# xdist group (tests/conftest.py), so the shared pools cluster and the end-to-end control service
+# run side by side on the two workers and the fast tests fill in around them.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint contracts pytest
 
 # The fast tier: lint, contracts and every test not marked slow (no Ray, no process: tests/conftest.py
 # fails a not-slow test that starts one). Under 2 minutes.
 pytest-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS)
 
 test-fast: lint contracts pytest-fast
 

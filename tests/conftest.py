@@ -66,6 +66,27 @@ def pytest_runtest_makereport(item, call):
                            + "; ".join(started[:3]) + ". Mark it @pytest.mark.slow (make test-fast runs no process).")
 
 
+# ---------------------------------------------------------------- two workers, two lanes of Ray clusters
+# `make test` runs pytest-xdist with `--dist loadgroup` on two workers. The tests that run on a Ray
+# cluster are split into two lanes (xdist groups), each kept on one worker, so no cluster is
+# started twice and the two lanes run side by side: lane "ray-a" holds the end-to-end control
+# service (tests/e2e); lane "ray-b" the session's shared pools cluster (Train, Serve) and the
+# modules that start a cluster of their own. xdist hands out the largest groups first, so each
+# worker takes one lane; every other test is a unit of its own and fills in around them.
+_CLUSTER_LANES = {"fleet_service": "ray-a", "pools_backend": "ray-b", "serve_cluster": "ray-b"}
+_MODULE_LANES = {"tests/backends/test_local.py": "ray-b", "tests/backends/test_local_capacity.py": "ray-a"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None or item.get_closest_marker("xdist_group") is not None:
+            continue
+        fixtures = getattr(item, "fixturenames", ())
+        lane = next((g for f, g in _CLUSTER_LANES.items() if f in fixtures), _MODULE_LANES.get(item.nodeid.split("::")[0]))
+        if lane is not None:
+            item.add_marker(pytest.mark.xdist_group(lane))
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
 

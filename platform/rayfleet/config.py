@@ -156,6 +156,9 @@ def parse_document(doc: Any, *, file: str, index: int, kinds: dict[str, type[Doc
         return None, pydantic_problems(e, file=file, document=where)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_config(paths: Iterable[str | Path]) -> PlatformConfig:
     """Load and cross-check config files. Raises ConfigError listing every problem."""
     cfg = PlatformConfig()
@@ -171,7 +174,8 @@ def load_config(paths: Iterable[str | Path]) -> PlatformConfig:
             problems.append(FieldProblem(field="(file)", problem=f"cannot read: {e.strerror or e}", file=file))
             continue
         try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            # libyaml's safe loader where PyYAML was built with it (the same documents, ~10x faster)
+            docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]  # noqa: S506 - a safe loader
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

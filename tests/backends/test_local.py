@@ -243,6 +243,7 @@ def yaml_backend(local_cfg, tmp_path_factory):
     data = tmp_path_factory.mktemp("rf-local-yaml")
     temp_dir = f"/tmp/rf-train-y{uuid.uuid4().hex[:8]}"
     b = LocalBackend.from_config(local_cfg, data / "data", temp_dir=temp_dir, auth_mode="token", placement_timeout_s=60)
+    b.start_timeout_s = 300.0  # another cluster may be starting beside it (make test runs two lanes)
     t0 = time.monotonic()
     b.up()
     b.up_seconds = time.monotonic() - t0
