@@ -7,7 +7,9 @@ way kube-apiserver does, so that the official ``kubernetes`` client talks to it 
 - ``/version/``, ``/api``, ``/apis``, ``/apis/GROUP/VERSION`` and ``/api/v1`` discovery;
 - create / get / replace / merge-patch / JSON-patch / delete / list / watch of custom objects at
   ``/apis/GROUP/VERSION/namespaces/NS/PLURAL[/NAME][/status]`` and of a few core kinds at
-  ``/api/v1/namespaces/NS/PLURAL[/NAME]`` (pods, podtemplates, configmaps, secrets);
+  ``/api/v1/namespaces/NS/PLURAL[/NAME]`` (pods, podtemplates, configmaps, secrets) and of nodes
+  (cluster-scoped, ``/api/v1/nodes[/NAME][/status]``; tests write a node's labels, taints and
+  conditions as GKE and the kubelet would: nothing here cordons, drains or repairs);
 - ``resourceVersion`` on every object and list, optimistic concurrency (409 on a stale
   ``resourceVersion``), 409 AlreadyExists, 404 NotFound and 422 Invalid as ``Status`` objects;
 - the status subresource: the main resource ignores status changes, ``/status`` ignores the rest;
@@ -81,6 +83,7 @@ def default_resources() -> list[Resource]:
         Resource("", "v1", "podtemplates", "PodTemplate", "podtemplate"),
         Resource("", "v1", "configmaps", "ConfigMap", "configmap"),
         Resource("", "v1", "secrets", "Secret", "secret", validate=False),
+        Resource("", "v1", "nodes", "Node", "node", namespaced=False, status_subresource=True, validate=False),
     ]
 
 
@@ -255,7 +258,8 @@ class FakeApiServer:
             return [copy.deepcopy(o) for (g, p, ns, _), o in sorted(self.objects.items()) if (g, p) == (r.group, r.plural) and namespace in (None, ns)]
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Create ``obj`` directly (validated like a POST), e.g. a pod KubeRay would have made."""
+        """Create ``obj`` directly (validated like a POST), e.g. a pod KubeRay would have made; its
+        status and creationTimestamp are kept as given."""
         group, version = crd_schema.split_api_version(obj["apiVersion"])
         r = next(x for x in self.resources.values() if (x.group, x.version, x.kind) == (group, version, obj["kind"]))
         return self.create(r, obj["metadata"].get("namespace", ""), copy.deepcopy(obj), keep_status=True)
@@ -326,7 +330,8 @@ class FakeApiServer:
                 raise ApiError(409, "AlreadyExists", f'{r.group_resource} "{name}" already exists', {"name": name, "group": r.group, "kind": r.plural})
             if r.status_subresource and not keep_status:
                 body.pop("status", None)
-            meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            created = meta.get("creationTimestamp") if keep_status else None  # put(): as the object's maker wrote it
+            meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             return self._store(r, ns, name, body, "ADDED", validate=True)
 
     def replace(self, r: Resource, ns: str, name: str, body: Any, *, status: bool) -> dict[str, Any]:

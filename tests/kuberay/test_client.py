@@ -151,7 +151,7 @@ def test_dws_launch_creates_the_provisioning_request_and_stop_removes_all(backen
     assert backend.run_status(req.run_id) is None
 
 
-def test_failed_provisioning_request_loses_the_run(backend, fake_api, gke_cfg):
+def test_failed_provisioning_request_is_a_stockout(backend, fake_api, gke_cfg):
     req = _req(gke_cfg, "h100-flex")
     backend.launch(req)
     name = backend.run_name(req.run_id)
@@ -159,7 +159,7 @@ def test_failed_provisioning_request_loses_the_run(backend, fake_api, gke_cfg):
         {"type": "Failed", "status": "True", "reason": "CapacityNotFound", "message": "no H100 capacity in us-central1-c",
          "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
     st = backend.run_status(req.run_id)
-    assert st.state == RunState.LOST and "no H100 capacity" in st.message
+    assert st.state == RunState.STOCKOUT and "no H100 capacity" in st.message
 
 
 @pytest.mark.parametrize(
@@ -264,32 +264,7 @@ def test_logs_through_an_injected_dashboard_url(gke_cfg, fake_api):
         b.logs("unknown-1")
 
 
-# ---------------------------------------------------------------- capacity
-
-
-def _pod(name, pool, role, ready=True, cluster="gke-ml"):
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {
-            "ray.io/node-type": "worker", "rayfleet.io/pool": pool, "rayfleet.io/role": role, "rayfleet.io/cluster": cluster}},
-        "spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray"}]},
-        "status": {"phase": "Running" if ready else "Pending",
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
-    }
-
-
-def test_capacity_counts_ready_worker_pods_per_pool(backend, fake_api, gke_cfg):
-    fake_api.put(_pod("f1", "a100-reserved", "fleet"))
-    fake_api.put(_pod("r1", "a100-reserved", "run"))
-    fake_api.put(_pod("r2", "a100-reserved", "run", ready=False))
-    for i in range(4):  # one v5e slice of 4 hosts
-        fake_api.put(_pod(f"t{i}", "tpu-v5e-4x4", "run"))
-    fake_api.put(_pod("other", "a100-reserved", "fleet", cluster="another-cluster"))
-    cap = backend.capacity()
-    assert set(cap) == set(gke_cfg.pools)
-    assert (cap["a100-reserved"].hosts, cap["a100-reserved"].ready_hosts, cap["a100-reserved"].free_hosts) == (4, 2, 1)
-    assert (cap["tpu-v5e-4x4"].hosts, cap["tpu-v5e-4x4"].ready_hosts, cap["tpu-v5e-4x4"].free_hosts) == (8, 4, 0)
-    assert cap["h100-flex"].ready_hosts == 0
+# ---------------------------------------------------------------- capacity: see test_capacity.py
 
 
 # ---------------------------------------------------------------- packages

@@ -109,9 +109,14 @@ def test_compute_class_priorities_follow_the_fallback_order(gke_cfg):
 
 
 def test_compute_class_tpu_calendar_and_on_demand_priorities(gke_cfg):
-    v5p = ccm.priority_for("tpu-v5p-2x2x2", gke_cfg.pools["tpu-v5p-2x2x2"].spec, node_recycling=False)
+    spec = gke_cfg.pools["tpu-v5p-2x2x2"].spec
+    with pytest.raises(ValueError, match="needs provisioning.reservationName"):
+        ccm.priority_for("tpu-v5p-2x2x2", spec, node_recycling=False)  # AnyBestEffort would make nodes outside the window
+    named = spec.model_copy(update={"provisioning": spec.provisioning.model_copy(
+        update={"reservation_name": "v5p-calendar", "reservation_project": "ml-capacity"})})
+    v5p = ccm.priority_for("tpu-v5p-2x2x2", named, node_recycling=False)
     assert v5p["tpu"] == {"type": "tpu-v5p-slice", "count": 4, "topology": "2x2x2"}
-    assert v5p["reservations"] == {"affinity": "AnyBestEffort"}
+    assert v5p["reservations"] == {"affinity": "Specific", "specific": [{"name": "v5p-calendar", "project": "ml-capacity"}]}
     v5e = ccm.priority_for("tpu-v5e-4x4", gke_cfg.pools["tpu-v5e-4x4"].spec, node_recycling=False)
     assert v5e["spot"] is False and v5e["location"] == {"zones": ["us-west4-a"]}
 

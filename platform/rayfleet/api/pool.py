@@ -103,6 +103,8 @@ class CalendarWindow(Model):
 class DwsCalendarProvisioning(Model):
     mode: Literal["dws-calendar"] = Field(description="DWS calendar mode: capacity reserved for a fixed window ahead of time; no host exists outside it.")
     window: CalendarWindow = Field(description="The reserved window.")
+    reservation_name: str | None = Field(default=None, min_length=1, max_length=256, description="The reservation Compute Engine creates for the calendar request (consumed as a specific reservation during the window; KubeRay: cloud.google.com/reservation-name, and the compute-class rule); without it, pods select the pool by accelerator and machine type only.")
+    reservation_project: str | None = Field(default=None, max_length=256, description="Project owning that reservation, when shared.")
     drain_before: Duration = Field(default=600.0, ge=0, le=86400, description="How long before the window ends running work is checkpointed and moved elsewhere (at most 1 day).")
 
 

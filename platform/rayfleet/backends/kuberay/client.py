@@ -26,27 +26,38 @@ import base64
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import httpx
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from ...api import KubeRaySpec, PoolSpec, Service
+from ...api import PoolSpec, Service
 from ...config import PlatformConfig
 from ...errors import BackendError, Conflict, NotFound
-from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, ServiceRunStatus
+from ..base import (
+    ClusterInfo,
+    HostInfo,
+    HostPhase,
+    LaunchRequest,
+    Notice,
+    PoolCapacity,
+    RunState,
+    RunStatus,
+    ServiceRunStatus,
+)
 from ..runtime_env import package_uris
 from . import crd_schema
+from .checkpoint_request import NOTICE_KEY, notice_configmap, notice_configmap_name, notice_line
+from .kube import KubeClient, api_client_for, error_of
 from .manifests import (
     ANN_RUN_ID,
     ANN_SPEC_HASH,
     LABEL_CLUSTER,
     LABEL_ROLE,
+    LABEL_RUN,
     MANAGED_BY,
     ServeAppBuilder,
     cluster_kuberay,
@@ -55,19 +66,15 @@ from .manifests import (
     k8s_name,
     package_mount,
     rayservice,
+    run_label,
     run_objects,
     spec_hash,
 )
+from .nodes import cordon_patch, epoch, host_notices, node_hosts, uncordon_patch
+from .provisioning import apply_provisioning, pending_hosts
 
 log = logging.getLogger(__name__)
 
-#: kind -> (group, version, plural) of the custom objects this backend manages.
-CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
-    "RayCluster": ("ray.io", "v1", "rayclusters"),
-    "RayJob": ("ray.io", "v1", "rayjobs"),
-    "RayService": ("ray.io", "v1", "rayservices"),
-    "ProvisioningRequest": ("autoscaling.x-k8s.io", "v1", "provisioningrequests"),
-}
 #: A ConfigMap holds at most 1 MiB in total; leave room for metadata and base64.
 MAX_PACKAGE_BYTES = 700 * 1024
 TOKEN_KEY = "auth_token"
@@ -76,203 +83,7 @@ DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
 
 
-# ---------------------------------------------------------------- the Kubernetes client, typed
-
-
-def api_client_for(kuberay: KubeRaySpec) -> k8s.ApiClient:
-    """An ApiClient from the config: the pod's service account, or a kubeconfig (file, context)."""
-    configuration = k8s.Configuration()
-    try:
-        if kuberay.in_cluster:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        else:
-            k8s_config.load_kube_config(config_file=kuberay.kubeconfig, context=kuberay.context, client_configuration=configuration)
-    except (k8s_config.ConfigException, OSError) as e:
-        where = "the pod's service account" if kuberay.in_cluster else f"kubeconfig {kuberay.kubeconfig or '(default)'}"
-        raise BackendError(f"cannot reach Kubernetes through {where}: {e}") from None
-    return k8s.ApiClient(configuration)
-
-
-def _error(e: ApiException, what: str) -> Exception:
-    """An ApiException as a rayfleet error carrying the API server's Status message."""
-    message = e.reason or ""
-    try:
-        body = json.loads(e.body or "{}")
-        message = body.get("message") or message
-    except (TypeError, ValueError):
-        pass
-    if e.status == 404:
-        return NotFound(f"{what}: not found ({message})")
-    if e.status == 409:
-        return Conflict(f"{what}: {message}")
-    return BackendError(f"{what}: HTTP {e.status}: {message}")
-
-
-class KubeClient:
-    """create / get / replace / patch / delete / list / watch of custom and core objects,
-    with Kubernetes errors mapped to NotFound (404), Conflict (409) and BackendError."""
-
-    def __init__(self, api_client: k8s.ApiClient):
-        self.api_client = api_client
-        self.custom = k8s.CustomObjectsApi(api_client)
-        self.core = k8s.CoreV1Api(api_client)
-
-    # -- custom objects
-
-    def _gvp(self, kind: str) -> tuple[str, str, str]:
-        try:
-            return CUSTOM_KINDS[kind]
-        except KeyError:
-            raise ValueError(f"unknown kind {kind!r}") from None
-
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        kind, ns = obj["kind"], obj["metadata"]["namespace"]
-        g, v, p = self._gvp(kind)
-        try:
-            return self.custom.create_namespaced_custom_object(g, v, ns, p, obj)
-        except ApiException as e:
-            raise _error(e, f"create {kind}/{obj['metadata']['name']}") from None
-
-    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
-        g, v, p = self._gvp(kind)
-        try:
-            return self.custom.get_namespaced_custom_object(g, v, namespace, p, name)
-        except ApiException as e:
-            raise _error(e, f"get {kind}/{name}") from None
-
-    def find(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        try:
-            return self.get(kind, name, namespace)
-        except NotFound:
-            return None
-
-    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """PUT with the object's resourceVersion: Conflict if it changed since it was read."""
-        kind, name, ns = obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"]
-        g, v, p = self._gvp(kind)
-        try:
-            return self.custom.replace_namespaced_custom_object(g, v, ns, p, name, obj)
-        except ApiException as e:
-            raise _error(e, f"replace {kind}/{name}") from None
-
-    def patch(self, kind: str, name: str, namespace: str, patch: dict[str, Any], *, status: bool = False) -> dict[str, Any]:
-        """JSON merge patch (RFC 7386) of the object or of its status subresource."""
-        g, v, p = self._gvp(kind)
-        fn = self.custom.patch_namespaced_custom_object_status if status else self.custom.patch_namespaced_custom_object
-        try:
-            return fn(g, v, namespace, p, name, patch)
-        except ApiException as e:
-            raise _error(e, f"patch {kind}/{name}{'/status' if status else ''}") from None
-
-    def delete(self, kind: str, name: str, namespace: str) -> bool:
-        """Delete (background propagation); False if it was already gone."""
-        g, v, p = self._gvp(kind)
-        try:
-            self.custom.delete_namespaced_custom_object(g, v, namespace, p, name, propagation_policy="Background")
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise _error(e, f"delete {kind}/{name}") from None
-
-    def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return self.list_with_version(kind, namespace, label_selector)[0]
-
-    def list_with_version(self, kind: str, namespace: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        """Items and the list's resourceVersion (to watch from)."""
-        g, v, p = self._gvp(kind)
-        try:
-            out = self.custom.list_namespaced_custom_object(g, v, namespace, p, label_selector=label_selector)
-        except ApiException as e:
-            raise _error(e, f"list {kind}") from None
-        return list(out.get("items") or []), str((out.get("metadata") or {}).get("resourceVersion", ""))
-
-    def watch(
-        self, kind: str, namespace: str, *, label_selector: str | None = None, resource_version: str | None = None, timeout_seconds: int = 30
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(event type, object) pairs: ADDED, MODIFIED, DELETED, until the server ends the watch."""
-        g, v, p = self._gvp(kind)
-        w = k8s_watch.Watch()
-        kwargs: dict[str, Any] = {"label_selector": label_selector, "timeout_seconds": timeout_seconds}
-        if resource_version:
-            kwargs["resource_version"] = resource_version
-        try:
-            for event in w.stream(self.custom.list_namespaced_custom_object, g, v, namespace, p, **kwargs):
-                yield event["type"], event["raw_object"]
-        except ApiException as e:
-            raise _error(e, f"watch {kind}") from None
-        finally:
-            w.stop()
-
-    def api_resources(self, group: str, version: str) -> list[str]:
-        """Resource names the API server serves for group/version (discovery)."""
-        try:
-            out = self.custom.get_api_resources(group, version)
-        except ApiException as e:
-            raise _error(e, f"discovery of {group}/{version}") from None
-        return [r.name for r in out.resources or []]
-
-    # -- core objects (raw JSON: no model round trip)
-
-    def _core(self, fn: Callable[..., Any], what: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            resp = fn(*args, _preload_content=False, **kwargs)
-        except ApiException as e:
-            raise _error(e, what) from None
-        return json.loads(resp.data or b"null")
-
-    def create_core(self, obj: dict[str, Any]) -> dict[str, Any]:
-        kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
-        fn = {
-            "PodTemplate": self.core.create_namespaced_pod_template,
-            "ConfigMap": self.core.create_namespaced_config_map,
-            "Secret": self.core.create_namespaced_secret,
-        }[kind]
-        return self._core(fn, f"create {kind}/{name}", ns, obj)
-
-    def get_core(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        fn = {
-            "PodTemplate": self.core.read_namespaced_pod_template,
-            "ConfigMap": self.core.read_namespaced_config_map,
-            "Secret": self.core.read_namespaced_secret,
-        }[kind]
-        try:
-            return self._core(fn, f"get {kind}/{name}", name, namespace)
-        except NotFound:
-            return None
-
-    def delete_core(self, kind: str, name: str, namespace: str) -> bool:
-        fn = {
-            "PodTemplate": self.core.delete_namespaced_pod_template,
-            "ConfigMap": self.core.delete_namespaced_config_map,
-            "Secret": self.core.delete_namespaced_secret,
-        }[kind]
-        try:
-            self._core(fn, f"delete {kind}/{name}", name, namespace)
-            return True
-        except NotFound:
-            return False
-
-    def list_core(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        fn = {
-            "Pod": self.core.list_namespaced_pod,
-            "PodTemplate": self.core.list_namespaced_pod_template,
-            "ConfigMap": self.core.list_namespaced_config_map,
-        }[kind]
-        out = self._core(fn, f"list {kind}", namespace, label_selector=label_selector)
-        return list((out or {}).get("items") or [])
-
-
 # ---------------------------------------------------------------- status mapping
-
-
-def _epoch(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def map_rayjob_status(status: dict[str, Any] | None) -> tuple[RunState, str]:
@@ -322,19 +133,12 @@ def map_rayjob_status(status: dict[str, Any] | None) -> tuple[RunState, str]:
     return RunState.PENDING, msg or f"unknown jobDeploymentStatus {jds!r}"
 
 
-def provisioning_problem(provreq: dict[str, Any] | None) -> str | None:
-    """Why a ProvisioningRequest will not deliver (Failed / CapacityRevoked / BookingExpired), or None."""
-    for c in ((provreq or {}).get("status") or {}).get("conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Failed", "CapacityRevoked", "BookingExpired"):
-            return f"ProvisioningRequest {c['type']}: {c.get('message') or c.get('reason', '')}".strip()
-    return None
-
-
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    st = pod.get("status") or {}
-    if st.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+def _unique(notices: tuple[Notice, ...]) -> tuple[Notice, ...]:
+    """One notice per (kind, host), the earliest deadline first seen kept."""
+    seen: dict[tuple[str, str], Notice] = {}
+    for n in notices:
+        seen.setdefault((n.kind, n.host), n)
+    return tuple(seen.values())
 
 
 # ---------------------------------------------------------------- the backend
@@ -351,7 +155,13 @@ class KubeRayBackend:
     dashboard (default: the head service's cluster DNS name when in-cluster, else the API server's
     service proxy). ``serve_app``: the Serve application of a Service (:data:`.manifests.ServeAppBuilder`; the control
     service passes rayfleet.serve's, so KubeRay runs the same application as the local backend).
-    Without it the backend runs jobs but refuses to deploy services.
+    Without it the backend runs jobs but refuses to deploy services. ``clock``: epoch seconds now
+    (notice deadlines, cordon times).
+
+    Capacity (:class:`~rayfleet.backends.base.CapacityBackend`): hosts are the Nodes of the pools
+    (:mod:`.nodes`), plus the hosts queued DWS ProvisioningRequests still wait for; cordon is a
+    Kubernetes cordon; a checkpoint request is written to the run's notice ConfigMap
+    (:mod:`.checkpoint_request`).
     """
 
     name = "kuberay"
@@ -364,8 +174,10 @@ class KubeRayBackend:
         dashboard_url: DashboardURL | None = None,
         serve_app: ServeAppBuilder | None = None,
         http_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config
+        self.clock = clock
         self.cluster, self.kuberay = cluster_kuberay(config)
         self.namespace = self.kuberay.namespace
         self.kube = KubeClient(api_client or api_client_for(self.kuberay))
@@ -499,25 +311,108 @@ class KubeRayBackend:
 
     # ------------------------------------------------------------ capacity
 
-    def capacity(self) -> dict[str, PoolCapacity]:
-        """Per pool: hosts configured (``maxReplicas`` x hosts per slice), hosts with a Ready Ray
-        worker pod (fleet, run or service), and of those the fleet's (no gang or replica on them)."""
+    def _pool_specs(self) -> dict[str, PoolSpec]:
+        return {name: self.config.pools[name].spec for name in cluster_pools(self.config)}
+
+    def _busy_nodes(self) -> set[str]:
+        """Nodes holding a gang or a service replica: a Running rayfleet run/service worker pod."""
         pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker")
-        ready: dict[str, int] = {}
-        free: dict[str, int] = {}
+        busy = set()
         for pod in pods:
             labels = (pod.get("metadata") or {}).get("labels") or {}
-            pool = labels.get("rayfleet.io/pool")
-            if pool is None or not _pod_ready(pod):
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and labels.get(LABEL_ROLE) in ("run", "service") and (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
+                busy.add(node)
+        return busy
+
+    def _awaited_hosts(self) -> list[HostInfo]:
+        """Hosts queued DWS requests still wait for: one placeholder per pod of the request."""
+        out = []
+        for pr in self.kube.list("ProvisioningRequest", self.namespace, self._selector("dws")):
+            meta = pr.get("metadata") or {}
+            pool = (meta.get("labels") or {}).get("rayfleet.io/pool")
+            if pool is None:
                 continue
-            ready[pool] = ready.get(pool, 0) + 1
-            if labels.get(LABEL_ROLE) == "fleet":
-                free[pool] = free.get(pool, 0) + 1
-        out = {}
-        for name in cluster_pools(self.config):
-            spec = self.config.pools[name].spec
-            out[name] = PoolCapacity(pool=name, hosts=spec.max_hosts, ready_hosts=ready.get(name, 0), free_hosts=free.get(name, 0))
+            for i in range(pending_hosts(pr)):
+                out.append(HostInfo(f"{meta['name']}-{i}", pool, HostPhase.PROVISIONING, since=epoch(meta.get("creationTimestamp")),
+                                    healthy=False, message=f"ProvisioningRequest {meta['name']}: waiting for DWS capacity"))
         return out
+
+    def hosts(self) -> list[HostInfo]:
+        """The pools' Nodes, with their phase (:mod:`.nodes`), and the hosts queued DWS requests
+        still wait for (PROVISIONING, no node yet)."""
+        return node_hosts(self.kube.list_nodes(), self._pool_specs()) + self._awaited_hosts()
+
+    def capacity(self) -> dict[str, PoolCapacity]:
+        """Per pool, from its Nodes: hosts configured (``maxReplicas`` x hosts per slice), alive
+        (Ready: READY, CORDONED or DRAINING), free (READY with no run or service worker pod on it),
+        provisioning (nodes not Ready yet, and hosts queued DWS requests wait for) and cordoned
+        (cordoned or draining)."""
+        busy = self._busy_nodes()
+        counts: dict[str, dict[str, int]] = {}
+        for h in self.hosts():
+            c = counts.setdefault(h.pool, {"ready": 0, "free": 0, "provisioning": 0, "cordoned": 0})
+            if h.phase in (HostPhase.READY, HostPhase.CORDONED, HostPhase.DRAINING):
+                c["ready"] += 1
+            if h.phase == HostPhase.READY and h.healthy and h.name not in busy:
+                c["free"] += 1
+            if h.phase == HostPhase.PROVISIONING:
+                c["provisioning"] += 1
+            if h.phase in (HostPhase.CORDONED, HostPhase.DRAINING):
+                c["cordoned"] += 1
+        out = {}
+        for name, spec in self._pool_specs().items():
+            c = counts.get(name, {})
+            out[name] = PoolCapacity(
+                pool=name, hosts=spec.max_hosts, ready_hosts=c.get("ready", 0), free_hosts=c.get("free", 0),
+                provisioning_hosts=c.get("provisioning", 0), cordoned_hosts=c.get("cordoned", 0),
+            )
+        return out
+
+    def cordon(self, host: str, reason: str) -> None:
+        """``kubectl cordon`` (``spec.unschedulable: true``) plus the reason and time in the node's
+        ``rayfleet.io/cordoned`` / ``rayfleet.io/cordoned-at`` annotations. Repair on GKE is node
+        auto-repair's (it recreates nodes whose conditions fail); a node cordoned for failing runs
+        alone comes back through :meth:`uncordon`. A node that is gone is left alone."""
+        try:
+            self.kube.patch_core("Node", host, "", cordon_patch(reason, self.clock()))
+        except NotFound:
+            log.info("cordon %s: the node is gone", host)
+
+    def uncordon(self, host: str) -> None:
+        """``kubectl uncordon`` (``spec.unschedulable: false``), rayfleet's annotations removed."""
+        try:
+            self.kube.patch_core("Node", host, "", uncordon_patch())
+        except NotFound:
+            log.info("uncordon %s: the node is gone", host)
+
+    def request_checkpoint(self, run_id: str) -> None:
+        """Write ``{"checkpoint": <now>}`` to the run's notice ConfigMap, mounted in its pods at
+        ``$RAYFLEET_NOTICE_FILE`` (:mod:`.checkpoint_request`). No-op for a run that is gone."""
+        if self._run_job(run_id) is None:
+            return
+        name = notice_configmap_name(self.run_name(run_id))
+        line = notice_line(self.clock())
+        try:
+            self.kube.patch_core("ConfigMap", name, self.namespace, {"data": {NOTICE_KEY: line}})
+        except NotFound:  # launched before notices existed, or deleted: make it
+            self.kube.create_core(self._validated(notice_configmap(name, self.namespace, self._notice_labels(run_id), self.clock())))
+
+    def _notice_labels(self, run_id: str) -> dict[str, str]:
+        return {MANAGED_BY: "rayfleet", LABEL_CLUSTER: self.cluster, LABEL_ROLE: "notice", LABEL_RUN: run_label(run_id)}
+
+    def _run_hosts(self, run_id: str) -> tuple[str, ...]:
+        """Nodes the run's worker pods are on."""
+        pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_RUN}={run_label(run_id)},ray.io/node-type=worker")
+        return tuple(sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}))
+
+    def _host_notices(self, pool: str, hosts: tuple[str, ...]) -> tuple[Notice, ...]:
+        if not hosts or pool not in self.config.pools:
+            return ()
+        spec = self.config.pools[pool].spec
+        now = self.clock()
+        known = {h.name: h for h in node_hosts(self.kube.list_nodes(), self._pool_specs())}
+        return tuple(n for h in hosts if h in known for n in host_notices(known[h], spec, now))
 
     # ------------------------------------------------------------ runs
 
@@ -557,6 +452,11 @@ class KubeRayBackend:
                 self.kube.create(objs.provisioning_request)
             except Conflict:
                 pass
+        notice = self._validated(notice_configmap(notice_configmap_name(name), self.namespace, self._notice_labels(req.run_id)))
+        try:
+            self.kube.create_core(notice)
+        except Conflict:
+            pass
         try:
             self.kube.create(objs.rayjob)
         except Conflict:
@@ -588,6 +488,7 @@ class KubeRayBackend:
             self.kube.delete("RayJob", name, self.namespace)
         self.kube.delete("ProvisioningRequest", name, self.namespace)
         self.kube.delete_core("PodTemplate", f"{name}-workers", self.namespace)
+        self.kube.delete_core("ConfigMap", notice_configmap_name(name), self.namespace)
 
     def run_status(self, run_id: str) -> RunStatus | None:
         job = self._run_job(run_id)
@@ -595,19 +496,27 @@ class KubeRayBackend:
             return None
         status = job.get("status") or {}
         state, message = map_rayjob_status(status)
-        if state == RunState.PENDING:
+        pool = ((job.get("metadata") or {}).get("labels") or {}).get("rayfleet.io/pool", "")
+        hosts: tuple[str, ...] = ()
+        notices: tuple[Notice, ...] = ()
+        if not state.terminal:
+            hosts = self._run_hosts(run_id)
             provreq = self.kube.find("ProvisioningRequest", self.run_name(run_id), self.namespace)
-            problem = provisioning_problem(provreq)
-            if problem:
-                state, message = RunState.LOST, problem
-            elif provreq is not None and not status.get("message"):
-                message = f"waiting for DWS flex-start capacity (ProvisioningRequest {provreq['metadata']['name']})"
+            if provreq is not None and pool in self.config.pools:
+                outcome = apply_provisioning(
+                    provreq, state, message if status.get("message") or state != RunState.PENDING else "",
+                    spec=self.config.pools[pool].spec, hosts=hosts, now=self.clock(),
+                )
+                state, message, notices = outcome.state, outcome.message, outcome.notices
+            if state == RunState.RUNNING:
+                notices += self._host_notices(pool, hosts)
         info = status.get("rayJobInfo") or {}
-        started = _epoch(info.get("startTime")) if state != RunState.PENDING else None
+        started = epoch(info.get("startTime")) if state != RunState.PENDING else None
         if started is None and state not in (RunState.PENDING,):
-            started = _epoch(status.get("startTime"))
-        finished = _epoch(status.get("endTime") or info.get("endTime")) if state.terminal else None
-        return RunStatus(run_id=run_id, state=state, message=message, started_at=started, finished_at=finished)
+            started = epoch(status.get("startTime"))
+        finished = epoch(status.get("endTime") or info.get("endTime")) if state.terminal else None
+        return RunStatus(run_id=run_id, state=state, message=message, started_at=started, finished_at=finished,
+                         node_ids=hosts, notices=_unique(notices), hosts=hosts)
 
     def list_runs(self) -> list[str]:
         out = []
@@ -654,7 +563,7 @@ class KubeRayBackend:
                     _headers=headers, _preload_content=False, _request_timeout=self._http_timeout,
                 )
             except ApiException as e:
-                raise _error(e, f"dashboard of {raycluster}: GET {path}") from None
+                raise error_of(e, f"dashboard of {raycluster}: GET {path}") from None
             return json.loads(resp.data or b"null")
         url = self.dashboard_base(raycluster) + path
         try:

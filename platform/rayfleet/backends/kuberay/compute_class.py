@@ -6,8 +6,10 @@ Each step of a rayfleet compute class (a flavor, hence a pool) becomes one prior
 pool provisioning   priority
 ==================  ===================================================================
 reservation         ``reservations: {affinity: Specific, specific: [{name, project}]}``
-dws-calendar        ``reservations: {affinity: AnyBestEffort}`` (the calendar reservation is
-                    consumed as any matching reservation; its name is not in the Pool spec)
+dws-calendar        ``reservations: {affinity: Specific, specific: [{name, project}]}``: the
+                    reservation Compute Engine creates for the calendar request, which exists
+                    only inside the window (a step without ``reservationName`` is refused:
+                    ``AnyBestEffort`` would let GKE make on-demand nodes outside the window)
 dws-flex            ``flexStart: {enabled: true, nodeRecycling: {leadTimeSeconds}}`` with
                     ``maxRunDurationSeconds``; node recycling when the class asks for it
 spot                ``spot: true``
@@ -16,7 +18,9 @@ on-demand           ``spot: false``
 
 plus the machine type, the accelerator (``gpu: {type, count}`` or ``tpu: {type, count, topology}``)
 and the pool's zone. ``whenUnsatisfiable: DoNotScaleUp`` keeps GKE from falling back to anything
-outside the class; ``nodePoolAutoCreation`` lets GKE create the node pool of a priority.
+outside the class; ``nodePoolAutoCreation`` lets GKE create the node pool of a priority;
+``activeMigration.optimizeRulePriority`` is the class's ``activeMigration.optimizeRulePriority``
+(GKE then moves workloads to a preferred priority's new nodes when it can).
 
 What GKE cannot express: rayfleet's per-step ``waitForCapacity`` (GKE moves to the next priority
 when a priority's capacity is unavailable, it has no per-priority timeout). The wait times are kept
@@ -61,7 +65,14 @@ def priority_for(pool: str, spec: PoolSpec, *, node_recycling: bool) -> dict[str
             specific["project"] = prov.reservation_project
         rule["reservations"] = {"affinity": "Specific", "specific": [specific]}
     elif isinstance(prov, DwsCalendarProvisioning):
-        rule["reservations"] = {"affinity": "AnyBestEffort"}
+        if not prov.reservation_name:
+            raise ValueError(
+                f"pool {pool!r}: a dws-calendar compute-class step needs provisioning.reservationName (the calendar request's reservation)"
+            )
+        cal: dict[str, Any] = {"name": prov.reservation_name}
+        if prov.reservation_project:
+            cal["project"] = prov.reservation_project
+        rule["reservations"] = {"affinity": "Specific", "specific": [cal]}
     elif isinstance(prov, DwsFlexProvisioning):
         flex: dict[str, Any] = {"enabled": True}
         if node_recycling:
@@ -105,7 +116,7 @@ def compute_class_object(cc: ComputeClass, cfg: PlatformConfig) -> dict[str, Any
             "description": f"rayfleet compute class {cc.name}: {order}",
             "priorities": priorities,
             "nodePoolAutoCreation": {"enabled": True},
-            "activeMigration": {"optimizeRulePriority": False},
+            "activeMigration": {"optimizeRulePriority": cc.spec.active_migration.optimize_rule_priority},
             "whenUnsatisfiable": "DoNotScaleUp",
         },
     }

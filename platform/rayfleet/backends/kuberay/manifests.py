@@ -56,6 +56,7 @@ from ..base import LaunchRequest, checkpoint_dir
 from ..placement import POD_HOST_FRACTION, gang_fit, host_offer, plan_request
 from ..rundir import request_doc
 from ..runtime_env import with_package_uris
+from .checkpoint_request import mount_notice, notice_configmap_name
 
 # ---------------------------------------------------------------- GKE and Kubernetes names
 
@@ -260,8 +261,15 @@ def pool_placement(spec: PoolSpec, *, pin_provisioning: bool = True, compute_cla
             tolerations.append({"key": GKE_QUEUED, "operator": "Equal", "value": "true", "effect": "NoSchedule"})
         else:
             selector[GKE_MAX_RUN_DURATION] = str(int(prov.max_run_duration))
+    elif isinstance(prov, DwsCalendarProvisioning) and prov.reservation_name:
+        # a calendar request's capacity is a reservation Compute Engine creates for the window,
+        # consumed as a specific reservation (it exists only inside the window)
+        selector[GKE_RESERVATION_NAME] = prov.reservation_name
+        selector[GKE_RESERVATION_AFFINITY] = "specific"
+        if prov.reservation_project:
+            selector[GKE_RESERVATION_PROJECT] = prov.reservation_project
     elif isinstance(prov, DwsCalendarProvisioning):
-        pass  # calendar capacity arrives as the pool's own nodes: accelerator + machine type pin it
+        pass  # unnamed calendar reservation: the pool's own nodes, pinned by accelerator + machine type
     else:  # on-demand: keep off the spot, flex-start and reserved nodes of the same machine type
         affinity = {
             "nodeAffinity": {
@@ -379,8 +387,10 @@ def worker_group(
     pod_labels: dict[str, str] | None = None,
     pod_annotations: dict[str, str] | None = None,
     ray_labels: dict[str, str] | None = None,
+    autoscaled: bool = False,
 ) -> dict[str, Any]:
-    """A worker group on ``pool``: one replica is one host, or one TPU slice of ``numOfHosts`` hosts."""
+    """A worker group on ``pool``: one replica is one host, or one TPU slice of ``numOfHosts`` hosts.
+    ``autoscaled``: Ray's autoscaler gives a worker back after the pool's ``idleTimeout``."""
     placement = placement or pool_placement(spec)
     group: dict[str, Any] = {
         "groupName": group_name or pool,
@@ -392,6 +402,8 @@ def worker_group(
         "rayStartParams": ray_start_params(spec),
         "template": worker_pod_template(spec, kuberay, placement, labels=pod_labels, annotations=pod_annotations),
     }
+    if autoscaled:
+        group["idleTimeoutSeconds"] = int(spec.idle_timeout)
     return group
 
 
@@ -430,7 +442,8 @@ def fleet_raycluster(cfg: PlatformConfig, *, auth_secret: str | None = None) -> 
     labels = {MANAGED_BY: "rayfleet", LABEL_CLUSTER: name, LABEL_ROLE: "fleet"}
     pod_labels = {LABEL_CLUSTER: name, LABEL_ROLE: "fleet"}
     groups = [
-        worker_group(p, cfg.pools[p].spec, kuberay, replicas=0, min_replicas=0, max_replicas=cfg.pools[p].spec.max_replicas, pod_labels=pod_labels)
+        worker_group(p, cfg.pools[p].spec, kuberay, replicas=0, min_replicas=0, max_replicas=cfg.pools[p].spec.max_replicas, pod_labels=pod_labels,
+                     autoscaled=True)
         for p in cluster_pools(cfg)
     ]
     spec: dict[str, Any] = {
@@ -590,11 +603,14 @@ def run_objects(
         req.pool, spec, kuberay, replicas=replicas, min_replicas=replicas, max_replicas=replicas,
         placement=placement, pod_labels=pod_labels, pod_annotations=pod_annotations,
     )
+    head = head_group(kuberay, labels=pod_labels)
+    for template in (head["template"], group["template"]):
+        mount_notice(template, notice_configmap_name(name))
     cluster_spec: dict[str, Any] = {
         "rayVersion": kuberay.ray_version,
         "enableInTreeAutoscaling": False,
         "authOptions": _auth(auth_secret),
-        "headGroupSpec": head_group(kuberay, labels=pod_labels),
+        "headGroupSpec": head,
         "workerGroupSpecs": [group],
     }
     if (req.entrypoint is None) == (req.train_app is None):
@@ -745,6 +761,7 @@ def rayservice(
         max_replicas=cap * per_replica,
         placement=placement, group_name=group_name, ray_labels=ray_labels,
         pod_labels={LABEL_SERVICE: label_value(svc.name), LABEL_CLUSTER: cluster, LABEL_ROLE: "service"},
+        autoscaled=True,
     )
     config = {"applications": [serve_app(svc, pool, spec, cap)]}
     annotations = {"rayfleet.io/queue": svc.spec.queue}
