@@ -10,6 +10,7 @@ from rayfleet.capacity.scaling import (
     PoolState,
     ScaleDecision,
     decide,
+    gang_requests,
     hosts_to_release,
     hosts_to_request,
     next_release_at,
@@ -60,6 +61,9 @@ def test_queued_dws_asks_once_per_gang_all_or_nothing():
     assert hosts_to_request(QUEUED, PoolState(alive=2, free=0, provisioning=1), [4, 2], 0.0) == [2]
     # provisioning hosts belong to other gangs' requests: they do not cover these
     assert hosts_to_request(QUEUED, PoolState(alive=0, free=0, provisioning=2), [2], 0.0) == [2]
+    # aligned with the gangs: 0 where a gang asks for nothing
+    assert gang_requests(QUEUED, PoolState(alive=2, free=0, provisioning=1), [4, 2, 9], 0.0) == [0, 2, 0]
+    assert gang_requests(QUEUED, PoolState(alive=1, free=1, provisioning=0), [1, 1], 0.0) == [0, 1]
 
 
 def test_no_request_outside_a_calendar_window():

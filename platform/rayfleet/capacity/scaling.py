@@ -73,22 +73,33 @@ def hosts_to_request(spec: PoolSpec, state: PoolState, needs: Sequence[int], now
     if room <= 0:
         return []
     if all_or_nothing(spec):
-        out: list[int] = []
-        free = state.free
-        for need in needs:
-            use = min(free, need)
-            short = whole_slices(spec, need - use)
-            if short == 0 or short > room:
-                continue
-            free -= use
-            room -= short
-            out.append(short)
-        return out
+        return [n for n in gang_requests(spec, state, needs, now) if n]
     short = sum(max(n, 0) for n in needs) - state.free - state.provisioning
     if short <= 0:
         return []
     n = min(whole_slices(spec, short), room // spec.slice_hosts * spec.slice_hosts)
     return [n] if n > 0 else []
+
+
+def gang_requests(spec: PoolSpec, state: PoolState, needs: Sequence[int], now: float) -> list[int]:
+    """For an all-or-nothing pool (queued DWS): the request of each gang, in the order of ``needs``
+    (gangs with no request out yet), 0 for a gang that asks for nothing now. Free hosts go to the
+    first gangs; a gang's request is what they do not cover, in whole slices, or 0 if it would pass
+    ``maxHosts`` (its hosts come together or not at all) or the calendar window is closed."""
+    out = [0] * len(needs)
+    if not window_open(spec, now):
+        return out
+    room = spec.max_hosts - state.alive - state.provisioning
+    free = state.free
+    for i, need in enumerate(needs):
+        use = min(free, max(need, 0))
+        short = whole_slices(spec, need - use)
+        if short == 0 or short > room:
+            continue
+        free -= use
+        room -= short
+        out[i] = short
+    return out
 
 
 def _candidates(spec: PoolSpec, idle: Sequence[IdleHost]) -> list[tuple[float, list[str]]]:
