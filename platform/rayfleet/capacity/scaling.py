@@ -94,7 +94,7 @@ def gang_requests(spec: PoolSpec, state: PoolState, needs: Sequence[int], now: f
     for i, need in enumerate(needs):
         use = min(free, max(need, 0))
         short = whole_slices(spec, need - use)
-        if short == 0 or short > room:
+        if short > room:
             continue
         free -= use
         room -= short
