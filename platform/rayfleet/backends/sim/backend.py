@@ -195,7 +195,8 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             t = max(t, self._last)
             self._last = t
             getattr(self, f"_on_{kind}")(t, *args)
-            self._place_dirty(t)
+            if not (self._heap and self._heap[0][0] <= t):
+                self._place_dirty(t)   # once every event of this instant is applied (hosts of one request arrive together)
         self._last = now
         self._place_dirty(now)
         return now
