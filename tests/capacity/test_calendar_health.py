@@ -92,10 +92,12 @@ def test_unhealthy_hosts_are_cordoned_and_repaired_ones_come_back():
     assert [h.name for h in health.reported_unhealthy(hosts, hh)] == ["a"]
     hh.mark_cordoned("a", 100)
     assert health.reported_unhealthy(hosts, hh) == []
-    cordoned = [H("a", phase="cordoned", since=100), H("c", phase="repairing", since=10, healthy=False)]
-    assert health.repaired(cordoned, hh, 149) == []
-    assert [h.name for h in health.repaired(cordoned, hh, 150)] == ["a"]   # c is still unhealthy
-    assert health.out_of_service(cordoned, hh) == {"a", "c"}
+    cordoned = [H("a", phase="cordoned", since=100), H("c", phase="cordoned", since=10, healthy=False),
+                H("d", phase="repairing", since=10)]
+    assert health.overdue(cordoned, hh, 149) == []
+    assert [h.name for h in health.overdue(cordoned, hh, 150)] == ["a"]   # c is unhealthy, d being repaired
+    assert health.out_of_service(cordoned, hh) == {"a", "c", "d"}
+    assert health.back_in_service(cordoned, hh) == [] and health.back_in_service([H("a")], hh) == ["a"]
 
 
 def test_a_flavor_is_exhausted_when_nothing_can_replace_the_leaving_host():

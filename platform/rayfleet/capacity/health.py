@@ -3,8 +3,10 @@
 Policy: the Cluster's ``spec.hostHealth``. A host on which ``failuresToCordon`` runs FAILED within
 ``window`` seconds is faulty, and so is a host the backend reports unhealthy (GKE node conditions).
 A faulty host is cordoned (nothing new is placed on it; the backend starts its repair) and the runs
-still on it get an unhealthy-host notice (checkpoint, then move: :data:`UNHEALTHY_GRACE_S`). After
-``repairTime`` a cordoned host the backend reports healthy is returned to service.
+still on it get an unhealthy-host notice (checkpoint, then move: :data:`UNHEALTHY_GRACE_S`). The
+backend repairs it (local: its Ray node restarted; GKE: node auto-repair; the sim: ``repairTime``
+after its last run left) and lists it in service again; a host still merely cordoned
+``repairTime`` after the cordon and reported healthy is returned to service by the controller.
 
 :class:`HostHealth` holds the failure times per host; the controller keeps one in memory and
 rebuilds it at start from the ``Host`` events of the store's event log (each counted failure is
@@ -79,16 +81,23 @@ def reported_unhealthy(hosts: Iterable[HostInfo], health: HostHealth) -> list[Ho
     return [h for h in hosts if not h.healthy and h.phase not in OUT_OF_SERVICE and h.name not in health.cordoned]
 
 
-def repaired(hosts: Iterable[HostInfo], health: HostHealth, now: float) -> list[HostInfo]:
-    """Cordoned hosts whose repair time is over and that the backend reports healthy: to uncordon."""
+def overdue(hosts: Iterable[HostInfo], health: HostHealth, now: float) -> list[HostInfo]:
+    """Hosts still cordoned (the backend has not started repairing them itself) ``repairTime`` after
+    the cordon, and reported healthy: the controller returns them to service (``uncordon``). A
+    host the backend is repairing (REPAIRING) is left to it."""
     out = []
     for h in hosts:
-        if h.phase not in OUT_OF_SERVICE or not h.healthy:
+        if h.phase != "cordoned" or not h.healthy:
             continue
         since = health.cordoned.get(h.name, h.since)
         if since is not None and now - since >= health.policy.repair_time:
             out.append(h)
     return out
+
+
+def back_in_service(hosts: Iterable[HostInfo], health: HostHealth) -> list[str]:
+    """Hosts this controller cordoned that the backend lists in service again (repaired)."""
+    return sorted(h.name for h in hosts if h.name in health.cordoned and h.phase not in OUT_OF_SERVICE)
 
 
 def out_of_service(hosts: Iterable[HostInfo], health: HostHealth) -> set[str]:

@@ -176,7 +176,8 @@ class Controller:
             job: TrainJob = rec.doc  # type: ignore[assignment]
             status: RunStatus | None = self.backend.run_status(self._run_id(job))
             lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
-            t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now),
+            stockout = status is not None and status.state == RunState.STOCKOUT
+            t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now) if stockout else None,
                                     flavor_exhausted=lost_noticed and self._exhausted(job, job.status.notice.kind))  # type: ignore[union-attr]
             tipped = self._count_failure(job, status, now)
             job = self._apply(job, t, now, version=rec.resource_version)
@@ -280,7 +281,7 @@ class Controller:
     # ------------------------------------------------------------ 1c. faulty hosts
 
     def _host_health(self, now: float) -> list[HostInfo]:
-        """Cordon hosts the backend reports unhealthy, return repaired ones; the hosts as they are now."""
+        """Cordon hosts the backend reports unhealthy, return overdue ones, note repaired ones; the hosts as they are now."""
         if not isinstance(self.backend, CapacityBackend):
             return []
         hosts = self.backend.hosts()
@@ -288,14 +289,17 @@ class Controller:
         for h in health.reported_unhealthy(hosts, self.health):
             changed = True
             self._cordon(h.name, f"the backend reports it unhealthy{': ' + h.message if h.message else ''}", now)
-        for h in health.repaired(hosts, self.health, now):
+        for h in health.overdue(hosts, self.health, now):
             changed = True
             self.backend.uncordon(h.name)
-            self.health.mark_uncordoned(h.name)
-            msg = f"host {h.name} (pool {h.pool}) repaired: back in service"
+        if changed:
+            hosts = self.backend.hosts()
+        for name in health.back_in_service(hosts, self.health):
+            self.health.mark_uncordoned(name)
+            msg = f"host {name} repaired: back in service"
             log.info(msg)
-            self.store.add_event("Host", h.name, "Uncordoned", msg, {"pool": h.pool}, now=now)
-        return self.backend.hosts() if changed else hosts
+            self.store.add_event("Host", name, "Uncordoned", msg, {}, now=now)
+        return hosts
 
     def _count_failure(self, job: TrainJob, rs: RunStatus | None, now: float) -> list[str]:
         """A FAILED run counts once against each of its hosts; the hosts it tips over the policy."""
