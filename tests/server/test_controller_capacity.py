@@ -59,6 +59,11 @@ class World:
         self.fleet = assemble(self.config, self.sim, self.dir, clock=self.clock)
         return self
 
+    def crash(self) -> None:
+        """Drop the service and build a new one over the same store file and the same sim."""
+        self.fleet.close()
+        self.fleet = assemble(self.config, self.sim, self.dir, clock=self.clock)
+
     def tick(self, seconds: float = 0.0, passes: int = 1) -> None:
         self.clock.t += seconds
         for _ in range(passes):
@@ -293,3 +298,19 @@ def test_a_recycle_notice_moves_a_training_gang(world):
     notice = next(e for e in world.events("gang") if e.type == "Notice")
     assert notice.data["kind"] == "recycle" and "recycle notice" in notice.message
     world.run_until("gang", {JobState.SUCCEEDED}, limit=3000)
+
+
+def test_failure_counts_survive_a_restart_of_the_service(world):
+    """The per-host counts live in memory, rebuilt from the store's Host events of the window."""
+    world.start()
+    bad = world.sim.pool("l4-od").hosts()[0]
+    world.sim.fault(bad)
+    world.sim.script_run("flaky", runtime=40)
+    world.submit("flaky", "od", max_restarts=5)
+    while world.job("flaky").status.restarts < 2:
+        world.tick(1)
+    world.crash()
+    assert world.fleet.controller.health.count(bad, world.clock.t) == 2
+    while world.job("flaky").status.restarts < 3:
+        world.tick(1)
+    assert "HostCordoned" in world.types("flaky") and bad in world.fleet.controller.health.cordoned

@@ -2,9 +2,13 @@
 
 Woken by a submission, a stop, or a tick, one pass does, in order:
 1. sync: read each launched run's state from the backend and move jobs on, recording interruptions
-   and recoveries, and stop jobs past their deadline;
+   and recoveries, and stop jobs past their deadline; on a backend whose capacity comes and goes
+   (``CapacityBackend``): cordon faulty hosts (``capacity.health``), record notices and ask for a
+   checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
+   compute-class step;
 2. finish stops: carry out pending stops (user stops, preemptions) and requeue preempted gangs;
-3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload, write the
+3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload (each job
+   offered the flavors it may use now: not skipped, calendar windows open, ``capacity.calendar``), write the
    decisions (admit on a flavor, preempt victims, wait with an explanation);
 4. launch: start every admitted attempt on the backend.
 
