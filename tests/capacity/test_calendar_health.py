@@ -98,6 +98,7 @@ def test_unhealthy_hosts_are_cordoned_and_repaired_ones_come_back():
     assert [h.name for h in health.overdue(cordoned, hh, 150)] == ["a"]   # c is unhealthy, d being repaired
     assert health.out_of_service(cordoned, hh) == {"a", "c", "d"}
     assert health.back_in_service(cordoned, hh) == [] and health.back_in_service([H("a")], hh) == ["a"]
+    assert health.back_in_service([], hh) == ["a"]     # gone: a new machine in its slot starts clean
 
 
 def test_a_flavor_is_exhausted_when_nothing_can_replace_the_leaving_host():

@@ -96,8 +96,10 @@ def overdue(hosts: Iterable[HostInfo], health: HostHealth, now: float) -> list[H
 
 
 def back_in_service(hosts: Iterable[HostInfo], health: HostHealth) -> list[str]:
-    """Hosts this controller cordoned that the backend lists in service again (repaired)."""
-    return sorted(h.name for h in hosts if h.name in health.cordoned and h.phase not in OUT_OF_SERVICE)
+    """Hosts this controller cordoned that the backend lists in service again (repaired), or no
+    longer lists at all (the machine is gone; a new one in its place starts clean)."""
+    listed = {h.name: h.phase for h in hosts}
+    return sorted(n for n in health.cordoned if listed.get(n, "absent") not in OUT_OF_SERVICE)
 
 
 def out_of_service(hosts: Iterable[HostInfo], health: HostHealth) -> set[str]:

@@ -240,9 +240,9 @@ class Controller:
         allowed = placement_flavors(self.config, job)
         room = next((f for f in prefs if f in allowed and self._has_room(job, f, now)), None)
         if room is not None:
-            self._apply(job, transitions.migration_planned(job, room, now), now)
+            job = self._apply(job, transitions.migration_planned(job, room, now), now)
         elif st.notice is not None:
-            self._apply(job, transitions.migration_withdrawn(job, "the preferred step has no room any more"), now)
+            job = self._apply(job, transitions.migration_withdrawn(job, "the preferred step has no room any more"), now)
         if job.status.notice is not None:
             self._apply(job, transitions.notice_due(job, now), now)
 
@@ -300,7 +300,7 @@ class Controller:
             hosts = self.backend.hosts()
         for name in health.back_in_service(hosts, self.health):
             self.health.mark_uncordoned(name)
-            msg = f"host {name} repaired: back in service"
+            msg = f"host {name} back in service (repaired, or replaced by a new machine)"
             log.info(msg)
             self.store.add_event("Host", name, "Uncordoned", msg, {}, now=now)
         return hosts
