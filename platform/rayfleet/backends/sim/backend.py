@@ -56,7 +56,8 @@ class PoolHandle:
         return self
 
     def initial_hosts(self, n: int) -> PoolHandle:
-        """Hosts ready when the sim comes up (call before ``up``)."""
+        """Hosts ready when the sim comes up (call before ``up``; a calendar pool: when its window
+        opens). Default: ``minReplicas`` hosts, all of a reservation's or calendar booking's."""
         self.sim._pool_script(self.name)["initial_hosts"] = n
         return self
 
