@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rayfleet.api import Interruption, JobState, ServiceState, ServiceStatus, TrainJob
-from rayfleet.backends.base import RunState, RunStatus, ServiceRunStatus, run_id_for
+from rayfleet.backends.base import Notice, NoticeKind, RunState, RunStatus, ServiceRunStatus, run_id_for
 from rayfleet.server import transitions as tr
 from rayfleet.server.transitions import Action
 
@@ -269,3 +269,114 @@ def test_service_observed_running_degraded_and_not_listed_yet():
     assert unlisted.status.state == ServiceState.DEPLOYING
     nothing = tr.service_observed(st, 0, None, st.message)
     assert nothing.status.state == ServiceState.DEPLOYING and nothing.status.replicas_granted == 0
+
+
+# ---------------------------------------------------------------- capacity that comes and goes (issue 13)
+
+
+def _reclaim(deadline: float | None = T0 + 30, kind: NoticeKind = NoticeKind.RECLAIM) -> Notice:
+    return Notice(kind, "host-3", deadline)
+
+
+def test_a_notice_is_recorded_once_and_asks_for_a_checkpoint():
+    t = tr.noticed(job(lastCheckpointStep=40), _reclaim(), T0)
+    n = t.status.notice
+    assert t.event == "Notice" and t.actions == (Action.REQUEST_CHECKPOINT,)
+    assert (n.kind, n.host, n.checkpoint_step, n.deadline) == ("reclaim", "host-3", 40, at(T0 + 30))
+    assert "host-3" in t.message and "step 40" in t.message and "30s" in t.message
+    assert tr.noticed(job(notice=n.model_dump(by_alias=True, mode="json")), _reclaim(T0 + 10), T0 + 1) is None
+    assert tr.noticed(job(JobState.STARTING), _reclaim(), T0) is None
+
+
+def test_the_earliest_notice_moves_the_attempt():
+    late, soon, none = _reclaim(T0 + 90), _reclaim(T0 + 20, NoticeKind.WINDOW_END), _reclaim(None, NoticeKind.UNHEALTHY)
+    assert tr.first_notice((none, late, soon)) is soon and tr.first_notice(()) is None
+
+
+def _noticed(kind="reclaim", step=40, deadline=T0 + 30, **kw) -> TrainJob:
+    rec = {"kind": kind, "host": "host-3", "at": at(T0).isoformat(), "checkpointStep": step,
+           "deadline": at(deadline).isoformat() if deadline is not None else None}
+    return job(notice=rec, **kw)
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("reclaim", "reclaimed"), ("recycle", "recycled"), ("window-end", "window-end"),
+                                              ("unhealthy", "unhealthy-host")])
+def test_a_noticed_attempt_moves_at_its_newer_checkpoint(kind, reason):
+    assert tr.notice_due(_noticed(kind, lastCheckpointStep=40), T0 + 5) is None   # no newer checkpoint yet, deadline far
+    t = tr.notice_due(_noticed(kind, lastCheckpointStep=41), T0 + 5)
+    assert t.status.state == JobState.STOPPING and t.status.stop_reason == reason and "step 41" in t.message
+    done = tr.finish_stop(job(JobState.STOPPING, stopReason=reason, lastCheckpointStep=41), T0 + 6)
+    st = done.status
+    assert st.state == JobState.QUEUED and st.not_before is None and st.restarts == 0 and st.disruptions == 1
+    assert st.interruptions[-1].reason == reason and st.notice is None
+
+
+def test_a_noticed_attempt_without_a_new_checkpoint_moves_just_before_the_deadline():
+    j = _noticed(lastCheckpointStep=40)
+    assert tr.notice_due(j, T0 + 30 - tr.NOTICE_LEAD_S - 0.5) is None
+    t = tr.notice_due(j, T0 + 30 - tr.NOTICE_LEAD_S)
+    assert t.status.stop_reason == "reclaimed" and "deadline" in t.message
+    assert tr.notice_due(_noticed(deadline=None, lastCheckpointStep=40), T0 + 10_000) is None   # no deadline: only a checkpoint
+
+
+def test_a_notice_on_a_flavor_with_nothing_left_skips_it():
+    t = tr.notice_due(_noticed("window-end", lastCheckpointStep=41), T0 + 5, flavor_exhausted=True)
+    assert t.status.capacity_skipped == ["cpu-default"] and "next compute-class step" in t.message
+    kept = tr.notice_due(_noticed(lastCheckpointStep=41), T0 + 5)
+    assert kept.status.capacity_skipped == []
+
+
+def test_a_run_lost_with_a_notice_out_counts_with_the_notice_reason_and_requeues_at_once():
+    t = tr.observe(_noticed(lastCheckpointStep=40, max_restarts=0), run(RunState.LOST, "host-3 reclaimed"), T0 + 31,
+                   flavor_exhausted=True)
+    st = t.status
+    assert st.state == JobState.QUEUED and st.interruptions[-1].reason == "reclaimed" and st.not_before is None
+    assert st.restarts == 0 and st.capacity_skipped == ["cpu-default"] and st.notice is None
+    plain = tr.observe(job(), run(RunState.LOST, "gone"), T0 + 31)
+    assert plain.status.interruptions[-1].reason == "host-failure" and plain.status.not_before is not None
+
+
+def test_a_stockout_goes_to_the_next_step_at_once():
+    t = tr.observe(job(JobState.STARTING, started=None), run(RunState.STOCKOUT, "zone out of g2"), T0, next_flavor="spot")
+    st = t.status
+    assert t.event == "CapacityFallback" and st.state == JobState.QUEUED and st.capacity_skipped == ["cpu-default"]
+    assert st.not_before is None and st.disruptions == 1 and st.restarts == 0 and not st.interruptions
+    assert "zone out of g2" in t.message and "next: spot" in t.message and t.data["stockout"] is True
+    last = tr.observe(job(JobState.STARTING, started=None), run(RunState.STOCKOUT, "none"), T0)
+    assert last.status.not_before is not None   # no step left: back off rather than spin
+
+
+def test_a_migration_is_planned_then_made_at_the_next_checkpoint():
+    j = job(lastCheckpointStep=40, flavor="l4-spot")
+    t = tr.migration_planned(j, "l4-res", T0)
+    assert t.event == "Migrating" and t.status.notice.kind == "migrate" and t.status.notice.host == "l4-res"
+    assert t.actions == () and "l4-res" in t.message
+    planned = j.model_copy(update={"status": t.status})
+    assert tr.migration_planned(planned, "l4-res", T0 + 1) is None
+    assert tr.notice_due(planned, T0 + 3600) is None   # no deadline: waits for the checkpoint
+    moving = planned.model_copy(update={"status": planned.status.model_copy(update={"last_checkpoint_step": 50,
+                                                                                    "capacity_skipped": ["x"]})})
+    stop = tr.notice_due(moving, T0 + 60)
+    assert stop.status.stop_reason == "migrated" and stop.status.capacity_skipped == []
+    done = tr.finish_stop(moving.model_copy(update={"status": stop.status}), T0 + 61)
+    assert done.event == "Migrated" and done.status.state == JobState.QUEUED and done.status.interruptions[-1].reason == "migrated"
+
+
+def test_a_real_notice_replaces_a_planned_migration_and_a_withdrawn_one_is_dropped():
+    j = job(lastCheckpointStep=40)
+    planned = j.model_copy(update={"status": tr.migration_planned(j, "l4-res", T0).status})
+    t = tr.noticed(planned, _reclaim(), T0 + 1)
+    assert t.status.notice.kind == "reclaim"
+    w = tr.migration_withdrawn(planned, "taken")
+    assert w.event == "MigrationWithdrawn" and w.status.notice is None and "taken" in w.message
+    assert tr.migration_withdrawn(j, "taken") is None
+
+
+def test_a_failed_run_names_its_hosts_for_faulty_host_counting():
+    t = tr.observe(job(), run(RunState.FAILED, "xid 79", hosts=("h2", "h1", "h2")), T0)
+    assert t.data["hosts"] == ["h1", "h2"] and t.status.restarts == 1
+
+
+def test_a_new_attempt_starts_without_the_old_notice():
+    t = tr.admitted(_noticed(state=JobState.QUEUED), "l4-res", "l4-res", {})
+    assert t.status.notice is None

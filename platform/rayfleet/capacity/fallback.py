@@ -67,3 +67,29 @@ def remaining(flavors: tuple[str, ...], skipped: list[str]) -> tuple[str, ...]:
     none: if every flavor was skipped (the config changed under the job), all are tried again."""
     left = tuple(f for f in flavors if f not in skipped)
     return left or flavors
+
+
+def next_remaining(flavors: tuple[str, ...], skipped: list[str], flavor: str | None) -> str | None:
+    """The flavor quota tries after giving up ``flavor`` (None: nothing left, every flavor skipped)."""
+    return next((f for f in flavors if f != flavor and f not in skipped), None)
+
+
+def preferred(cfg: PlatformConfig, queue: str, flavor: str | None) -> list[str]:
+    """The steps before ``flavor`` that a job running there moves back to when one has room, best
+    first (GKE ComputeClass ``activeMigration.optimizeRulePriority``); none unless the queue's
+    compute class says so."""
+    q = cfg.queues.get(queue)
+    cc = cfg.compute_classes.get(q.spec.compute_class or "") if q is not None else None
+    if cc is None or not cc.spec.active_migration.optimize_rule_priority:
+        return []
+    names = [s.flavor for s in cc.spec.flavors]
+    return names[: names.index(flavor)] if flavor in names else []
+
+
+def flavor_exhausted(notice_kind: str, fixed_size: bool, free: int, provisioning: int, absent: int) -> bool:
+    """Whether a flavor has nothing left for a gang moved off it by a notice, so the compute class's
+    next step is tried: a closing calendar window never has; otherwise the pool has neither a free
+    host, one on its way, nor (unless its size is fixed, as a reservation's is) room to ask for one."""
+    if notice_kind == "window-end":
+        return True
+    return free + provisioning + (0 if fixed_size else absent) <= 0

@@ -296,6 +296,22 @@ class QuotaState:
         self._account(a)
         return AdmittedWorkload(wl, flavor, dict(wl.totals), order, admitted_at)
 
+    def fits(self, wl: Workload, flavor: str) -> bool:
+        """Whether quota would admit ``wl`` on ``flavor`` now without preempting anything (within
+        nominal quota or by borrowing), as if it were pending; nothing changes. A query for moving
+        an admitted workload back to a preferred flavor (compute-class active migration): its own
+        usage is on another flavor, so it does not count against this one."""
+        q = self._queues.get(wl.queue)
+        if q is None or flavor not in q.flavors:
+            return False
+        req = []
+        for r, v in wl.totals:
+            if (flavor, r) not in q.cfg.quotas:
+                return False
+            req.append((self._fr_index[(flavor, r)], v))
+        rank, _ = self._eval(q, tuple(req))
+        return rank in (0, 1)
+
     def _account(self, a: Adm) -> None:
         q = a.queue
         for k, v in a.req:

@@ -2,9 +2,13 @@
 
 Woken by a submission, a stop, or a tick, one pass does, in order:
 1. sync: read each launched run's state from the backend and move jobs on, recording interruptions
-   and recoveries, and stop jobs past their deadline;
+   and recoveries, and stop jobs past their deadline; on a backend whose capacity comes and goes
+   (``CapacityBackend``): cordon faulty hosts (``capacity.health``), record notices and ask for a
+   checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
+   compute-class step;
 2. finish stops: carry out pending stops (user stops, preemptions) and requeue preempted gangs;
-3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload, write the
+3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload (each job
+   offered the flavors it may use now: not skipped, calendar windows open, ``capacity.calendar``), write the
    decisions (admit on a flavor, preempt victims, wait with an explanation);
 4. launch: start every admitted attempt on the backend.
 
@@ -30,12 +34,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..api import JobState, TrainJob
-from ..backends.base import Backend, LaunchRequest, RunStatus, run_id_for
-from ..capacity import fallback
+from ..api import HostHealthPolicy, JobState, TrainJob
+from ..backends.base import (
+    Backend,
+    CapacityBackend,
+    HostInfo,
+    LaunchRequest,
+    Notice,
+    NoticeKind,
+    PoolCapacity,
+    RunState,
+    RunStatus,
+    run_id_for,
+)
+from ..backends.placement import gang_fit
+from ..capacity import calendar, fallback, health
 from ..config import PlatformConfig
 from ..errors import SpecError
 from . import admission, transitions
+from .admission import platform_backend
 from .layout import DataLayout
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
@@ -76,6 +93,9 @@ class Controller:
         self.cycles = 0
         self.last_error: str | None = None
         self.waiting: dict = {}  # workload id -> quota Wait of the last cycle
+        policy = config.cluster.spec.host_health if config.cluster is not None else None
+        self.health = health.HostHealth(policy or HostHealthPolicy())
+        self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -88,6 +108,7 @@ class Controller:
             job: TrainJob = rec.doc  # type: ignore[assignment]
             self.quota.restore(job, placement_flavors(self.config, job))
         self.services.restore()
+        self._restore_host_failures(self.clock())
         # A quota cut made while the service was down: what is now over a limit is reclaimed by
         # the normal rules in the first pass.
         self._startup_reclaims = self.quota.state.reconcile(self.clock())
@@ -123,6 +144,7 @@ class Controller:
 
     def run_once(self, now: float) -> None:
         with self._lock:
+            self._capacity = None
             self._sync(now)
             self._finish_stops(now)
             self._schedule(now)
@@ -135,6 +157,8 @@ class Controller:
         if t is None:
             return job
         run_id = self._run_id(job)
+        if Action.REQUEST_CHECKPOINT in t.actions and isinstance(self.backend, CapacityBackend):
+            self.backend.request_checkpoint(run_id)
         if Action.SAVE_LOGS in t.actions:
             self._save_logs(job)
         if Action.STOP_RUN in t.actions:
@@ -150,10 +174,22 @@ class Controller:
     # ------------------------------------------------------------ 1. sync
 
     def _sync(self, now: float) -> None:
+        hosts = self._host_health(now)
+        out = health.out_of_service(hosts, self.health)
         for rec in self.store.list("TrainJob", states=LAUNCHED):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             status: RunStatus | None = self.backend.run_status(self._run_id(job))
-            job = self._apply(job, transitions.observe(job, status, now), now, version=rec.resource_version)
+            lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
+            stockout = status is not None and status.state == RunState.STOCKOUT
+            t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now) if stockout else None,
+                                    flavor_exhausted=lost_noticed and self._exhausted(job, job.status.notice.kind))  # type: ignore[union-attr]
+            tipped = self._count_failure(job, status, now)
+            job = self._apply(job, t, now, version=rec.resource_version)
+            for host in tipped:
+                self._cordon(host, f"{self.health.policy.failures_to_cordon} runs failed on it within "
+                                   f"{self.health.policy.window:.0f}s", now, job=job)
+            if job.status.state == JobState.RUNNING and status is not None:
+                self._notices(job, status, out, now)
             self._capacity_fallback(job, now)
         for rec in self.store.list("TrainJob", states=LAUNCHED):
             self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
@@ -174,6 +210,135 @@ class Controller:
         t = transitions.capacity_stop(job, nxt, fallback.next_flavor(self.config, queue, st.flavor or "") if nxt else None, waited, now)
         job = self._apply(job, t, now)
         self._apply(job, transitions.finish_stop(job, now), now)
+
+    # ------------------------------------------------------------ 1b. capacity that comes and goes
+
+    def _notices(self, job: TrainJob, rs: RunStatus, out: set[str], now: float) -> None:
+        """A RUNNING attempt: record a notice on its hosts (the backend's, a calendar window's drain,
+        a cordoned host), move it when its checkpoint or deadline comes, or plan a migration back."""
+        notices = list(rs.notices)
+        pool = self.config.pools.get(job.status.pool or "")
+        end = calendar.drain_deadline(pool.spec, now) if pool is not None else None
+        if end is not None:
+            notices.append(Notice(NoticeKind.WINDOW_END, "", end, f"calendar window of pool {job.status.pool} closes"))
+        for host in sorted(set(rs.hosts) & out):
+            notices.append(Notice(NoticeKind.UNHEALTHY, host, now + health.UNHEALTHY_GRACE_S, f"host {host} cordoned as faulty"))
+        first = transitions.first_notice(tuple(notices))
+        if first is not None:
+            job = self._apply(job, transitions.noticed(job, first, now), now)
+        if job.status.notice is not None and job.status.notice.kind != "migrate":
+            self._apply(job, transitions.notice_due(job, now, flavor_exhausted=self._exhausted(job, job.status.notice.kind)), now)
+            return
+        self._migration(job, now)
+
+    def _migration(self, job: TrainJob, now: float) -> None:
+        """Compute-class activeMigration: a job on a later step moves back when a preferred one has room."""
+        st = job.status
+        prefs = fallback.preferred(self.config, job.spec.queue, st.flavor)
+        if not prefs:
+            return
+        allowed = placement_flavors(self.config, job)
+        room = next((f for f in prefs if f in allowed and self._has_room(job, f, now)), None)
+        if room is not None:
+            job = self._apply(job, transitions.migration_planned(job, room, now), now)
+        elif st.notice is not None:
+            job = self._apply(job, transitions.migration_withdrawn(job, "the preferred step has no room any more"), now)
+        if job.status.notice is not None:
+            self._apply(job, transitions.notice_due(job, now), now)
+
+    def _has_room(self, job: TrainJob, flavor: str, now: float) -> bool:
+        """Quota would admit the job on ``flavor`` now, and the flavor's pool has the free hosts."""
+        pool = self.config.pools.get(self.config.flavors[flavor].spec.pool)
+        if pool is None or not calendar.offered(pool.spec, job, now) or not self.quota.fits(job, flavor):
+            return False
+        cap = self._capacities().get(pool.name)
+        gang = job.spec.gang
+        need = gang_fit(pool.spec, gang.workers, gang.resources_per_worker, gang.placement_strategy,
+                        backend=platform_backend(self.config)).hosts
+        return cap is not None and cap.free_hosts >= need
+
+    def _capacities(self) -> dict[str, PoolCapacity]:
+        if self._capacity is None:
+            self._capacity = self.backend.capacity()
+        return self._capacity
+
+    def _exhausted(self, job: TrainJob, kind: str) -> bool:
+        """The job's flavor has nothing left for a gang moved off it by a ``kind`` notice."""
+        if kind == "migrate":
+            return False
+        pool = self.config.pools.get(job.status.pool or "")
+        cap = self._capacities().get(job.status.pool or "") if pool is not None else None
+        if pool is None or cap is None:
+            return kind == "window-end"
+        fixed = pool.spec.provisioning.mode in ("reservation", "dws-calendar")
+        absent = max(cap.hosts - cap.ready_hosts - cap.provisioning_hosts, 0)
+        return fallback.flavor_exhausted(kind, fixed, cap.free_hosts, cap.provisioning_hosts, absent)
+
+    def _offered(self, job: TrainJob, now: float) -> tuple[str, ...]:
+        """The flavors quota may try for a queued job now: not skipped, and open calendar windows only."""
+        left = fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped)
+        return tuple(f for f in left if calendar.offered(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now))
+
+    def _next_flavor(self, job: TrainJob, now: float) -> str | None:
+        return fallback.next_remaining(self._offered(job, now), job.status.capacity_skipped, job.status.flavor)
+
+    # ------------------------------------------------------------ 1c. faulty hosts
+
+    def _host_health(self, now: float) -> list[HostInfo]:
+        """Cordon hosts the backend reports unhealthy, return overdue ones, note repaired ones; the hosts as they are now."""
+        if not isinstance(self.backend, CapacityBackend):
+            return []
+        hosts = self.backend.hosts()
+        changed = False
+        for h in health.reported_unhealthy(hosts, self.health):
+            changed = True
+            self._cordon(h.name, f"the backend reports it unhealthy{': ' + h.message if h.message else ''}", now)
+        for h in health.overdue(hosts, self.health, now):
+            changed = True
+            self.backend.uncordon(h.name)
+        if changed:
+            hosts = self.backend.hosts()
+        for name in health.back_in_service(hosts, self.health):
+            self.health.mark_uncordoned(name)
+            msg = f"host {name} back in service (repaired, or replaced by a new machine)"
+            log.info(msg)
+            self.store.add_event("Host", name, "Uncordoned", msg, {}, now=now)
+        return hosts
+
+    def _count_failure(self, job: TrainJob, rs: RunStatus | None, now: float) -> list[str]:
+        """A FAILED run counts once against each of its hosts; the hosts it tips over the policy."""
+        if rs is None or rs.state != RunState.FAILED or not rs.hosts or not isinstance(self.backend, CapacityBackend):
+            return []
+        for host in sorted(set(rs.hosts)):
+            self.store.add_event("Host", host, "RunFailed", f"run {rs.run_id} failed on host {host}",
+                                 {"job": job.name, "attempt": job.status.attempt}, now=now)
+        return self.health.failed(rs.hosts, now)
+
+    def _cordon(self, host: str, why: str, now: float, *, job: TrainJob | None = None) -> None:
+        if not isinstance(self.backend, CapacityBackend) or host in self.health.cordoned:
+            return
+        self.backend.cordon(host, why)
+        self.health.mark_cordoned(host, now)
+        msg = f"host {host} cordoned as faulty: {why}; repair in {self.health.policy.repair_time:.0f}s"
+        log.warning(msg)
+        self.store.add_event("Host", host, "Cordoned", msg, {"job": job.name if job else None}, now=now)
+        if job is not None:
+            self.store.add_event("TrainJob", job.name, "HostCordoned", msg, {"host": host, "attempt": job.status.attempt},
+                                 uid=job.metadata.uid, now=now)
+
+    def _restore_host_failures(self, now: float) -> None:
+        """Failure counts are kept in memory, rebuilt here from the ``Host`` events of the window."""
+        after = 0
+        while True:
+            batch = self.store.events("Host", after=after, limit=1000)
+            for e in batch:
+                if e.type == "RunFailed" and now - e.ts < self.health.policy.window:
+                    self.health.failures.setdefault(e.name, []).append(e.ts)
+                elif e.type == "Cordoned":
+                    self.health.failures.pop(e.name, None)
+            if len(batch) < 1000:
+                return
+            after = batch[-1].id
 
     # ------------------------------------------------------------ 2. stops
 
@@ -197,8 +362,15 @@ class Controller:
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
         pending = [r.doc for r in self.store.list("TrainJob", states=[JobState.QUEUED.value])]
         pending = [j for j in pending if transitions.eligible(j, now)]  # type: ignore[arg-type]
-        workloads = [self.quota.workload(job, fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))  # type: ignore[arg-type]
-                     for job in pending]
+        workloads = []
+        for job in pending:
+            flavors = self._offered(job, now)  # type: ignore[arg-type]
+            if flavors or not placement_flavors(self.config, job):  # type: ignore[arg-type]
+                workloads.append(self.quota.workload(job, flavors))  # type: ignore[arg-type]
+                continue
+            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"  # type: ignore[arg-type]
+                            for f in fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))  # type: ignore[arg-type]
+            self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)  # type: ignore[arg-type]
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:

@@ -43,6 +43,10 @@ class QuotaBridge:
         if not self.state.is_admitted(wl.id):
             self.state.restore(wl, flavor)
 
+    def fits(self, job: TrainJob, flavor: str) -> bool:
+        """Whether quota would admit ``job`` on ``flavor`` now without preemption (usage unchanged)."""
+        return self.state.fits(self.workload(job, (flavor,)), flavor)
+
     def release(self, workload_id: str) -> None:
         if self.state.is_admitted(workload_id):
             self.state.release(workload_id)

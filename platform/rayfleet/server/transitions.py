@@ -23,6 +23,23 @@ Failure policy (``spec.failurePolicy``), in the spirit of Kubernetes' podFailure
   DeadlineExceeded, never requeued; a requeue decided past the deadline ends the same way. The
   in-cluster backstop (KubeRay ``activeDeadlineSeconds``) reports DEADLINE_EXCEEDED, which ends the
   job the same way.
+
+Capacity that comes and goes (issue 13):
+
+* a **notice** (a host of a RUNNING attempt will go: spot reclaim, DWS recycle, calendar window
+  end, unhealthy host) is recorded once in ``status.notice`` (:func:`noticed`) and asks the run to
+  checkpoint now (REQUEST_CHECKPOINT). :func:`notice_due` stops the attempt once a checkpoint newer
+  than the one at the notice is reported, or :data:`NOTICE_LEAD_S` before the notice's deadline
+  (stop reasons reclaimed, recycled, window-end, unhealthy-host). That stop is a disruption,
+  requeued at once, resuming from that checkpoint; if the flavor has nothing left for the gang,
+  it is skipped (``capacitySkipped``) so the compute class's next step is tried. A run that ends
+  LOST while a notice is out is counted with the notice's reason, requeued at once.
+* a **stockout** (``RunState.STOCKOUT``: non-queued DWS or on-demand answered "no capacity" now)
+  skips the flavor and requeues at once (CapacityFallback), with backoff only when no step is left.
+* a **migration** (compute-class ``activeMigration.optimizeRulePriority``): when a preferred step
+  has room, :func:`migration_planned` records a ``migrate`` notice (event Migrating); at the next
+  checkpoint the attempt is stopped (reason migrated) and requeued with the skipped list cleared,
+  so quota tries the preferred step first. :func:`migration_withdrawn` drops it if the room goes.
 """
 
 from __future__ import annotations
@@ -33,15 +50,32 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from ..api import CapacityWait, Interruption, JobState, ServiceState, ServiceStatus, TrainJob, TrainJobStatus
-from ..backends.base import RunState, RunStatus, ServiceRunStatus, run_id_for
+from ..api import (
+    CapacityWait,
+    Interruption,
+    JobState,
+    NoticeRecord,
+    ServiceState,
+    ServiceStatus,
+    TrainJob,
+    TrainJobStatus,
+)
+from ..backends.base import Notice, RunState, RunStatus, ServiceRunStatus, run_id_for
 
 #: Longest backoff after backend disruptions.
 MAX_BACKOFF_S = 600.0
 
+#: A noticed attempt with no newer checkpoint is stopped this long before the notice's deadline.
+NOTICE_LEAD_S = 5.0
+
+#: Notice kind -> the stop reason (and interruption reason) of the attempt it moves.
+NOTICE_STOP = {"reclaim": "reclaimed", "recycle": "recycled", "window-end": "window-end", "unhealthy": "unhealthy-host",
+               "migrate": "migrated"}
+
 
 class Action(StrEnum):
     SAVE_LOGS = "save-logs"          # keep the current attempt's logs (before the run goes)
+    REQUEST_CHECKPOINT = "request-checkpoint"  # ask the running attempt to save a checkpoint now (a CapacityBackend)
     STOP_RUN = "stop-run"            # stop the current attempt's run on the backend
     RELEASE_QUOTA = "release-quota"  # free the quota the job (or every group of the service) holds
     UNDEPLOY = "undeploy"            # take the service's Serve application down
@@ -87,7 +121,7 @@ def backoff_seconds(base: float, disruptions: int) -> float:
 
 def _end(st: TrainJobStatus, state: JobState, reason: str, message: str, now: float) -> None:
     st.state, st.reason, st.message, st.finished_at, st.stop_reason = state, reason, message, at(now), None  # type: ignore[assignment]
-    st.not_before = None
+    st.not_before, st.notice = None, None
 
 
 def _deadline_end(job: TrainJob, st: TrainJobStatus, now: float, message: str | None = None) -> Transition:
@@ -100,6 +134,7 @@ def _disrupted(job: TrainJob, st: TrainJobStatus, what: str, message: str, now: 
                actions: tuple[Action, ...]) -> Transition:
     """Count a disruption; requeue (with backoff for the backend's), or end the job at its limits."""
     st.disruptions += 1
+    st.notice = None
     limit = job.spec.failure_policy.max_disruptions
     data = {"attempt": st.attempt, "disruption": st.disruptions}
     if st.disruptions > limit:
@@ -119,14 +154,18 @@ def _disrupted(job: TrainJob, st: TrainJobStatus, what: str, message: str, now: 
     return Transition(st, "Requeued", msg, {**data, "state": st.state.value}, actions)
 
 
-def observe(job: TrainJob, rs: RunStatus | None, now: float) -> Transition:
-    """A launched attempt (STARTING or RUNNING) as the backend reports it (None: the backend does not know the run)."""
+def observe(job: TrainJob, rs: RunStatus | None, now: float, *, next_flavor: str | None = None,
+            flavor_exhausted: bool = False) -> Transition:
+    """A launched attempt (STARTING or RUNNING) as the backend reports it (None: the backend does not know the run).
+
+    ``next_flavor``: the flavor quota would try after this one (a stockout goes there at once);
+    ``flavor_exhausted``: the flavor has nothing left for the gang (a LOST run with a notice out skips it)."""
     st = job.status.model_copy(deep=True)
     if rs is None:
         rs = RunStatus(st.ray_job_id or "", RunState.LOST, "the run is gone from the backend (cluster restarted or removed)")
     if rs.last_checkpoint_step is not None:
         st.last_checkpoint_step = rs.last_checkpoint_step
-    data = {"attempt": st.attempt}
+    data: dict[str, Any] = {"attempt": st.attempt}
     ending = (Action.SAVE_LOGS, Action.STOP_RUN, Action.RELEASE_QUOTA)
     if rs.state == RunState.PENDING:
         st.state = JobState.STARTING
@@ -154,6 +193,8 @@ def observe(job: TrainJob, rs: RunStatus | None, now: float) -> Transition:
     if rs.state == RunState.FAILED:
         st.restarts += 1
         st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason="failure", message=rs.message))
+        if rs.hosts:
+            data["hosts"] = sorted(set(rs.hosts))
         limit = job.spec.failure_policy.max_restarts
         if st.restarts > limit:
             msg = f"failed after {st.restarts - 1} restart(s): {rs.message}"
@@ -165,10 +206,128 @@ def observe(job: TrainJob, rs: RunStatus | None, now: float) -> Transition:
         st.state, st.queued_at = JobState.QUEUED, at(now)
         st.message = f"requeued after failure (restart {st.restarts}/{limit}): {rs.message}"
         return Transition(st, "Requeued", st.message, {**data, "state": st.state.value}, ending)
+    if rs.state == RunState.STOCKOUT:
+        return _stockout(job, st, rs.message, next_flavor, now, ending)
     # LOST, or STOPPED without a stop asked for (the job is not STOPPING): disruptions.
     reason = "host-failure" if rs.state == RunState.LOST else "disrupted"
+    notice = st.notice if st.notice is not None and st.notice.kind != "migrate" else None
+    if notice is not None and rs.state == RunState.LOST:   # the announced loss came before the move
+        reason = NOTICE_STOP[notice.kind]
+        if flavor_exhausted:
+            _skip(st)
     st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason=reason, message=rs.message))
-    return _disrupted(job, st, reason, rs.message, now, backoff=True, actions=ending)
+    return _disrupted(job, st, reason, rs.message, now, backoff=notice is None, actions=ending)
+
+
+def _skip(st: TrainJobStatus) -> None:
+    """Give the current flavor up: quota tries the compute class's next step."""
+    if st.flavor and st.flavor not in st.capacity_skipped:
+        st.capacity_skipped.append(st.flavor)
+    st.capacity_wait = None
+
+
+def _stockout(job: TrainJob, st: TrainJobStatus, message: str, next_flavor: str | None, now: float,
+              actions: tuple[Action, ...]) -> Transition:
+    """The provisioning mode answered "no capacity" now: skip the flavor, try the next step at once
+    (backing off only when no step is left, so a fleet-wide stockout does not spin)."""
+    flavor = st.flavor
+    if st.state == JobState.RUNNING:
+        st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason="stockout", message=message))
+    _skip(st)
+    why = f"stockout on flavor {flavor} (pool {st.pool}): {message or 'no capacity'}; next: {next_flavor or 'none left'}"
+    t = _disrupted(job, st, "stockout", why, now, backoff=next_flavor is None, actions=actions)
+    if t.status.state != JobState.QUEUED:
+        return t
+    return Transition(t.status, "CapacityFallback", t.message, {"flavor": flavor, "attempt": st.attempt, "stockout": True,
+                                                                "next": next_flavor}, actions)
+
+
+# ---------------------------------------------------------------- notices and migration
+
+
+def first_notice(notices: tuple[Notice, ...]) -> Notice | None:
+    """The notice that moves the attempt: the earliest deadline (a notice without one last)."""
+    if not notices:
+        return None
+    return min(notices, key=lambda n: (n.deadline is None, n.deadline or 0.0))
+
+
+def noticed(job: TrainJob, notice: Notice, now: float) -> Transition | None:
+    """A notice on a host of a RUNNING attempt: recorded once (it replaces a planned migration),
+    and the run is asked to checkpoint now. None: nothing new."""
+    st = job.status
+    if st.state != JobState.RUNNING or (st.notice is not None and st.notice.kind != "migrate"):
+        return None
+    new = st.model_copy(deep=True)
+    deadline = at(notice.deadline) if notice.deadline is not None else None
+    new.notice = NoticeRecord(kind=notice.kind.value, host=notice.host, at=at(now), deadline=deadline,
+                              checkpoint_step=st.last_checkpoint_step)
+    when = f" going at {deadline.isoformat()} (in {notice.deadline - now:.0f}s)" if deadline is not None and notice.deadline else ""
+    msg = (f"{notice.kind.value} notice: host {notice.host or '?'}{when}; checkpoint requested at step "
+           f"{st.last_checkpoint_step if st.last_checkpoint_step is not None else 'none yet'}"
+           + (f" ({notice.message})" if notice.message else ""))
+    new.message = msg
+    data = {"kind": notice.kind.value, "host": notice.host, "deadline": notice.deadline, "step": st.last_checkpoint_step,
+            "attempt": st.attempt}
+    return Transition(new, "Notice", msg, data, (Action.REQUEST_CHECKPOINT,))
+
+
+def notice_due(job: TrainJob, now: float, *, flavor_exhausted: bool = False, lead: float = NOTICE_LEAD_S) -> Transition | None:
+    """A RUNNING attempt with a notice out: stop it once a checkpoint newer than the notice's is
+    reported, or ``lead`` seconds before the notice's deadline. ``flavor_exhausted``: skip the
+    flavor (the compute class's next step). A migration also goes at its next checkpoint, but
+    clears the skipped list instead (the preferred step is tried first). None: not yet."""
+    st = job.status
+    n = st.notice
+    if st.state != JobState.RUNNING or n is None:
+        return None
+    step = st.last_checkpoint_step
+    newer = step is not None and (n.checkpoint_step is None or step > n.checkpoint_step)
+    near = n.deadline is not None and now >= n.deadline.timestamp() - lead
+    if not (newer or near):
+        return None
+    reason = NOTICE_STOP[n.kind]
+    where = f"host {n.host}" if n.host else f"flavor {st.flavor}"
+    if n.kind == "migrate":
+        msg = f"moving back to a preferred step ({n.host or 'earlier flavor'}) at checkpoint step {step}"
+    elif newer:
+        msg = f"{n.kind} notice on {where}: checkpoint at step {step} saved; moving"
+    else:
+        msg = (f"{n.kind} notice on {where}: deadline {n.deadline.isoformat() if n.deadline else ''} near, "
+               f"last checkpoint step {step if step is not None else 'none'}; moving")
+    t = request_stop(job, reason, msg, now)
+    if t is None:
+        return None
+    if n.kind == "migrate":
+        t.status.capacity_skipped, t.status.capacity_wait = [], None
+    elif flavor_exhausted:
+        _skip(t.status)
+        t.status.message += f"; flavor {st.flavor} has nothing left, next compute-class step"
+    return Transition(t.status, t.event, t.status.message, {**t.data, "kind": n.kind, "host": n.host, "step": step}, t.actions)
+
+
+def migration_planned(job: TrainJob, flavor: str, now: float) -> Transition | None:
+    """A preferred compute-class step (``flavor``) has room for a RUNNING job on a later step: it
+    moves there at its next checkpoint (a ``migrate`` notice; ``host`` names the flavor)."""
+    st = job.status
+    if st.state != JobState.RUNNING or st.notice is not None:
+        return None
+    new = st.model_copy(deep=True)
+    new.notice = NoticeRecord(kind="migrate", host=flavor, at=at(now), checkpoint_step=st.last_checkpoint_step)
+    new.message = f"flavor {flavor} has room again: moving back from {st.flavor} at the next checkpoint"
+    return Transition(new, "Migrating", new.message, {"from": st.flavor, "to": flavor, "step": st.last_checkpoint_step,
+                                                      "attempt": st.attempt})
+
+
+def migration_withdrawn(job: TrainJob, why: str) -> Transition | None:
+    """The preferred step lost its room before the checkpoint came: the job stays where it is."""
+    st = job.status
+    if st.notice is None or st.notice.kind != "migrate" or st.state != JobState.RUNNING:
+        return None
+    new = st.model_copy(deep=True)
+    new.notice = None
+    new.message = f"running on {st.pool} (attempt {st.attempt}); migration to {st.notice.host} withdrawn: {why}"
+    return Transition(new, "MigrationWithdrawn", new.message, {"to": st.notice.host, "attempt": st.attempt})
 
 
 def check_deadline(job: TrainJob, now: float) -> Transition | None:
@@ -216,6 +375,14 @@ def finish_stop(job: TrainJob, now: float) -> Transition:
             event = "CapacityFallback" if reason == "capacity" else "CapacityResubmit"
             return Transition(t.status, event, t.message, {"flavor": job.status.flavor, "attempt": st.attempt}, actions)
         return t
+    if reason is not None and reason in NOTICE_STOP.values():
+        what = {"reclaimed": "spot reclaim", "recycled": "node recycling", "window-end": "calendar window end",
+                "unhealthy-host": "unhealthy host", "migrated": "migration"}[reason]
+        st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason=reason, message=st.message))
+        t = _disrupted(job, st, what, st.message, now, backoff=False, actions=actions)
+        if reason == "migrated" and t.status.state == JobState.QUEUED:
+            return Transition(t.status, "Migrated", t.message, {**t.data, "from": job.status.flavor}, actions)
+        return t
     if reason == "preempted":
         st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason="preempted", message=st.message))
         return _disrupted(job, st, "preemption", f"back in queue {job.spec.queue}: {st.message}", now, backoff=False, actions=actions)
@@ -230,7 +397,7 @@ def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) ->
     st = job.status.model_copy(deep=True)
     st.state, st.attempt, st.flavor, st.pool = JobState.ADMITTED, st.attempt + 1, flavor, pool
     st.borrowed = {k: v for k, v in borrowed.items() if v}
-    st.not_before = None
+    st.not_before, st.notice = None, None
     st.message = f"admitted on {flavor}" + (f", borrowing {st.borrowed}" if st.borrowed else "")
     st.ray_job_id = run_id_for(job.name, st.attempt, job.metadata.uid)
     return Transition(st, "Admitted", st.message, {"flavor": flavor, "attempt": st.attempt, "borrowed": st.borrowed})
