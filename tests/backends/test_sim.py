@@ -30,7 +30,10 @@ class Clock:
 
 
 def make_sim(clock: Clock, **kw) -> SimBackend:
+    """Every pool of the local config with all its hosts up (pools start at minReplicas by default)."""
     sim = SimBackend({p: CONFIG.pools[p].spec for p in CONFIG.pools}, clock=clock, **kw)
+    for p in CONFIG.pools:
+        sim.pool(p).initial_hosts(CONFIG.pools[p].spec.max_hosts)
     sim.up()
     return sim
 

@@ -35,6 +35,7 @@ def from_config(config: PlatformConfig, *, clock: Callable[[], float] | None = N
         provisioning_delay=sim.provisioning_delay if sim else 0.0,
         provisioning_jitter=sim.provisioning_jitter if sim else 0.0,
         default_runtime=sim.default_runtime if sim else 30.0,
+        repair_time=spec.host_health.repair_time if spec else 600.0,
     )
 
 

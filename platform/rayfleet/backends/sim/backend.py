@@ -11,7 +11,9 @@ history.
 Behaviour is scripted per job *name* (``LaunchRequest.job_id`` / the ``rayfleet.io/job``
 metadata), never parsed from run ids: :meth:`SimBackend.script_run`, :meth:`script_service`,
 :meth:`pool` (initial hosts, provisioning delay, stockouts), :meth:`lose_host`, :meth:`reclaim`,
-or a scenario file (:mod:`.scenario`) with the same vocabulary.
+:meth:`fault`, :meth:`set_unhealthy`, or a scenario file (:mod:`.scenario`) with the same
+vocabulary. Provisioning modes and the autoscaler live in :mod:`.pools`, faulty hosts and cordons
+in :mod:`.health`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ...api import PoolSpec
+from ...capacity.provisioning import reclaim_notice
 from ...errors import NotFound
 from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
 from ..placement import feasibility_problems, plan_request
-from .hosts import ABSENT, DRAINING, PROVISIONING, READY, Host, PoolHosts
-from .records import Gang, SimRun, SimService, package_uris, shape
+from .health import HealthSim
+from .hosts import ABSENT, Host, PoolHosts
+from .pools import PoolsSim
+from .records import DwsRequest, Fault, Gang, SimRun, SimService, package_uris, shape
 from .scenario import RunScript, Scenario, ServiceScript
 from .serving import ServingSim
 
@@ -59,20 +64,21 @@ class PoolHandle:
         return [h.name for h in self.sim.pools[self.name].hosts]
 
 
-class SimBackend(ServingSim):
-    """A scripted fleet. Implements :class:`~rayfleet.backends.base.Backend` and
-    :class:`~rayfleet.backends.base.ServingBackend`."""
+class SimBackend(PoolsSim, HealthSim, ServingSim):
+    """A scripted fleet. Implements :class:`~rayfleet.backends.base.Backend`,
+    :class:`~rayfleet.backends.base.CapacityBackend` and :class:`~rayfleet.backends.base.ServingBackend`."""
 
     name = "sim"
 
     def __init__(self, pools: dict[str, PoolSpec], *, clock: Callable[[], float], seed: int = 0, scenario: Scenario | None = None,
                  cluster_name: str = "sim", provisioning_delay: float = 0.0, provisioning_jitter: float = 0.0,
-                 default_runtime: float = 30.0):
+                 default_runtime: float = 30.0, repair_time: float = 600.0):
         self.pools = {name: PoolHosts(name, spec) for name, spec in pools.items()}
         self._host_pool = {h.name: p for p, ph in self.pools.items() for h in ph.hosts}
         self.clock = clock
         self.cluster_name = cluster_name
         self.default_runtime = default_runtime
+        self.repair_time = repair_time               # a cordoned host's repair (spec.hostHealth.repairTime)
         self._defaults = {"provisioning_delay": provisioning_delay, "provisioning_jitter": provisioning_jitter}
         self._pool_scripts: dict[str, dict[str, Any]] = {}
         self._stockouts: dict[str, list[tuple[float, float]]] = {}
@@ -98,6 +104,9 @@ class SimBackend(ServingSim):
         self._dirty: set[str] = set()
         self._load: dict[str, int] = {}              # service -> replicas load asks for
         self._gang_seq: dict[str, int] = {}          # gang key -> order it was first queued in
+        self._requests: dict[int, DwsRequest] = {}   # queued DWS requests out, by id
+        self._gang_request: dict[str, int] = {}      # gang key -> its queued DWS request
+        self._faults: dict[str, list[Fault]] = {}    # host -> scripted faults
         if scenario is not None:
             self.apply(scenario, start=None)
 
@@ -122,11 +131,14 @@ class SimBackend(ServingSim):
         self._host(host)
         self._push(self._now() if at is None else at, "lose", host, message or f"host {host} was lost")
 
-    def reclaim(self, host: str, *, at: float | None = None, notice: float = 30.0) -> None:
-        """The host is reclaimed (spot preemption) with ``notice`` seconds of warning: from ``at`` it
-        takes no new bundles; at ``at + notice`` it goes and its runs are LOST."""
-        self._host(host)
-        self._push(self._now() if at is None else at, "notice", host, notice)
+    def reclaim(self, host: str, *, at: float | None = None, notice: float | None = None) -> None:
+        """The host is reclaimed (spot preemption) with ``notice`` seconds of warning (default: the
+        pool's ``reclaimNotice``, 30 s for a pool that is not spot): from ``at`` it takes no new
+        bundles and its runs see a RECLAIM notice; at ``at + notice`` it goes and its runs are LOST."""
+        h = self._host(host)
+        if notice is None:
+            notice = reclaim_notice(self.pools[h.pool].spec)
+        self._push(self._now() if at is None else at, "notice", host, 30.0 if notice is None else notice)
 
     def script_run(self, job: str, script: RunScript | None = None, **fields: Any) -> RunScript:
         """What every attempt of job ``job`` (its metadata name) does: ``runtime``, ``fail_at``,
@@ -157,6 +169,11 @@ class SimBackend(ServingSim):
                 self.lose_host(ev.lose, at=t0 + ev.at)
             else:
                 self.reclaim(ev.host, at=t0 + ev.at, notice=ev.notice)
+        for f in scenario.faults:
+            self.fault(f.host, start=t0 + f.start, until=None if f.until is None else t0 + f.until, message=f.message,
+                       fail_after=f.fail_after)
+        for u in scenario.unhealthy:
+            self.set_unhealthy(u.host, at=t0 + u.at, message=u.message)
 
     def launch_count(self, job: str) -> int:
         """Runs created for job ``job`` (a repeated launch of the same run id is not counted)."""
@@ -182,37 +199,6 @@ class SimBackend(ServingSim):
         self._place_dirty(now)
         return now
 
-    def _on_retry(self, t: float, pool: str) -> None:
-        self._dirty.add(pool)
-
-    def _on_ready(self, t: float, host: str, generation: int) -> None:
-        h = self._host(host)
-        if h.state == PROVISIONING and h.generation == generation:
-            self.pools[h.pool].set_state(h, READY)
-            self._dirty.add(h.pool)
-
-    def _on_lose(self, t: float, host: str, message: str) -> None:
-        h = self._host(host)
-        if h.state in (ABSENT, PROVISIONING):
-            return
-        for key in sorted(h.gangs):
-            self._gang_lost(key, t, message)
-        ph = self.pools[h.pool]
-        ph.set_state(h, ABSENT)
-        h.generation += 1
-        self._dirty.add(h.pool)   # a pending gang may ask for a replacement
-
-    def _on_notice(self, t: float, host: str, notice: float) -> None:
-        h = self._host(host)
-        if h.state != READY:
-            return
-        self.pools[h.pool].set_state(h, DRAINING)
-        for key in sorted(h.gangs):
-            run = self.runs.get(key)
-            if run is not None:
-                run.log.append(f"[sim] t={t:.1f} host {host} reclaimed: {notice:.0f}s notice")
-        self._push(t + notice, "lose", host, f"host {host} was reclaimed (spot preemption, {notice:.0f}s notice)")
-
     def _on_run_up(self, t: float, run_id: str, epoch: int) -> None:
         run = self.runs[run_id]
         if run.epoch != epoch or run.state != RunState.PENDING:
@@ -226,6 +212,9 @@ class SimBackend(ServingSim):
         ends = [(remaining, RunState.SUCCEEDED, "succeeded")]
         if run.script.fails(run.attempt):
             ends.append((run.script.fail_at or 0.0, RunState.FAILED, run.script.fail_message))
+        fault = self._fault_end(run, t)
+        if fault is not None:
+            ends.append(fault)
         if run.max_run_duration:  # as KubeRay's activeDeadlineSeconds: an in-cluster backstop per attempt
             ends.append((run.max_run_duration, RunState.DEADLINE_EXCEEDED, f"activeDeadlineSeconds ({run.max_run_duration:.0f}s) passed"))
         after, state, message = min(ends, key=lambda e: e[0])
@@ -237,64 +226,15 @@ class SimBackend(ServingSim):
             return
         self._finish(run, RunState(state), t, message)
 
-    # ------------------------------------------------------------ placement and provisioning
-
-    def _queue(self, pool: str, gang: Gang) -> None:
-        self._gang_seq.setdefault(gang.key, len(self._gang_seq))
-        self._pending[pool].setdefault(shape(gang.plan), {})[gang.key] = gang
-        self._dirty.add(pool)
-
-    def _place_dirty(self, t: float) -> None:
-        while self._dirty:
-            pool = min(self._dirty)
-            self._dirty.discard(pool)
-            self._place_pool(pool, t)
-
-    def _place_pool(self, pool: str, t: float) -> None:
-        ph, pending = self.pools[pool], self._pending[pool]
-        demand = 0
-        # Shapes in the order of their oldest gang; within a shape, launch order.
-        for key_shape, gangs in sorted(pending.items(), key=lambda kv: self._gang_seq[next(iter(kv[1]))]):
-            while gangs:
-                key, gang = next(iter(gangs.items()))
-                hosts = ph.place(gang.plan)
-                if hosts is None:
-                    demand += ph.hosts_needed(gang.plan, len(gangs))
-                    break
-                del gangs[key]
-                self._placed(gang, hosts, t)
-            if not gangs:
-                del pending[key_shape]
-        if demand > ph.free + ph.provisioning:
-            self._provision(pool, demand - ph.free - ph.provisioning, t)
-
-    def _stocked_out(self, pool: str, t: float) -> float | None:
-        """End of the stockout window ``t`` falls in, or None."""
-        ends = [until for start, until in self._stockouts.get(pool, []) if start <= t < until]
-        return max(ends) if ends else None
-
-    def _provision(self, pool: str, hosts: int, t: float) -> None:
-        if self._stocked_out(pool, t) is not None:
-            return   # a retry event at the window's end asks again
-        ph = self.pools[pool]
-        absent = ph.absent_hosts()
-        if ph.multi_host_tpu:   # whole slices
-            slices = [s for s, hs in ph.slices.items() if all(h.state == ABSENT for h in hs)]
-            take = [h for s in slices[: -(-hosts // ph.spec.slice_hosts)] for h in ph.slices[s]]
-        else:
-            take = absent[:hosts]
-        script = {**self._defaults, **self._pool_script(pool)}
-        delay, jitter = script["provisioning_delay"], script["provisioning_jitter"]
-        for h in take:
-            ph.set_state(h, PROVISIONING)
-            extra = self.rng.uniform(0, jitter) if jitter else 0.0
-            self._push(t + delay + extra, "ready", h.name, h.generation)
+    # ------------------------------------------------------------ gangs
 
     def _placed(self, gang: Gang, hosts: list[Host], t: float) -> None:
         gang.hosts, gang.placed_at = hosts, t
+        self._cancel_request(gang.key, t)
         run = self.runs.get(gang.key)
         if run is not None:
             run.node_ids = tuple(h.node_id for h in hosts)
+            run.hosts = tuple(dict.fromkeys(h.name for h in hosts))
             run.message = "starting"
             run.log.append(f"[sim] t={t:.1f} gang placed: {gang.plan.workers} worker(s) on {', '.join(sorted({h.name for h in hosts}))}")
             self._push(t + run.script.startup, "run_up", run.run_id, run.epoch)
@@ -303,6 +243,7 @@ class SimBackend(ServingSim):
 
     def _release(self, gang: Gang) -> None:
         pool = gang.plan.pool
+        self._cancel_request(gang.key, self._last)
         gangs = self._pending[pool].get(shape(gang.plan))
         if gangs is not None:
             gangs.pop(gang.key, None)
@@ -334,13 +275,14 @@ class SimBackend(ServingSim):
         before = run.resumed_from
         step = run.final_step if run.state.terminal else self._step_at(run, t)
         mine = run.script.checkpoint_at_or_below(step if step is not None else 0, before or 0)
-        return mine if mine is not None else before
+        best = max((c for c in (mine, run.requested_checkpoint) if c is not None), default=None)
+        return best if best is not None else before
 
     def _finish(self, run: SimRun, state: RunState, t: float, message: str) -> None:
         run.final_step = self._step_at(run, t)
         run.state, run.finished_at, run.message = state, t, message
         run.epoch += 1
-        ckpt = run.script.checkpoint_at_or_below(run.final_step, run.resumed_from or 0)
+        ckpt = self._checkpoint_of(run, t)
         if ckpt is not None:
             self._checkpoint[run.job] = max(ckpt, self._checkpoint.get(run.job, 0))
         run.log.append(f"[sim] t={t:.1f} attempt {run.attempt} {state.value}" + (f": {message}" if message else "")
@@ -360,13 +302,7 @@ class SimBackend(ServingSim):
             if self._up_at is None:
                 self._up_at = self._now()
                 self._last = self._up_at
-                for name, ph in self.pools.items():
-                    n = self._pool_script(name).get("initial_hosts")
-                    n = ph.spec.max_hosts if n is None else min(n, ph.spec.max_hosts)
-                    if ph.multi_host_tpu:
-                        n = -(-n // ph.spec.slice_hosts) * ph.spec.slice_hosts
-                    for h in ph.hosts[:n]:
-                        ph.set_state(h, READY)
+                self._start_pools(self._up_at)
                 if self.scenario is not None:
                     self._apply_timed(self.scenario, self._up_at)
             return self._info()
@@ -387,6 +323,8 @@ class SimBackend(ServingSim):
                     ph.set_state(h, ABSENT)
             for p in self._pending.values():
                 p.clear()
+            self._requests.clear()
+            self._gang_request.clear()
 
     def info(self) -> ClusterInfo | None:
         return self._info() if self._up_at is not None else None
@@ -394,7 +332,8 @@ class SimBackend(ServingSim):
     def capacity(self) -> dict[str, PoolCapacity]:
         with self._lock:
             self._advance()
-            return {p: PoolCapacity(pool=p, hosts=ph.spec.max_hosts, ready_hosts=ph.ready, free_hosts=ph.free) for p, ph in self.pools.items()}
+            return {p: PoolCapacity(pool=p, hosts=ph.spec.max_hosts, ready_hosts=ph.ready, free_hosts=ph.free,
+                                    provisioning_hosts=ph.provisioning, cordoned_hosts=ph.out) for p, ph in self.pools.items()}
 
     def launch(self, req: LaunchRequest) -> str:
         with self._lock:
@@ -442,7 +381,23 @@ class SimBackend(ServingSim):
                 return None
             return RunStatus(run_id=run_id, state=run.state, message=run.message, started_at=run.started_at,
                              finished_at=run.finished_at, last_checkpoint_step=self._checkpoint_of(run, now),
-                             node_ids=run.node_ids, resumed_from_step=run.resumed_from if run.started_at is not None else None)
+                             node_ids=run.node_ids, resumed_from_step=run.resumed_from if run.started_at is not None else None,
+                             notices=() if run.state.terminal else self._notices(run), hosts=run.hosts)
+
+    def request_checkpoint(self, run_id: str) -> None:
+        """The running attempt saves a checkpoint at its current step now: reported at once as
+        ``last_checkpoint_step``, and the job's next attempt resumes from it."""
+        with self._lock:
+            now = self._advance()
+            run = self.runs.get(run_id)
+            if run is None or run.state != RunState.RUNNING:
+                return
+            step = self._step_at(run, now)
+            if step <= (run.resumed_from or 0) or step <= (run.requested_checkpoint or 0):
+                return   # nothing done since the last checkpoint
+            run.requested_checkpoint = step
+            self._checkpoint[run.job] = max(step, self._checkpoint.get(run.job, 0))
+            run.log.append(f"[sim] t={now:.1f} step {step}: checkpoint saved (requested)")
 
     def logs(self, run_id: str) -> str:
         with self._lock:

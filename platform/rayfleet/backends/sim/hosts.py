@@ -2,8 +2,9 @@
 
 A pool holds ``maxHosts`` host slots, each host labelled and resourced as its GKE node / local Ray
 node is (:mod:`rayfleet.api.labels`), with the pool's real CPU count as Ray CPUs. A slot is
-``absent`` (no machine), ``provisioning``, ``ready`` or ``draining`` (reclaim notice received: it
-keeps its runs until it goes, but takes no new bundles).
+``absent`` (no machine), ``provisioning``, ``ready``, ``draining`` (a notice is out: reclaim,
+recycle, window end; it keeps its runs until it goes, but takes no new bundles), ``cordoned``
+(faulty: keeps its runs, takes nothing new) or ``repairing`` (out of service until repaired).
 
 A gang is the :class:`~rayfleet.backends.placement.GangPlan` the real backends build
 (``plan_request``): one bundle per worker, a strategy, pinned to one pool (and a multi-host TPU gang
@@ -23,11 +24,14 @@ from dataclasses import dataclass, field
 
 from ...api import PoolSpec
 from ...api.labels import LABEL_HOST, LABEL_TPU_SLICE, node_labels, node_resources
+from ..base import Notice
 from ..placement import GangPlan
 
 _EPS = 1e-6
 
 ABSENT, PROVISIONING, READY, DRAINING = "absent", "provisioning", "ready", "draining"
+CORDONED, REPAIRING = "cordoned", "repairing"
+ALIVE = (READY, DRAINING, CORDONED)        # up, with a Ray node (runs keep running)
 
 
 @dataclass(eq=False)
@@ -40,8 +44,18 @@ class Host:
     total: dict[str, float]          # Ray resources
     used: dict[str, float] = field(default_factory=dict)
     state: str = ABSENT
-    generation: int = 0              # bumped each time the slot gets a new machine
+    generation: int = 0              # bumped each time the slot gets a new machine (a new node id)
     gangs: set[str] = field(default_factory=set)
+    lease: int = 0                   # bumped each time the slot goes absent (keys its lifetime events)
+    since: float | None = None       # when it entered its state
+    up_at: float | None = None       # when its machine came up
+    expires_at: float | None = None  # when it goes for good (DWS run time, window end, reclaim deadline)
+    notice: Notice | None = None     # the notice out on it (draining)
+    cordon_reason: str = ""
+    unhealthy: str | None = None     # why the backend reports it unhealthy (None: healthy)
+    idle_since: float | None = None  # ready and empty since
+    idle_token: int = 0              # bumped each time it becomes idle (keys its scale-down check)
+    repair_token: int = 0            # bumped at each cordon / uncordon (keys its repair event)
 
     @property
     def node_id(self) -> str:
@@ -92,31 +106,53 @@ class PoolHosts:
         self._empty: list[tuple[int, str]] = []      # heap of (index, name), lazily cleaned
         self._in_heap: set[str] = set()
         self.partial: set[str] = set()                # ready hosts with some gang on them
-        self.ready = 0                                # hosts alive (ready or draining)
+        self.ready = 0                                # hosts alive (ready, draining or cordoned)
         self.free = 0                                 # ready hosts with no gang
         self.provisioning = 0
+        self.out = 0                                  # alive hosts taking no new work (draining, cordoned)
+        self.repairing = 0
+        self.emptied: list[Host] = []                 # hosts whose last gang left or that came up empty (the backend's idle timers, repairs)
         self._fresh: dict[tuple, int] = {}            # bundle shape -> bundles an empty host holds
 
     # ------------------------------------------------------------ host state
 
-    def set_state(self, host: Host, state: str) -> None:
+    @property
+    def alive(self) -> int:
+        """Slots holding a machine (alive or repairing): what counts against maxHosts."""
+        return self.ready + self.repairing
+
+    def set_state(self, host: Host, state: str, t: float | None = None) -> None:
         old = host.state
         if old == state:
             return
-        if old in (READY, DRAINING):
+        if t is not None:
+            host.since = t
+        if old in ALIVE:
             self.ready -= 1
+        if old in (DRAINING, CORDONED):
+            self.out -= 1
         if old == READY and host.empty:
             self.free -= 1
         if old == PROVISIONING:
             self.provisioning -= 1
+        if old == REPAIRING:
+            self.repairing -= 1
         host.state = state
-        if state in (READY, DRAINING):
+        if state in ALIVE:
             self.ready += 1
+        if state in (DRAINING, CORDONED):
+            self.out += 1
         if state == PROVISIONING:
             self.provisioning += 1
+        if state == REPAIRING:
+            self.repairing += 1
         if state == READY and host.empty:
             self.free += 1
             self._push_empty(host)
+            self.emptied.append(host)
+        if state == ABSENT:
+            host.lease += 1
+            host.up_at = host.expires_at = host.notice = host.idle_since = None
         if state != READY:
             self.partial.discard(host.name)
         elif not host.empty:
@@ -149,6 +185,7 @@ class PoolHosts:
         if host.empty:
             host.used.clear()
             self.partial.discard(host.name)
+            self.emptied.append(host)
             if host.state == READY:
                 self.free += 1
                 self._push_empty(host)

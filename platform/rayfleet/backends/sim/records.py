@@ -39,6 +39,33 @@ class SimRun:
     epoch: int = 0
     log: list[str] = field(default_factory=list)
     max_run_duration: float | None = None
+    hosts: tuple[str, ...] = ()               # the gang's host names (once placed), in worker order
+    requested_checkpoint: int | None = None   # step of the checkpoint saved on request_checkpoint
+
+
+@dataclass(eq=False)
+class DwsRequest:
+    """A queued DWS flex-start request: its hosts arrive together, or not at all."""
+
+    id: int
+    pool: str
+    hosts: list[Host]
+    gang: str | None                          # the gang it was asked for (None: a recycling replacement)
+
+
+@dataclass(eq=False)
+class Fault:
+    """A scripted fault: runs on the host FAIL ``fail_after`` seconds into it (or after starting)."""
+
+    start: float
+    until: float | None                       # None: until the host's next repair
+    message: str
+    fail_after: float
+    cleared_at: float | None = None           # the repair that ended an open-ended fault
+
+    def active(self, t: float) -> bool:
+        end = self.until if self.until is not None else (self.cleared_at if self.cleared_at is not None else float("inf"))
+        return self.start <= t < end
 
 
 @dataclass(eq=False)

@@ -75,17 +75,17 @@ class Window(Model):
 
 
 class PoolScript(Model):
-    initial_hosts: int | None = Field(default=None, ge=0, description="Hosts ready when the sim comes up (default: all; multi-host TPU pools round up to whole slices). The rest are provisioned when a gang needs them.")
+    initial_hosts: int | None = Field(default=None, ge=0, description="Hosts ready when the sim comes up (a calendar pool: when its window opens). Default: the pool's minReplicas hosts; a reservation's or calendar booking's: all of them. Multi-host TPU pools round up to whole slices. The rest are provisioned when a gang needs them.")
     provisioning_delay: Duration | None = Field(default=None, ge=0, description="Seconds a host takes to come up once requested (default: spec.sim.provisioningDelay).")
     provisioning_jitter: Duration | None = Field(default=None, ge=0, description="Up to this many seconds (drawn from the seed) added to each host's delay.")
-    stockouts: list[Window] = Field(default_factory=list, description="Windows in which no new host can be provisioned (requests wait until the window ends).")
+    stockouts: list[Window] = Field(default_factory=list, description="Windows in which no new host can be provisioned: requests wait until the window ends (a queued DWS request arrives at its end at the earliest); on a non-queued DWS pool a gang needing new hosts ends STOCKOUT at once.")
 
 
 class HostEvent(Model):
     at: Duration = Field(ge=0, description="Seconds after start.")
     lose: str | None = Field(default=None, min_length=1, description="A host lost without notice: its runs are LOST at once.")
     reclaim: str | None = Field(default=None, min_length=1, description="A host reclaimed with notice (spot preemption): its runs are LOST when the notice runs out.")
-    notice: Duration = Field(default=30.0, ge=0, description="Seconds of notice of a reclaim (GKE spot: about 30s).")
+    notice: Duration | None = Field(default=None, ge=0, description="Seconds of notice of a reclaim (default: the pool's reclaimNotice; 30 s for a pool that is not spot).")
 
     @model_validator(mode="after")
     def _one(self) -> HostEvent:
@@ -96,6 +96,26 @@ class HostEvent(Model):
     @property
     def host(self) -> str:
         return self.lose or self.reclaim or ""
+
+
+class FaultEvent(Model):
+    host: str = Field(min_length=1, description="The faulty host.")
+    start: Duration = Field(default=0.0, ge=0, alias="from", description="Seconds after start the fault begins.")
+    until: Duration | None = Field(default=None, ge=0, description="Seconds after start it ends (default: at the host's next repair; a repair does not end it sooner).")
+    message: str | None = Field(default=None, min_length=1, description="The failed runs' message (default: XID 79 on <host>).")
+    fail_after: Duration = Field(default=5.0, ge=0, description="Seconds after a run starts on the host (or after the fault begins, for a run already running) that it is FAILED.")
+
+    @model_validator(mode="after")
+    def _order(self) -> FaultEvent:
+        if self.until is not None and self.until <= self.start:
+            raise ValueError("until: must be after from")
+        return self
+
+
+class UnhealthyEvent(Model):
+    host: str = Field(min_length=1, description="The host the backend reports unhealthy (healthy=false, as GKE node conditions do) until it is repaired.")
+    at: Duration = Field(ge=0, description="Seconds after start.")
+    message: str | None = Field(default=None, min_length=1, description="Why (default: a hardware problem).")
 
 
 class LoadStep(Model):
@@ -125,6 +145,8 @@ class Scenario(Model):
     defaults: Defaults = Field(default_factory=Defaults, description="Behaviour of jobs and services no rule matches.")
     pools: dict[str, PoolScript] = Field(default_factory=dict, description="Per pool: initial hosts, provisioning delay, stockouts.")
     hosts: list[HostEvent] = Field(default_factory=list, description="Hosts lost or reclaimed, and when.")
+    faults: list[FaultEvent] = Field(default_factory=list, description="Faulty hosts: runs on them FAIL while the fault holds.")
+    unhealthy: list[UnhealthyEvent] = Field(default_factory=list, description="Hosts the backend reports unhealthy, and from when.")
     runs: list[RunRule] = Field(default_factory=list, description="What jobs do, by job name.")
     services: list[ServiceRule] = Field(default_factory=list, description="What services do, by name.")
 
@@ -143,13 +165,17 @@ class Scenario(Model):
             if ev.host not in hosts:
                 key = "lose" if ev.lose else "reclaim"
                 problems.append(FieldProblem(field=f"hosts.{i}.{key}", problem=f"unknown host {ev.host!r}", file=file))
+        for section, events in (("faults", self.faults), ("unhealthy", self.unhealthy)):
+            for i, e in enumerate(events):
+                if e.host not in hosts:
+                    problems.append(FieldProblem(field=f"{section}.{i}.host", problem=f"unknown host {e.host!r}", file=file))
         if problems:
             raise SpecError(problems)
 
 
 def parse_scenario(data: object, *, file: str | None = None) -> Scenario:
     if not isinstance(data, dict):
-        raise SpecError(FieldProblem(field="(document)", problem="a scenario is a mapping (seed, defaults, pools, hosts, runs, services)", file=file))
+        raise SpecError(FieldProblem(field="(document)", problem="a scenario is a mapping (seed, defaults, pools, hosts, faults, unhealthy, runs, services)", file=file))
     try:
         return Scenario.model_validate(data)
     except pydantic.ValidationError as e:
