@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ...api import PoolSpec, Service
 from ..base import GroupRunStatus, Notice, NoticeKind, ServiceRunStatus
 from ..placement import plan_gang
-from .hosts import DRAINING
+from .hosts import CORDONED
 from .records import Gang, SimGroup, SimService
 from .scenario import ServiceScript
 
@@ -83,7 +83,7 @@ class ServingSim:
         failed = svc.failed + (svc.script.request_rate * (t - svc.unrouted_since) if svc.unrouted_since is not None else 0.0)
         return math.ceil(failed - 1e-9)
 
-    def _drain(self: SimBackend, svc: SimService, g: SimGroup, t: float, share: float) -> None:
+    def _svc_drain(self: SimBackend, svc: SimService, g: SimGroup, t: float, share: float) -> None:
         """``g`` (no longer routed) finishes its requests in flight, then frees its hosts."""
         if g.replacement is not None:
             self._release(g.replacement.gang)
@@ -124,7 +124,7 @@ class ServingSim:
                 svc.groups[i] = new
                 svc.migrations += 1
                 if g.ready_at is not None:
-                    self._drain(svc, g, t, svc.script.request_rate / routed)
+                    self._svc_drain(svc, g, t, svc.script.request_rate / routed)
                 else:
                     self._release(g.gang)
             else:
@@ -175,17 +175,13 @@ class ServingSim:
             self._queue(pool, g.gang)
         return g
 
-    def _host_notice(self: SimBackend, host: str) -> Notice | None:
-        """The notice out on ``host``: the sim's capacity notices where it keeps them, else a draining
-        host's pending reclaim."""
-        notices = getattr(self, "host_notices", None)
-        if callable(notices):
-            return notices().get(host)
+    def _host_notices(self: SimBackend, host: str) -> list[Notice]:
+        """The notices out on ``host`` (reclaim, recycle, window end), and UNHEALTHY while it is cordoned."""
         h = self._host(host)
-        if h.state != DRAINING:
-            return None
-        deadline = min((t for t, _, kind, args in self._heap if kind == "lose" and args[0] == host), default=None)
-        return Notice(NoticeKind.RECLAIM, host, deadline, f"host {host} is being reclaimed")
+        out = [h.notice] if h.notice is not None else []
+        if h.state == CORDONED:
+            out.append(Notice(NoticeKind.UNHEALTHY, host, None, h.cordon_reason))
+        return out
 
     # ------------------------------------------------------------ ServingBackend protocol
 
@@ -214,7 +210,7 @@ class ServingSim:
             while len(cur.groups) > replicas:       # scale down: the highest groups drain
                 routed = self._routed(cur)
                 g = cur.groups.pop()
-                self._drain(cur, g, now, cur.script.request_rate / routed if g.ready_at is not None else 0.0)
+                self._svc_drain(cur, g, now, cur.script.request_rate / routed if g.ready_at is not None else 0.0)
             while len(cur.groups) < replicas:
                 cur.groups.append(self._new_group(cur, len(cur.groups), pool, cur.spec))
             self._routing_changed(cur, now)
@@ -272,7 +268,7 @@ class ServingSim:
                 moving_to=g.replacement.gang.plan.pool if g.replacement else None,
                 replacement_hosts=tuple(h.name for h in g.replacement.gang.hosts) if g.replacement else ()) for i, g in enumerate(svc.groups))
             hosts = sorted({h for g in groups for h in g.hosts})
-            notices = tuple(n for n in (self._host_notice(h) for h in hosts) if n is not None)
+            notices = tuple(n for h in hosts for n in self._host_notices(h))
             return ServiceRunStatus(name=name, replicas_target=svc.target, replicas_running=running, replicas_wanted=svc.wanted,
                                     url=f"http://sim.{self.cluster_name}{svc.route.rstrip('/')}", healthy=True, message="; ".join(why),
                                     groups=groups, notices=notices, failed_requests=self._failed_now(svc, now))
