@@ -9,6 +9,7 @@ below must end with zero; the control test shows the count does fail when a host
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,15 +33,75 @@ class Clock:
         return self.t
 
 
+def capacity_pools(now: float, window_end: float) -> str:
+    """A DWS flex-start pool with node recycling, a calendar pool whose window is open now, and a
+    queue for each (team-c: DWS then spot; calendar: the window then spot)."""
+    stamp = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    l4 = "accelerator: nvidia-l4\n  acceleratorsPerHost: 1\n  machineType: g2-standard-8\n  cpuPerHost: 8\n  memoryPerHost: 32Gi"
+    def quota(*flavors: str) -> str:
+        return "\n".join(f"""        - name: {f}
+          resources:
+            - {{name: cpu, nominalQuota: 16}}
+            - {{name: memory, nominalQuota: 64Gi}}
+            - {{name: nvidia.com/gpu, nominalQuota: 2}}
+            - {{name: google.com/tpu, nominalQuota: 0}}""" for f in flavors)
+    return f"""
+---
+kind: Pool
+metadata: {{name: l4-dws}}
+spec:
+  {l4}
+  maxReplicas: 4
+  provisioning: {{mode: dws-flex, maxRunDuration: 3600, nodeRecyclingLeadTime: 600}}
+---
+kind: Pool
+metadata: {{name: l4-cal}}
+spec:
+  {l4}
+  maxReplicas: 2
+  provisioning: {{mode: dws-calendar, drainBefore: 600, window: {{start: "{stamp(now - 3600)}", end: "{stamp(window_end)}"}}}}
+---
+kind: Flavor
+metadata: {{name: l4-dws}}
+spec: {{pool: l4-dws}}
+---
+kind: Flavor
+metadata: {{name: l4-cal}}
+spec: {{pool: l4-cal}}
+---
+kind: Team
+metadata: {{name: team-c}}
+spec: {{displayName: Inference, costCenter: cc-c}}
+---
+kind: Queue
+metadata: {{name: team-c}}
+spec:
+  team: team-c
+  resourceGroups:
+    - coveredResources: [cpu, memory, nvidia.com/gpu, google.com/tpu]
+      flavors:
+{quota("l4-dws", "l4-spot")}
+---
+kind: Queue
+metadata: {{name: calendar}}
+spec:
+  team: team-c
+  resourceGroups:
+    - coveredResources: [cpu, memory, nvidia.com/gpu, google.com/tpu]
+      flavors:
+{quota("l4-cal", "l4-spot")}
+"""
+
+
 class World:
-    def __init__(self, tmp_path: Path, *, move_back: bool = False):
-        text = PLATFORM.read_text()
+    def __init__(self, tmp_path: Path, *, move_back: bool = False, window_end: float = 7200.0):
+        self.clock = Clock()
+        text = PLATFORM.read_text() + capacity_pools(self.clock.t, self.clock.t + window_end)
         if move_back:
             text = text.replace("    - {flavor: l4-spot}\n", "    - {flavor: l4-spot}\n  activeMigration: {optimizeRulePriority: true}\n")
             assert "optimizeRulePriority" in text
         (tmp_path / "platform.yaml").write_text(text)
         self.config = load_config([tmp_path / "platform.yaml"])
-        self.clock = Clock()
         self.sim = from_config(self.config, clock=self.clock)
         self.dir = tmp_path
         self.fleet = None
@@ -56,6 +117,7 @@ class World:
             self.fleet.controller.run_once(self.clock.t)
 
     def deploy(self, name: str, *, queue: str = "team-b", replicas: int = 2, ready_after: float = 10.0) -> None:
+        """A service of ``replicas`` one-host L4 groups, under load from the moment it is live."""
         self.sim.script_service(name, ready_after=ready_after, request_rate=RATE, request_latency=LATENCY)
         svc = Service.model_validate({"metadata": {"name": name}, "spec": {
             "importPath": "serve_apps.classifier:app", "queue": queue,
@@ -196,3 +258,49 @@ def test_no_move_back_without_active_migration(world):
     w.running("chat", 2)
     w.tick(120, passes=3)
     assert w.status("chat").flavor == "l4-spot" and all(g.pool == "l4-spot" for g in w.run("chat").groups)
+
+
+def test_node_recycling_moves_the_group_onto_the_replacement_host(world):
+    """A DWS host nears its maximum run time: a RECYCLE notice, a replacement host provisioned; the
+    group comes up on that host, traffic moves, the old group drains before the host goes."""
+    w = world()
+    w.sim.pool("l4-dws").provisioning(delay=120)
+    w.deploy("chat", queue="team-c", replicas=1)
+    w.running("chat", 1)
+    assert w.status("chat").flavor == "l4-dws"
+    (old,) = w.hosts("chat")
+    up = w.sim.pools["l4-dws"].by_name[old].up_at
+    w.tick(up + 3000 - w.clock.t - 1)
+    assert not any(e.type == "Moving" for e in w.events("chat"))
+    w.clock.t += 2
+    w.sim.capacity()                                  # the sim alone: the notice is out, the replacement asked for
+    replacement = [h.name for h in w.sim.pools["l4-dws"].hosts if h.state == "provisioning"]
+    assert len(replacement) == 1 and w.sim.pools["l4-dws"].by_name[old].notice.kind.value == "recycle"
+    w.tick()
+    assert any(e.type == "Moving" and "recycle notice on " + old in e.message for e in w.events("chat"))
+    assert w.hosts("chat") == [old] and w.run("chat").replicas_running == 1   # serving on the old host meanwhile
+    w.until(lambda: w.hosts("chat") != [old], step=5)
+    assert w.hosts("chat") == replacement and w.run("chat").replicas_running == 1
+    w.tick(700)                                       # past the old host's end of life
+    assert w.sim.pools["l4-dws"].by_name[old].state == "absent"
+    rs = w.run("chat")
+    assert rs.replicas_running == 1 and rs.failed_requests == 0 and w.status("chat").flavor == "l4-dws"
+
+
+def test_calendar_window_end_moves_the_groups_to_other_capacity(world):
+    w = world(window_end=1800)
+    w.deploy("chat", queue="calendar")
+    w.running("chat", 2)
+    assert w.status("chat").flavor == "l4-cal" and all(g.pool == "l4-cal" for g in w.run("chat").groups)
+    end = w.clock.t + 1800
+    w.until(lambda: w.status("chat").flavor != "l4-cal", step=10, limit=1800)
+    assert w.clock.t < end                            # moved before the window closed
+    assert w.status("chat").flavor == "l4-spot" and all(g.pool == "l4-spot" for g in w.run("chat").groups)
+    types = [e.type for e in w.events("chat")]
+    assert types.count("MoveRequested") == 2 and types.count("Moved") == 1
+    w.tick(end - w.clock.t + 10)                      # the window closes: its hosts go, nothing was on them
+    assert all(h.state == "absent" for h in w.sim.pools["l4-cal"].hosts)
+    rs = w.run("chat")
+    assert rs.replicas_running == 2 and rs.failed_requests == 0
+    usage = w.fleet.controller.quota.usage("calendar").usage
+    assert usage.get(("l4-spot", "nvidia.com/gpu"), 0) == 2 and usage.get(("l4-cal", "nvidia.com/gpu"), 0) == 0
