@@ -111,6 +111,11 @@ class World:
         self.fleet = assemble(self.config, self.sim, self.dir, clock=self.clock)
         return self
 
+    def crash(self) -> None:
+        """Drop the control service and build a new one over the same store file and the same sim."""
+        self.fleet.close()
+        self.fleet = assemble(self.config, self.sim, self.dir, clock=self.clock)
+
     def tick(self, seconds: float = 0.0, passes: int = 1) -> None:
         self.clock.t += seconds
         for _ in range(passes):
@@ -244,6 +249,26 @@ def test_move_back_to_the_reservation_group_by_group(world):
     w.tick(60)                                 # settled: nothing moves again
     assert w.status("chat").flavor == "l4-res" and w.run("chat").failed_requests == 0
     assert [e.type for e in w.events("chat")].count("Moved") == 1
+
+
+def test_a_restart_during_a_move_back_keeps_the_move_and_its_quota(world):
+    w = world(move_back=True)
+    w.sim.script_run("hold", runtime=60)
+    job = TrainJob.model_validate({"metadata": {"name": "hold"}, "spec": {
+        "entrypoint": "python train.py", "queue": "team-a",
+        "gang": {"workers": 2, "resourcesPerWorker": {"cpu": 4, "memory": "16Gi", "nvidia.com/gpu": 1}}}})
+    w.fleet.submit_job(job, ADMIN)
+    w.tick()
+    w.deploy("chat", queue="team-a")
+    w.running("chat", 2)
+    w.until(lambda: w.status("chat").group_moves == {"0": "l4-res"})
+    w.crash()
+    usage = w.fleet.controller.quota.usage("team-a").usage
+    assert usage.get(("l4-res", "nvidia.com/gpu"), 0) == 1 and usage.get(("l4-spot", "nvidia.com/gpu"), 0) == 2
+    w.until(lambda: w.status("chat").flavor == "l4-res")
+    usage = w.fleet.controller.quota.usage("team-a").usage
+    assert usage.get(("l4-res", "nvidia.com/gpu"), 0) == 2 and usage.get(("l4-spot", "nvidia.com/gpu"), 0) == 0
+    assert w.run("chat").failed_requests == 0 and all(g.pool == "l4-res" for g in w.run("chat").groups)
 
 
 def test_no_move_back_without_active_migration(world):
