@@ -105,6 +105,8 @@ class PoolHosts:
         self.by_name = {h.name: h for h in self.hosts}
         self._empty: list[tuple[int, str]] = []      # heap of (index, name), lazily cleaned
         self._in_heap: set[str] = set()
+        self._absent: list[tuple[int, str]] = [(h.index, h.name) for h in self.hosts]   # heap of absent slots, lazily cleaned
+        self._in_absent: set[str] = {h.name for h in self.hosts}
         self.partial: set[str] = set()                # ready hosts with some gang on them
         self.ready = 0                                # hosts alive (ready, draining or cordoned)
         self.free = 0                                 # ready hosts with no gang
@@ -151,8 +153,12 @@ class PoolHosts:
             self._push_empty(host)
             self.emptied.append(host)
         if state == ABSENT:
+            if host.name not in self._in_absent:
+                heapq.heappush(self._absent, (host.index, host.name))
+                self._in_absent.add(host.name)
             host.lease += 1
-            host.up_at = host.expires_at = host.notice = host.idle_since = None
+            host.up_at = host.expires_at = host.notice = host.idle_since = host.unhealthy = None
+            host.cordon_reason = ""
         if state != READY:
             self.partial.discard(host.name)
         elif not host.empty:
@@ -163,8 +169,18 @@ class PoolHosts:
             heapq.heappush(self._empty, (host.index, host.name))
             self._in_heap.add(host.name)
 
-    def absent_hosts(self) -> list[Host]:
-        return [h for h in self.hosts if h.state == ABSENT]
+    def absent_hosts(self, limit: int) -> list[Host]:
+        """Up to ``limit`` absent slots, lowest index first (touches only those it returns)."""
+        out: list[Host] = []
+        while self._absent and len(out) < limit:
+            _, name = heapq.heappop(self._absent)
+            self._in_absent.discard(name)
+            if self.by_name[name].state == ABSENT:
+                out.append(self.by_name[name])
+        for h in out:
+            heapq.heappush(self._absent, (h.index, h.name))
+            self._in_absent.add(h.name)
+        return out
 
     def take(self, host: Host, gang: str, bundle: dict[str, float], count: int) -> None:
         if host.empty and host.state == READY:

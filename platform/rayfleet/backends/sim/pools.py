@@ -254,7 +254,7 @@ class PoolsSim:
         if ph.multi_host_tpu:   # whole slices
             slices = [s for s, hs in ph.slices.items() if all(h.state == ABSENT for h in hs)]
             return [h for s in slices[: -(-hosts // ph.spec.slice_hosts)] for h in ph.slices[s]]
-        return ph.absent_hosts()[:hosts]
+        return ph.absent_hosts(hosts)
 
     def _request_hosts(self: SimBackend, pool: str, hosts: int, t: float, gang: str | None) -> None:
         """Ask the pool's mode for ``hosts`` hosts: one request arriving whole (queued DWS), or
