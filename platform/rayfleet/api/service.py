@@ -99,6 +99,7 @@ class ServiceStatus(Model):
     flavor: str | None = Field(default=None, description="Flavor the replicas run on.")
     url: str | None = Field(default=None, description="HTTP URL of the service.")
     message: str = Field(default="", description="Why the replica counts differ.")
+    group_moves: dict[str, str] = Field(default_factory=dict, description="Replica groups moving to another flavor (group index -> flavor), each with its quota admitted there; the old flavor's quota is kept until every group has moved.")
 
 
 class Service(Document):

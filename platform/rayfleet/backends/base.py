@@ -202,6 +202,21 @@ class ServiceRunStatus:
     healthy: bool = True
     message: str = ""               # why the counts differ (one line)
     state: ServiceState | None = None  # the Service's state as the backend sees it (None: derive from the counts)
+    groups: tuple[GroupRunStatus, ...] = ()  # each replica group, in index order (where the backend knows them)
+    notices: tuple[Notice, ...] = ()         # disruptions announced on the hosts of the service's groups
+    failed_requests: int | None = None       # requests that failed since the service went live (None: the backend does not count)
+
+
+@dataclass(frozen=True)
+class GroupRunStatus:
+    """One replica group of a deployed service: where it runs and whether it is moving."""
+
+    index: int
+    pool: str
+    hosts: tuple[str, ...] = ()     # hosts of its bundles (empty: not placed)
+    ready: bool = False             # whole and routed to
+    moving_to: str | None = None    # a replacement is being brought up on this pool (a migration in progress)
+    replacement_hosts: tuple[str, ...] = ()  # hosts the replacement is placed on (empty: not placed yet)
 
 
 @runtime_checkable
@@ -276,3 +291,16 @@ class ServingBackend(Protocol):
 
     def delete_service(self, name: str) -> None:
         """Remove a service; requests in flight finish first (graceful drain). No-op if absent."""
+
+
+@runtime_checkable
+class GroupMigrationBackend(Protocol):
+    """A ServingBackend that can move replica groups without a failed request (sim; the local path
+    does it in ``server/serving.py``; KubeRay's RayService has no per-group move, see docs/serve.md)."""
+
+    def migrate_groups(self, name: str, away_from: set[str], *, pool: str | None = None, pool_spec: PoolSpec | None = None) -> list[int]:
+        """For each group of service ``name`` with a host in ``away_from``: bring a replacement group
+        up (on ``pool``, default the group's own pool; never on a host that takes no new work), route
+        traffic to it once it is whole and ready, then drain the old group (requests in flight
+        finish, then its hosts are freed). Returns the indexes of the groups now moving (those
+        already moving included); idempotent. Progress: ``ServiceRunStatus.groups[i].moving_to``."""

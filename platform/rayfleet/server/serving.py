@@ -7,7 +7,9 @@ itself owns Serve through RayService objects (``Backend.deploy_service``).
 
 The ServiceManager sees one small interface either way: :meth:`Serving.scale` deploys a Service (or
 re-caps it to the replica groups quota granted, a no-op when nothing changed) and reports what
-runs, what load wants and why the counts differ; :meth:`Serving.delete` removes it.
+runs, what load wants and why the counts differ; :meth:`Serving.delete` removes it;
+:meth:`Serving.migrate` moves replica groups off hosts (a replacement up first, then traffic, then
+the old group drained) where the backend can (``can_migrate``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..api import PoolSpec, Service, ServiceState
-from ..backends.base import Backend, ServiceRunStatus, ServingBackend
+from ..backends.base import Backend, GroupMigrationBackend, ServiceRunStatus, ServingBackend
 from ..serve.deployer import ServeDeployer, ServeOptions, base_replicas
 from ..serve.scaler import ReplicaScaler
 
 
 class Serving(Protocol):
+    can_migrate: bool
+
     def scale(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> ServiceRunStatus: ...
+
+    def migrate(self, name: str, away_from: set[str], pool: str | None = None, pool_spec: PoolSpec | None = None) -> list[int]: ...
 
     def delete(self, name: str) -> None: ...
 
@@ -41,22 +47,35 @@ class BackendServing:
 
     def __init__(self, backend: ServingBackend):
         self.backend = backend
+        self.can_migrate = isinstance(backend, GroupMigrationBackend)
+        self._pools: dict[str, str] = {}   # service -> the pool it was last deployed on (new groups go there)
 
     def scale(self, svc: Service, pool: str, pool_spec: PoolSpec, granted: int, node_labels: dict[str, str]) -> ServiceRunStatus:
         current = self.backend.service_status(svc.name)
-        if current is None or current.replicas_target != granted:
-            self.backend.deploy_service(svc, pool, pool_spec, granted)
+        if current is None or current.replicas_target != granted or self._pools.get(svc.name) != pool:
+            self.backend.deploy_service(svc, pool, pool_spec, granted)   # idempotent: a restart re-sends it once
+            self._pools[svc.name] = pool
             current = self.backend.service_status(svc.name)
         if current is None:
             return ServiceRunStatus(svc.name, granted, 0, base_replicas(svc), state=ServiceState.DEPLOYING, message="the RayService is being created")
         return current if current.state is not None else replace(current, state=state_from_counts(svc, current))
 
+    def migrate(self, name: str, away_from: set[str], pool: str | None = None, pool_spec: PoolSpec | None = None) -> list[int]:
+        """Move groups off ``away_from`` (to ``pool``); [] where the backend cannot (KubeRay: see docs/serve.md)."""
+        if not isinstance(self.backend, GroupMigrationBackend):
+            return []
+        return self.backend.migrate_groups(name, away_from, pool=pool, pool_spec=pool_spec)
+
     def delete(self, name: str) -> None:
+        self._pools.pop(name, None)
         self.backend.delete_service(name)
 
 
 class LocalServing:
-    """Serve on the local Ray cluster through its dashboard's Serve REST API."""
+    """Serve on the local Ray cluster through its dashboard's Serve REST API. Groups are not moved
+    ahead of a notice here (``can_migrate`` False): Serve replaces a group once its host is gone."""
+
+    can_migrate = False
 
     def __init__(self, backend: Backend, serve_port: int):
         self.backend = backend
@@ -91,6 +110,9 @@ class LocalServing:
             message=rep.message,
             state=rep.state,
         )
+
+    def migrate(self, name: str, away_from: set[str], pool: str | None = None, pool_spec: PoolSpec | None = None) -> list[int]:
+        return []
 
     def delete(self, name: str) -> None:
         self.deployer.delete(name)

@@ -241,10 +241,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             run.log.append(f"[sim] t={t:.1f} gang placed: {gang.plan.workers} worker(s) on {', '.join(sorted({h.name for h in hosts}))}")
             self._push(t + run.script.startup, "run_up", run.run_id, run.epoch)
             return
-        name = gang.key[4:].rpartition(":")[0]
-        svc = self.services.get(name)
-        if svc is not None:
-            self._push(t + svc.script.ready_after, "svc_ready", gang.key)
+        self._svc_placed(gang, t)
 
     def _release(self, gang: Gang) -> None:
         pool = gang.plan.pool
@@ -265,13 +262,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             if not run.state.terminal:
                 self._finish(run, RunState.LOST, t, message)
             return
-        name = key[4:].rpartition(":")[0]
-        svc = self.services.get(name)
-        for g in svc.groups if svc else []:
-            if g.gang.key == key:   # Serve restarts the replica elsewhere
-                self._release(g.gang)
-                g.gang.placed_at, g.ready_at = None, None
-                self._queue(svc.pool, g.gang)
+        self._svc_gang_lost(key, t, message)
 
     # ------------------------------------------------------------ runs
 

@@ -72,6 +72,9 @@ class Fault:
 class SimGroup:
     gang: Gang
     ready_at: float | None = None
+    replacement: SimGroup | None = None   # a migration: the group brought up to take this one's place
+    drain_share: float = 0.0              # draining: requests/s it was getting when it stopped taking new ones
+    drain_until: float | None = None      # draining: its requests in flight are done by then
 
 
 @dataclass(eq=False)
@@ -88,6 +91,12 @@ class SimService:
     script: ServiceScript
     wanted: int
     groups: list[SimGroup] = field(default_factory=list)
+    draining: list[SimGroup] = field(default_factory=list)   # replaced or scaled-down groups finishing their requests
+    seq: int = 0                     # gang keys are unique per group generation: svc:<name>:<i>.<seq>
+    live_since: float | None = None  # when a group was first routed (requests arrive from then on)
+    unrouted_since: float | None = None  # live, and no group routed since then: every arriving request fails
+    failed: float = 0.0              # failed requests so far (expected count, reported rounded up)
+    migrations: int = 0              # groups moved (replacement routed, old one drained)
 
 
 def shape(plan: GangPlan) -> tuple:

@@ -126,6 +126,8 @@ class LoadStep(Model):
 class ServiceScript(Model):
     ready_after: Duration = Field(default=0.0, ge=0, description="Seconds from a replica group's hosts being placed to the group being ready (routed to).")
     load: list[LoadStep] = Field(default_factory=list, description="What load asks for over time (default: minReplicas).")
+    request_rate: float = Field(default=0.0, ge=0, le=1e6, description="Requests per second clients send once the service is live (its first group routed), spread evenly over the routed groups; 0: no requests are modelled.")
+    request_latency: Duration = Field(default=0.1, ge=0, le=3600, description="Seconds each request takes: requests in flight on a group that goes without a drain fail, and a draining group keeps its hosts this long.")
 
 
 class ServiceRule(ServiceScript):
