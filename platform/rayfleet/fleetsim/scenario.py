@@ -78,7 +78,7 @@ class FleetScenario(Scenario):
     start: datetime | None = Field(default=None, description="Simulated time of the start (RFC 3339); default 2026-01-05T00:00:00Z. Calendar windows in the config are absolute times.")
     until: Duration | None = Field(default=None, gt=0, description="How long to simulate (overridden by --until); default: until every job has ended and nothing scripted is left.")
     sample_every: Duration = Field(default=300.0, gt=0, description="How often queue usage is sampled.")
-    max_step: Duration = Field(default=60.0, gt=0, le=3600, description="Longest jump of simulated time while anything is in flight (time rules the driver cannot foresee are seen within it).")
+    max_step: Duration = Field(default=300.0, gt=0, le=3600, description="Longest jump of simulated time while anything is in flight (time rules the driver cannot foresee are seen within it).")
     jobs: list[JobStream] = Field(default_factory=list, description="TrainJobs to submit, and when.")
     services: list[ServiceEntry] = Field(default_factory=list, description="Services: behaviour (readyAfter, load) and, with spec, when to deploy them.")  # type: ignore[assignment]
 
