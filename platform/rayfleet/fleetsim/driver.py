@@ -149,10 +149,12 @@ class _Loop:
 
     def _new_events(self) -> bool:
         changed = False
-        while batch := self.fleet.store.events(after=self.last_event, limit=1000):
-            self.last_event = batch[-1].id
+        while True:
+            batch = self.fleet.store.events(after=self.last_event, limit=1000)
+            if not batch:
+                return changed
+            self.last_event = max(e.id for e in batch)
             changed = True
-        return changed
 
     def run(self) -> str:
         now, i = self.t0, 0

@@ -55,7 +55,7 @@ class Recorder:
         jobs = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in self.fleet.store.list("TrainJob"))  # type: ignore[attr-defined]
         for name, series in self.queues.items():
             u = self.fleet.controller.quota.usage(name)
-            usage: dict[str, dict[str, str]] = {}
+            usage: dict[str, dict[str, str | int]] = {}
             for (flavor, res), v in sorted(u.usage.items()):
                 if v:
                     usage.setdefault(flavor, {})[res] = format_quantity(res, v)
@@ -108,7 +108,7 @@ def job_report(fleet: Fleet, team: str, job: TrainJob, events: list[Event], book
     run_s = sum(u.seconds for u in usage.values())
     submitted = st.submitted_at.timestamp() if st.submitted_at else t0
     ended = st.finished_at.timestamp() if st.finished_at else now
-    kinds = Counter(i.reason for i in st.interruptions if i.reason != "failure")
+    kinds: Counter[str] = Counter(str(i.reason) for i in st.interruptions if i.reason != "failure")
     kinds.update({"capacity-fallback": sum(1 for e in events if e.type == "CapacityFallback"),
                   "capacity-resubmit": sum(1 for e in events if e.type == "CapacityResubmit")})
     attempts = _attempts(fleet, job, events, t0, now)

@@ -108,8 +108,8 @@ def _mode_families(fleet: Fleet, book: CostBook, now: float):
                                   f"and reservations' idle hours under team \"\" and mode {RESERVATION_IDLE}.", labels=["team", "mode"])
     for (team, mode), use in book.by_team_mode().items():
         by_mode.add_metric([team, mode], use.usd)
-    first = fleet.store.events(limit=1)
-    since = first[0].ts if first else now
+    first = next(iter(fleet.store.events(limit=1)), None)
+    since = first.ts if first is not None else now
     idle_usd = CounterMetricFamily("rayfleet_reservation_idle_usd", "Cost of reserved hosts no work used (reserved host-hours less used ones, at the pool's price).",
                                    labels=["pool"])
     idle_s = CounterMetricFamily("rayfleet_reservation_idle_host_seconds", "Reserved host-seconds no work used.", labels=["pool"])
