@@ -27,6 +27,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from ..api import JobState, Service, TrainJob
 from ..backends.sim import SimBackend
@@ -37,6 +38,7 @@ from ..server.auth import Principal
 from ..server.fleet import Fleet
 from ..server.main import assemble
 from ..server.services import ACTIVE as SERVICE_ACTIVE
+from ..server.store import Event
 from .report import Recorder, build_report
 from .scenario import FleetScenario, Submission, submissions
 
@@ -150,7 +152,8 @@ class _Loop:
     def _new_events(self) -> bool:
         changed = False
         while True:
-            batch = self.fleet.store.events(after=self.last_event, limit=1000)
+            # (Store.events is annotated list[Event] inside a class with a method named list)
+            batch = cast("list[Event]", self.fleet.store.events(after=self.last_event, limit=1000))
             if not batch:
                 return changed
             self.last_event = max(e.id for e in batch)
