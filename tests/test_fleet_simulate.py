@@ -147,14 +147,13 @@ def test_until_stops_the_clock_and_the_table_summary_prints():
     assert "Jobs" in out and "res-3" in out and "reservation-idle" in out
 
 
-def test_many_copies_a_day_of_simulated_time_runs_fast(tmp_path):
-    import time
+def test_many_copies_a_day_of_simulated_time_takes_few_controller_passes():
     sc = parse_fleet_scenario({"until": "1d", "jobs": [
         {"name": "sweep", "count": 40, "every": "20m", "queue": "research", "runtime": "45m", "checkpointEvery": 300,
          "gang": {"workers": 1, "resourcesPerWorker": {"cpu": 4, "memory": "16Gi", "nvidia.com/gpu": 1}}}]})
-    t = time.monotonic()
     r = simulate_fleet(CONFIG, sc)
-    assert time.monotonic() - t < 15
+    # event-driven: a day in far fewer passes than the real controller's 86400 one-second ticks
+    assert r["controllerPasses"] < 3000
     assert r["seconds"] == 86400 and len(r["jobs"]) == 40 and r["summary"]["byState"] == {"SUCCEEDED": 40}
 
 

@@ -176,7 +176,7 @@ def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: st
     states = Counter(j["state"] for j in jobs)
     return {
         "start": datetime.fromtimestamp(t0, UTC).isoformat().replace("+00:00", "Z"),
-        "seconds": _r(now - t0), "stoppedBy": stopped_by, "seed": seed,
+        "seconds": _r(now - t0), "stoppedBy": stopped_by, "seed": seed, "controllerPasses": fleet.controller.cycles,
         "summary": {"jobs": len(jobs), "byState": dict(sorted(states.items())), "services": len(svcs),
                     "restarts": sum(j["restarts"] for j in jobs), "disruptions": sum(j["disruptions"] for j in jobs)},
         "jobs": jobs,
