@@ -26,6 +26,7 @@ app = typer.Typer(
 _SUBAPPS = [
     ("config_cmd", "app", "config", "Check cluster config files."),
     ("quota_cmd", "app", "quota", "Simulate quota decisions."),
+    ("simulate_cmd", "app", "simulate", "Simulate the fleet: the control service on simulated capacity and time."),
     ("job_cmd", "app", "job", "Submit and follow training jobs."),
     ("queue_cmd", "app", "queue", "Show queues: usage, borrowing, waiting workloads."),
     ("service_cmd", "app", "service", "Deploy and manage Serve services."),

@@ -1,5 +1,6 @@
 """Prometheus metrics, computed at scrape time from the store and the quota state: queue depth,
-admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI and cost per team."""
+admissions, usage and borrowing, jobs by state, interruptions, MTTR / MTBI, cost per team and per
+provisioning mode, each flavor's price per host-hour, and reservations' idle host-hours."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..api import JobState, TrainJob
 from ..train.history import reliability
-from .accounting import job_cost, service_cost
+from .accounting import RESERVATION_IDLE, CostBook, flavor_prices, job_cost, service_cost
 
 if TYPE_CHECKING:
     from .fleet import Fleet
@@ -61,6 +62,7 @@ class FleetCollector:
         serve_s = CounterMetricFamily("rayfleet_team_serve_host_seconds", "Host-seconds of replica groups granted to each team's services.", labels=["team"])
         team_cost: dict[str, float] = defaultdict(float)
         team_run: dict[str, float] = defaultdict(float)
+        book = CostBook(fleet.config)
         for r in jobs:
             job: TrainJob = r.doc  # type: ignore[assignment]
             st = job.status
@@ -71,12 +73,15 @@ class FleetCollector:
                 mtbi.add_metric([job.name], rel.mtbi_s)
             events = fleet.store.all_events("TrainJob", job.name, uid=job.metadata.uid)
             seconds, usd = job_cost(fleet.config, job, events, now)
+            book.add_job(r.team or "", job, events, now)
             team_cost[r.team or ""] += usd
             team_run[r.team or ""] += seconds
         serve_cost: dict[str, float] = defaultdict(float)
         serve_hs: dict[str, float] = defaultdict(float)
         for r in fleet.store.iter_all("Service"):
-            host_s, usd = service_cost(fleet.config, r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), now)  # type: ignore[arg-type]
+            svc_events = fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid)  # type: ignore[attr-defined]
+            host_s, usd = service_cost(fleet.config, r.doc, svc_events, now)  # type: ignore[arg-type]
+            book.add_service(r.team or "", r.doc, svc_events, now)  # type: ignore[arg-type]
             serve_cost[r.team or ""] += usd
             serve_hs[r.team or ""] += host_s
         for team in sorted(set(team_cost) | set(serve_cost)):
@@ -89,6 +94,32 @@ class FleetCollector:
                 cost.add_metric([team, center, "serve"], serve_cost[team])
                 serve_s.add_metric([team], serve_hs[team])
         yield from (mttr, mtbi, cost, run_s, serve_s)
+        yield from _mode_families(fleet, book, now)
+
+
+def _mode_families(fleet: Fleet, book: CostBook, now: float):
+    """Cost by provisioning mode, prices by mode, and reservation idle time (``accounting``). Idle
+    time counts from the first event the store recorded (when the platform first had work)."""
+    price = GaugeMetricFamily("rayfleet_flavor_price_usd_per_host_hour", "Price of one host-hour of each flavor, in its pool's provisioning mode.",
+                              labels=["flavor", "pool", "mode"])
+    for flavor, pool, mode, usd in flavor_prices(fleet.config):
+        price.add_metric([flavor, pool, mode], usd)
+    by_mode = CounterMetricFamily("rayfleet_cost_usd", "Cost attributed to each team by provisioning mode (training and serving), "
+                                  f"and reservations' idle hours under team \"\" and mode {RESERVATION_IDLE}.", labels=["team", "mode"])
+    for (team, mode), use in book.by_team_mode().items():
+        by_mode.add_metric([team, mode], use.usd)
+    first = next(iter(fleet.store.events(limit=1)), None)
+    since = first.ts if first is not None else now
+    idle_usd = CounterMetricFamily("rayfleet_reservation_idle_usd", "Cost of reserved hosts no work used (reserved host-hours less used ones, at the pool's price).",
+                                   labels=["pool"])
+    idle_s = CounterMetricFamily("rayfleet_reservation_idle_host_seconds", "Reserved host-seconds no work used.", labels=["pool"])
+    idle = book.idle(since, now)
+    for line in idle:
+        idle_usd.add_metric([line.pool], line.usd)
+        idle_s.add_metric([line.pool], line.idle_host_seconds)
+    if idle:
+        by_mode.add_metric(["", RESERVATION_IDLE], sum(line.usd for line in idle))
+    yield from (price, by_mode, idle_usd, idle_s)
 
 
 def render(fleet: Fleet) -> tuple[bytes, str]:

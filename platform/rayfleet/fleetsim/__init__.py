@@ -1,0 +1,10 @@
+"""``rayfleet simulate fleet``: the real control service (store, quota, controller, service manager)
+over the simulated backend on simulated time, driven by a scenario of capacity and submissions
+(``docs/capacity.md``)."""
+
+from __future__ import annotations
+
+from .driver import simulate_fleet
+from .scenario import FleetScenario, JobStream, ServiceEntry, load_fleet_scenario, parse_fleet_scenario
+
+__all__ = ["FleetScenario", "JobStream", "ServiceEntry", "load_fleet_scenario", "parse_fleet_scenario", "simulate_fleet"]

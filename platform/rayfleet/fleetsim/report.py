@@ -1,0 +1,187 @@
+"""What a fleet simulation reports, from the store's records and event log (the same sources as
+``/metrics`` and the API) and what was sampled while it ran.
+
+Times are seconds after the simulation's start. Nothing that differs between two runs of the same
+inputs (uids, run ids, paths) is reported, so the JSON is byte-identical for one config, scenario
+and seed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api import JobState, Service, TrainJob, format_quantity
+from ..server.accounting import RESERVATION_IDLE, CostBook, flavor_prices, gang_hosts, mode_of, run_segments
+from ..server.fleet import Fleet
+from ..server.store import Event
+
+# Events that end an attempt (its outcome).
+_ATTEMPT_END = {"Requeued", "Succeeded", "Failed", "Stopped", "DeadlineExceeded", "CapacityFallback", "CapacityResubmit"}
+_LAUNCHED = {JobState.STARTING.value, JobState.RUNNING.value, JobState.STOPPING.value, JobState.ADMITTED.value}
+FAILED_REQUESTS_NOTE = ("failedRequests: the simulated backend does not model requests, so failed requests are not known "
+                        "(null); replicas over time are reported")
+
+
+def _r(x: float, digits: int = 3) -> float:
+    return round(x, digits) + 0.0   # + 0.0: no -0.0
+
+
+class Recorder:
+    """Samples taken while the simulation runs: queue usage every ``sample_every`` seconds, and each
+    service's replica counts whenever they change."""
+
+    def __init__(self, fleet: Fleet, t0: float, sample_every: float):
+        self.fleet, self.t0, self.sample_every = fleet, t0, sample_every
+        self.next_sample = t0
+        self.queues: dict[str, list[dict[str, Any]]] = {q: [] for q in sorted(fleet.config.queues)}
+        self.replicas: dict[str, list[dict[str, Any]]] = {}
+        self._last: dict[str, tuple] = {}
+
+    def observe(self, now: float, services: list[Service]) -> None:
+        for svc in services:
+            st = svc.status
+            key = (st.state.value, st.replicas_wanted, st.replicas_granted, st.replicas_running, st.flavor)
+            if self._last.get(svc.name) != key:
+                self._last[svc.name] = key
+                self.replicas.setdefault(svc.name, []).append(
+                    {"t": _r(now - self.t0), "state": key[0], "wanted": key[1], "granted": key[2], "running": key[3], "flavor": key[4]})
+        while self.next_sample <= now + 1e-9:
+            self.sample(self.next_sample)
+            self.next_sample += self.sample_every
+
+    def sample(self, t: float) -> None:
+        jobs = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in self.fleet.store.list("TrainJob"))  # type: ignore[attr-defined]
+        for name, series in self.queues.items():
+            u = self.fleet.controller.quota.usage(name)
+            usage: dict[str, dict[str, str | int]] = {}
+            for (flavor, res), v in sorted(u.usage.items()):
+                if v:
+                    usage.setdefault(flavor, {})[res] = format_quantity(res, v)
+            series.append({"t": _r(t - self.t0), "queued": jobs.get((name, JobState.QUEUED.value), 0),
+                           "admitted": sum(n for (q, s), n in jobs.items() if q == name and s in _LAUNCHED), "usage": usage})
+
+    def finish(self, now: float, services: list[Service]) -> None:
+        """A last sample at the end, and the services' counts as they end."""
+        self.observe(now, services)
+        if not any(s and s[-1]["t"] == _r(now - self.t0) for s in self.queues.values()):
+            self.sample(now)
+
+
+def _attempts(fleet: Fleet, job: TrainJob, events: list[Event], t0: float, now: float) -> list[dict[str, Any]]:
+    cfg = fleet.config
+    out: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    for e in events:
+        if e.type == "Admitted" and e.data.get("flavor"):
+            flavor = str(e.data["flavor"])
+            pool = cfg.flavors[flavor].spec.pool if flavor in cfg.flavors else None
+            cur = {"attempt": int(e.data.get("attempt") or len(out) + 1), "flavor": flavor, "pool": pool,
+                   "mode": mode_of(cfg, pool) if pool else None, "admitted": _r(e.ts - t0), "launched": None, "running": None,
+                   "ended": None, "outcome": None, "stopReason": None}
+            out.append(cur)
+        elif cur is None:
+            continue
+        elif e.type == "Launched" and cur["launched"] is None:
+            cur["launched"] = _r(e.ts - t0)
+        elif e.type in ("Running", "Recovered") and cur["running"] is None:
+            cur["running"] = _r(e.ts - t0)
+        elif e.type == "Stopping":
+            cur["stopReason"] = e.data.get("reason")
+        elif e.type in _ATTEMPT_END and cur["ended"] is None:
+            cur["ended"], cur["outcome"] = _r(e.ts - t0), e.type
+    segs = run_segments(cfg, job, events)
+    for a in out:
+        seconds = sum((s.end if s.end is not None else now) - s.start for s in segs if s.attempt == a["attempt"])
+        hosts = gang_hosts(cfg, job, a["pool"]) if a["pool"] else 0
+        price = cfg.pools[a["pool"]].spec.price_per_host_hour if a["pool"] in cfg.pools else 0.0
+        a["hosts"] = hosts
+        a["runSeconds"] = _r(seconds)
+        a["costUsd"] = _r(seconds * hosts / 3600 * price, 4)
+    return out
+
+
+def job_report(fleet: Fleet, team: str, job: TrainJob, events: list[Event], book: CostBook, t0: float, now: float) -> dict[str, Any]:
+    st = job.status
+    usage = book.add_job(team, job, events, now)
+    run_s = sum(u.seconds for u in usage.values())
+    submitted = st.submitted_at.timestamp() if st.submitted_at else t0
+    ended = st.finished_at.timestamp() if st.finished_at else now
+    kinds: Counter[str] = Counter(str(i.reason) for i in st.interruptions if i.reason != "failure")
+    kinds.update({"capacity-fallback": sum(1 for e in events if e.type == "CapacityFallback"),
+                  "capacity-resubmit": sum(1 for e in events if e.type == "CapacityResubmit")})
+    attempts = _attempts(fleet, job, events, t0, now)
+    return {
+        "name": job.name, "queue": job.spec.queue, "team": team or None, "priorityClass": job.spec.priority_class,
+        "state": st.state.value, "reason": st.reason, "message": st.message,
+        "attempts": st.attempt, "restarts": st.restarts, "failures": sum(1 for i in st.interruptions if i.reason == "failure"),
+        "disruptions": st.disruptions, "disruptionsByKind": {k: n for k, n in sorted(kinds.items()) if n},
+        "flavorsTried": list(dict.fromkeys(a["flavor"] for a in attempts)),
+        "flavors": attempts,
+        "submitted": _r(submitted - t0), "firstRunning": _r(st.started_at.timestamp() - t0) if st.started_at else None,
+        "finished": _r(st.finished_at.timestamp() - t0) if st.finished_at else None,
+        "waitSeconds": _r(max(0.0, ended - submitted - run_s)), "runSeconds": _r(run_s),
+        "lastCheckpointStep": st.last_checkpoint_step,
+        "costUsd": _r(sum(u.usd for u in usage.values()), 4),
+    }
+
+
+def service_report(team: str, svc: Service, events: list[Event], book: CostBook, replicas: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    usage = book.add_service(team, svc, events, now)
+    st = svc.status
+    return {
+        "name": svc.name, "queue": svc.spec.queue, "team": team or None, "state": st.state.value, "flavor": st.flavor,
+        "replicas": replicas, "failedRequests": None,
+        "hostHours": _r(sum(u.host_seconds for u in usage.values()) / 3600, 4),
+        "costUsd": _r(sum(u.usd for u in usage.values()), 4),
+    }
+
+
+def cost_report(book: CostBook, t0: float, now: float) -> dict[str, Any]:
+    cfg = book.cfg
+    lines: list[dict[str, Any]] = [
+        {"team": team or None, "workload": workload, "mode": mode, "hostHours": _r(use.host_seconds / 3600, 4), "usd": _r(use.usd, 4)}
+        for (team, workload, mode), use in sorted(book.lines.items())]
+    idle = book.idle(t0, now)
+    lines += [{"team": None, "workload": None, "mode": RESERVATION_IDLE, "pool": i.pool, "hostHours": _r(i.idle_host_seconds / 3600, 4),
+               "usd": _r(i.usd, 4)} for i in idle]
+    by_team: Counter[str] = Counter()
+    by_mode: Counter[str] = Counter()
+    for line in lines:
+        by_mode[line["mode"]] += line["usd"]
+        if line["team"] is not None:
+            by_team[line["team"]] += line["usd"]
+    return {
+        "prices": [{"flavor": f, "pool": p, "mode": m, "usdPerHostHour": usd} for f, p, m, usd in flavor_prices(cfg)],
+        "lines": lines,
+        "byTeam": {k: _r(v, 4) for k, v in sorted(by_team.items())},
+        "byMode": {k: _r(v, 4) for k, v in sorted(by_mode.items())},
+        "reservationIdle": [{"pool": i.pool, "mode": i.mode, "reservedHostHours": _r(i.reserved_host_seconds / 3600, 4),
+                             "usedHostHours": _r(i.used_host_seconds / 3600, 4), "idleHostHours": _r(i.idle_host_seconds / 3600, 4),
+                             "usd": _r(i.usd, 4)} for i in idle],
+        "totalUsd": _r(sum(line["usd"] for line in lines), 4),
+    }
+
+
+def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: str, seed: int) -> dict[str, Any]:
+    t0 = recorder.t0
+    services = [r for r in fleet.store.list("Service")]
+    recorder.finish(now, [r.doc for r in services])  # type: ignore[misc]
+    book = CostBook(fleet.config)
+    jobs = [job_report(fleet, r.team or "", r.doc, fleet.store.all_events("TrainJob", r.name, uid=r.doc.metadata.uid), book, t0, now)  # type: ignore[arg-type, attr-defined]
+            for r in fleet.store.list("TrainJob")]
+    svcs = [service_report(r.team or "", r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), book,  # type: ignore[arg-type, attr-defined]
+                           recorder.replicas.get(r.name, []), now) for r in services]
+    states = Counter(j["state"] for j in jobs)
+    return {
+        "start": datetime.fromtimestamp(t0, UTC).isoformat().replace("+00:00", "Z"),
+        "seconds": _r(now - t0), "stoppedBy": stopped_by, "seed": seed, "controllerPasses": fleet.controller.cycles,
+        "summary": {"jobs": len(jobs), "byState": dict(sorted(states.items())), "services": len(svcs),
+                    "restarts": sum(j["restarts"] for j in jobs), "disruptions": sum(j["disruptions"] for j in jobs)},
+        "jobs": jobs,
+        "services": svcs,
+        "queues": recorder.queues,
+        "cost": cost_report(book, t0, now),
+        "notes": [FAILED_REQUESTS_NOTE] if svcs else [],
+    }
