@@ -107,7 +107,10 @@ class PoolHosts:
         self._in_heap: set[str] = set()
         self._absent: list[tuple[int, str]] = [(h.index, h.name) for h in self.hosts]   # heap of absent slots, lazily cleaned
         self._in_absent: set[str] = {h.name for h in self.hosts}
-        self.partial: set[str] = set()                # ready hosts with some gang on them
+        self.partial: set[str] = set()                # ready hosts with some gang on them and some of `key` left
+        self.saturated: set[str] = set()              # ready hosts with some gang on them and none of `key` left
+        total = self.hosts[0].total if self.hosts else {}
+        self.key = next((r for r in ("GPU", "TPU") if r in total), "CPU")   # no bundle asking for it fits a saturated host
         self.ready = 0                                # hosts alive (ready, draining or cordoned)
         self.free = 0                                 # ready hosts with no gang
         self.provisioning = 0
@@ -159,9 +162,17 @@ class PoolHosts:
             host.lease += 1
             host.up_at = host.expires_at = host.notice = host.idle_since = host.unhealthy = None
             host.cordon_reason = ""
-        if state != READY:
-            self.partial.discard(host.name)
-        elif not host.empty:
+        self._classify(host)
+
+    def _classify(self, host: Host) -> None:
+        """Keep ``host`` in ``partial``, ``saturated`` or neither (not ready, or empty)."""
+        self.partial.discard(host.name)
+        self.saturated.discard(host.name)
+        if host.state != READY or host.empty:
+            return
+        if host.total.get(self.key, 0.0) - host.used.get(self.key, 0.0) <= _EPS:
+            self.saturated.add(host.name)
+        else:
             self.partial.add(host.name)
 
     def _push_empty(self, host: Host) -> None:
@@ -188,8 +199,7 @@ class PoolHosts:
         host.gangs.add(gang)
         for r, amt in bundle.items():
             host.used[r] = host.used.get(r, 0.0) + amt * count
-        if host.state == READY:
-            self.partial.add(host.name)
+        self._classify(host)
 
     def release(self, host: Host, gang: str, bundle: dict[str, float], count: int) -> None:
         if gang not in host.gangs:
@@ -200,7 +210,8 @@ class PoolHosts:
             host.used[r] = left if left > _EPS else 0.0
         if host.empty:
             host.used.clear()
-            self.partial.discard(host.name)
+        self._classify(host)
+        if host.empty:
             self.emptied.append(host)
             if host.state == READY:
                 self.free += 1
@@ -247,7 +258,9 @@ class PoolHosts:
             return self._place_in_slice(plan)
         bundle, n = plan.bundle, plan.workers
         per_fresh = self.fresh_room(bundle)
-        partial = sorted((self.by_name[h] for h in self.partial), key=lambda h: h.index)
+        # Partly used hosts with room, by index; a saturated host (none of `key` left) holds no bundle asking for `key`.
+        names = self.partial if bundle.get(self.key, 0.0) > 0 else self.partial | self.saturated
+        partial = sorted((self.by_name[h] for h in names), key=lambda h: h.index)
         room = {h.name: h.room(bundle) for h in partial}
         if plan.strategy == "STRICT_SPREAD":
             if sum(1 for h in partial if room[h.name]) + self.free < n:
