@@ -1067,6 +1067,7 @@ def _status_to_dict(s: RunStatus) -> dict[str, Any]:
         "last_checkpoint_step": s.last_checkpoint_step,
         "resumed_from_step": s.resumed_from_step,
         "node_ids": list(s.node_ids),
+        "hosts": list(s.hosts),
         "exit_code": s.exit_code,
     }
 
@@ -1081,6 +1082,7 @@ def _status_from_dict(d: dict[str, Any]) -> RunStatus:
         last_checkpoint_step=d.get("last_checkpoint_step"),
         resumed_from_step=d.get("resumed_from_step"),
         node_ids=tuple(d.get("node_ids") or ()),
+        hosts=tuple(d.get("hosts") or ()),
         exit_code=d.get("exit_code"),
     )
 

@@ -95,10 +95,12 @@ class LocalHosts:
     def notices_for(self, node_ids: tuple[str, ...]) -> tuple[tuple[Notice, ...], tuple[str, ...]]:
         """(notices on the gang's hosts, the gang's host names) for a run's bundle node ids."""
         by_node = self.host_of_node()
+        if any(n not in by_node for n in node_ids):  # a node the records no longer hold: ask the GCS
+            by_node.update({n.node_id: (n.labels or {}).get(LABEL_HOST) for n in self._nodes() if (n.labels or {}).get(LABEL_HOST)})  # type: ignore[attr-defined]
         hosts = tuple(dict.fromkeys(by_node[n] for n in node_ids if n in by_node))
         notices = []
         for h in hosts:
-            n = self._records()[h].get("notice")
+            n = self._records().get(h, {}).get("notice")
             if n:
                 notices.append(Notice(kind=NoticeKind(n["kind"]), host=h, deadline=n.get("deadline"), message=n.get("message", "")))
         return tuple(notices), hosts
@@ -229,6 +231,9 @@ class LocalHosts:
         for name, rec in list(st["hosts"].items()):
             if self._phase(rec) in (HostPhase.PROVISIONING, HostPhase.REPAIRING) and not rec.get("starter_pid") and rec.get("ready_at", 0) <= now:
                 self._spawn_start(name, now)
+        for name, proc in list(self._starters_map().items()):
+            if proc.poll() is not None and not self._records().get(name, {}).get("starter_pid"):
+                self._starters_map().pop(name)
         starting = {n: r for n, r in st["hosts"].items() if r.get("starter_pid")}
         if not starting:
             return
@@ -236,13 +241,12 @@ class LocalHosts:
         for name, rec in starting.items():
             proc = self._starters_map().get(name)
             finished = proc.poll() is not None if proc is not None else not local_procs.pid_alive(rec["starter_pid"])
-            if name in alive and finished:
+            if name in alive:  # registered: up (its helper may still be exiting; reaped below)
                 rec["raylet_pid"] = self._find_raylet(rec["ports"]["node_manager"])  # type: ignore[attr-defined]
                 st["raylet_pids"].append(rec["raylet_pid"])
                 rec.update(node_id=alive[name], phase=HostPhase.READY.value, since=now, message="", started_at=now)
                 for k in ("starter_pid", "start_began", "repair_at", "cordon_reason", "notice", "idle_since"):
                     rec.pop(k, None)
-                self._starters_map().pop(name, None)
                 log.info("local cluster: host %s is up (%.1fs after it was asked for)", name, now - rec.get("requested_at", now))
                 continue
             failed = finished and not self._start_ok(name)
@@ -252,6 +256,7 @@ class LocalHosts:
                 if proc is not None and proc.poll() is None:
                     proc.kill()
                 self._remove_host(name)
+
 
     def _start_ok(self, name: str) -> bool:
         try:
