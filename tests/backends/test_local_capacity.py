@@ -173,7 +173,7 @@ def cap_backend(tmp_path_factory):
     scenario.write_text(f"pools:\n  grow: {{provisioningDelay: {GROW_DELAY}}}\n")
     pools = {
         "grow": PoolSpec(**CPU, min_replicas=1, max_replicas=2, idle_timeout=3),
-        "spot": PoolSpec(**CPU, min_replicas=1, max_replicas=1, provisioning=SpotProvisioning(mode="spot", reclaim_notice=20)),
+        "spot": PoolSpec(**CPU, min_replicas=1, max_replicas=1, provisioning=SpotProvisioning(mode="spot", reclaim_notice=30)),
     }
     cluster = Cluster(metadata=ObjectMeta(name="cap"), spec=ClusterSpec(
         local=LocalBackendSpec(scenario=str(scenario), object_store_memory=96 * 2**20, head_cpus=2)))
@@ -232,17 +232,17 @@ def test_spot_reclaim_notice_checkpoint_now_and_the_host_gone_at_the_deadline(ca
                         train_config={"steps": 100000, "checkpoint_every": 100000, "step_sleep_s": 0.02, "batch_size": 8})
     b.launch(req)
     rid = req.run_id
-    _wait(lambda: b.run_status(rid).state == RunState.RUNNING, 120, "the training to run")
+    _wait(lambda: b.run_status(rid).state == RunState.RUNNING, 240, "the training to run")
     time.sleep(1)
     assert b.run_status(rid).last_checkpoint_step is None   # no periodic checkpoint in reach
-    deadline = b.reclaim_host("spot-0", notice_s=20)
+    deadline = b.reclaim_host("spot-0")   # the pool's reclaimNotice: 30 s
     s = b.run_status(rid)
     assert [(n.kind, n.host, n.deadline) for n in s.notices] == [(NoticeKind.RECLAIM, "spot-0", deadline)]
     assert s.hosts == ("spot-0",) and s.state == RunState.RUNNING
     assert {h.name: h.phase for h in b.hosts()}["spot-0"] == HostPhase.DRAINING
     assert b.capacity()["spot"].cordoned_hosts == 1 and b.capacity()["spot"].free_hosts == 0
     b.request_checkpoint(rid)   # what the controller does with the notice
-    step = _wait(lambda: b.run_status(rid).last_checkpoint_step, 15, "the checkpoint taken at the notice")
+    step = _wait(lambda: b.run_status(rid).last_checkpoint_step, deadline - time.time(), "the checkpoint taken at the notice")
     assert 0 < step < 100000
     assert time.time() < deadline
     s = _wait(lambda: (lambda s: s if s.state.terminal else None)(b.run_status(rid)), deadline - time.time() + 30, "the run to end with its host")

@@ -34,13 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..api.labels import LABEL_HOST
+from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE
 from ..capacity.provisioning import fails_fast_on_stockout
 from ..capacity.scaling import IdleHost, PoolState, decide
 from ..errors import NotFound
 from . import local_procs
 from .base import HostInfo, HostPhase, Notice, NoticeKind, PoolCapacity
 from .local_capacity import (
+    PendingGang,
     due_events,
     hosts_to_start,
     in_stockout,
@@ -287,7 +288,9 @@ class LocalHosts:
         if not rec.get("node_id"):
             return
         ray_bin = str(Path(self.python).parent / "ray")  # type: ignore[attr-defined]
-        cmd = [ray_bin, "drain-node", f"--address={self.address}", f"--node-id={rec['node_id']}",  # type: ignore[attr-defined]
+        st = self._state  # type: ignore[attr-defined]
+        # (the address from the state in hand: re-reading it here could drop what the caller changed)
+        cmd = [ray_bin, "drain-node", f"--address={st['node_ip']}:{st['gcs_port']}", f"--node-id={rec['node_id']}",
                "--reason=DRAIN_NODE_REASON_PREEMPTION", f"--reason-message={message}"]
         if deadline_s is not None:
             cmd.append(f"--deadline-remaining-seconds={max(1, int(deadline_s))}")
@@ -307,6 +310,7 @@ class LocalHosts:
         msg = f"host {name} is reclaimed (spot preemption) at its deadline, {notice_s:.0f}s after the notice"
         rec.update(phase=HostPhase.DRAINING.value, since=now, message=msg,
                    notice={"kind": NoticeKind.RECLAIM.value, "deadline": deadline, "message": msg})
+        self._save_state()  # type: ignore[attr-defined]
         self._drain(name, msg, notice_s)
 
     def reclaim_host(self, host: str, notice_s: float | None = None) -> float:
@@ -340,6 +344,7 @@ class LocalHosts:
             repair = float(self.cluster.spec.host_health.repair_time)  # type: ignore[attr-defined]
             rec.update(phase=HostPhase.CORDONED.value, since=now, cordon_reason=reason, repair_at=now + repair,
                        message=f"cordoned: {reason}")
+            self._save_state()  # type: ignore[attr-defined]
             self._drain(host, f"cordoned: {reason}")
             self._save_state()  # type: ignore[attr-defined]
 
@@ -405,14 +410,22 @@ class LocalHosts:
                 log.info("local cluster: pool %s shrinks: idle host %s given back", pool, name)
                 self._remove_host(name)
 
-    def _pending_gangs(self) -> list[Any]:
-        """Launched gangs whose placement group waits (no placement group of their Ray job is placed)."""
-        out = []
+    def _pending_gangs(self) -> list[PendingGang]:
+        """Gangs whose placement group waits: launched runs whose Ray job has no placed group yet
+        (counted from their request, even before the driver made the group), and any other
+        pending placement group pinned to a pool (a Serve replica group): one host per bundle."""
+        out: list[PendingGang] = []
         runs_dir = self.runs_dir  # type: ignore[attr-defined]
-        if not runs_dir.is_dir():
-            return out
-        created = None
-        for p in sorted(runs_dir.iterdir()):
+        pgs = self._list("placement_groups")  # type: ignore[attr-defined]
+        created = {pg.creator_job_id for pg in pgs if pg.state == "CREATED"}
+        jobs = {j.submission_id: j for j in self.jobs.list()}  # type: ignore[attr-defined]
+        of_runs: set[str] = set()
+        for p in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+            info = jobs.get(p.name)
+            if info is None or info.terminal:
+                continue
+            if info.job_id:
+                of_runs.add(info.job_id)
             rd = self.run_dir(p.name)  # type: ignore[attr-defined]
             if not rd.submitted() or rd.marked("final") or rd.marked("stop") or rd.marked("lost") or rd.marked("stockout"):
                 continue
@@ -420,19 +433,21 @@ class LocalHosts:
             if not req or req.get("pool") not in self.pools:  # type: ignore[attr-defined]
                 continue
             g = pending_gang(req, rd.status(), len(rd.workers()), self.pools[req["pool"]])  # type: ignore[attr-defined]
-            if g is None:
+            if g is not None and not (info.job_id and info.job_id in created):
+                out.append(g)
+        for pg in pgs:
+            if pg.state != "PENDING" or pg.creator_job_id in of_runs:
                 continue
-            if created is None:
-                created = {pg.creator_job_id for pg in self._list("placement_groups") if pg.state == "CREATED"}  # type: ignore[attr-defined]
-            info = self.jobs.info(g.run_id)  # type: ignore[attr-defined]
-            if info is None or info.terminal or (info.job_id and info.job_id in created):
-                continue
-            out.append(g)
+            selectors = [b.get("label_selector") or {} for b in pg.bundles or []]
+            pool = next((sel.get(LABEL_POOL) for sel in selectors if isinstance(sel, dict) and sel.get(LABEL_POOL) in self.pools), None)  # type: ignore[attr-defined]
+            if pool is not None:
+                tpu_slice = next((sel.get(LABEL_TPU_SLICE) for sel in selectors if isinstance(sel, dict) and sel.get(LABEL_TPU_SLICE)), None)
+                out.append(PendingGang(run_id=pg.placement_group_id, pool=pool, hosts=len(selectors), tpu_slice=tpu_slice))
         return out
 
     def _stockout(self, run_id: str, message: str) -> None:
         rd = self.run_dir(run_id)  # type: ignore[attr-defined]
-        if rd.marked("stockout") is None:
+        if rd.exists() and rd.marked("stockout") is None:
             rd.mark("stockout", message=message)
             self.jobs.stop(run_id)  # type: ignore[attr-defined]
 
