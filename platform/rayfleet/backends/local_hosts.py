@@ -22,7 +22,8 @@ to keep work off a node that is about to go.
 
 :meth:`LocalHosts.reconcile_capacity` does one pass (scripted events, starts, deadlines, repairs,
 autoscaling); ``capacity()``, ``hosts()`` and ``run_status()`` run it at most once a second, so the
-controller's polling drives it and no thread is needed.
+controller's polling drives it, and the product's backend also runs it every second in a thread
+(:meth:`LocalHosts.start_capacity_loop`) for demand nobody polls (a waiting Serve replica group).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,25 @@ class LocalHosts:
                 for p, n in configured.items()}
 
     # ------------------------------------------------------------------ the pass
+
+    def start_capacity_loop(self, interval_s: float = TICK_INTERVAL_S) -> threading.Thread:
+        """Run :meth:`reconcile_capacity` every ``interval_s`` in a daemon thread, so hosts come and
+        go even when nobody polls (a Serve replica group waiting for a host while no job runs).
+        The product's backend (``make_backend``) starts it; a pass on a cluster that is down does
+        nothing."""
+        def loop() -> None:
+            while True:
+                time.sleep(interval_s)
+                if self._load_state() is None:  # type: ignore[attr-defined]
+                    continue  # no cluster (yet, or any more): nothing to do, nothing written
+                try:
+                    self.reconcile_capacity()
+                except Exception:  # a pass that failed (the cluster going down under it): the next one retries
+                    log.warning("local cluster: capacity pass failed", exc_info=True)
+
+        t = threading.Thread(target=loop, name="rayfleet-local-capacity", daemon=True)
+        t.start()
+        return t
 
     def _maybe_tick(self) -> None:
         if time.monotonic() - getattr(self, "_last_tick", 0.0) >= TICK_INTERVAL_S:
