@@ -392,8 +392,11 @@ class LocalHosts:
     def _autoscale(self, now: float) -> None:
         st = self._state  # type: ignore[attr-defined]
         recs = st["hosts"]
-        busy = self._busy_node_ids()
-        gangs = self._pending_gangs()
+        jobs = {j.submission_id: j for j in self.jobs.list()}  # type: ignore[attr-defined]
+        # A host is busy while a placement group or an actor is on it, or a run whose gang was on
+        # it has not ended (its driver may outlive its placement group by seconds).
+        busy = self._busy_node_ids() | self._live_run_nodes(jobs)
+        gangs = self._pending_gangs(jobs)
         for pool, spec in self.pools.items():  # type: ignore[attr-defined]
             plans = [h for h in self.host_plans.values() if h.pool == pool]  # type: ignore[attr-defined]
             mine = {n: r for n, r in recs.items() if r["pool"] == pool}
@@ -431,7 +434,18 @@ class LocalHosts:
                 log.info("local cluster: pool %s shrinks: idle host %s given back", pool, name)
                 self._remove_host(name)
 
-    def _pending_gangs(self) -> list[PendingGang]:
+    def _live_run_nodes(self, jobs: dict[str, Any]) -> set[str]:
+        out: set[str] = set()
+        runs_dir = self.runs_dir  # type: ignore[attr-defined]
+        for p in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+            info = jobs.get(p.name)
+            if info is None or info.terminal:
+                continue
+            rd = self.run_dir(p.name)  # type: ignore[attr-defined]
+            out.update(rd.status().get("node_ids") or [w["node_id"] for w in rd.workers() if w.get("node_id")])
+        return out
+
+    def _pending_gangs(self, jobs: dict[str, Any]) -> list[PendingGang]:
         """Gangs whose placement group waits: launched runs whose Ray job has no placed group yet
         (counted from their request, even before the driver made the group), and any other
         pending placement group pinned to a pool (a Serve replica group): one host per bundle."""
@@ -439,7 +453,6 @@ class LocalHosts:
         runs_dir = self.runs_dir  # type: ignore[attr-defined]
         pgs = self._list("placement_groups")  # type: ignore[attr-defined]
         created = {pg.creator_job_id for pg in pgs if pg.state == "CREATED"}
-        jobs = {j.submission_id: j for j in self.jobs.list()}  # type: ignore[attr-defined]
         of_runs: set[str] = set()
         for p in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
             info = jobs.get(p.name)
