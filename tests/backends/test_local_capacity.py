@@ -173,7 +173,7 @@ def cap_backend(tmp_path_factory):
     scenario.write_text(f"pools:\n  grow: {{provisioningDelay: {GROW_DELAY}}}\n")
     pools = {
         "grow": PoolSpec(**CPU, min_replicas=1, max_replicas=2, idle_timeout=3),
-        "spot": PoolSpec(**CPU, min_replicas=1, max_replicas=1, provisioning=SpotProvisioning(mode="spot", reclaim_notice=20)),
+        "spot": PoolSpec(**CPU, min_replicas=1, max_replicas=1, provisioning=SpotProvisioning(mode="spot", reclaim_notice=12)),
     }
     cluster = Cluster(metadata=ObjectMeta(name="cap"), spec=ClusterSpec(
         local=LocalBackendSpec(scenario=str(scenario), object_store_memory=96 * 2**20, head_cpus=2)))
@@ -235,7 +235,7 @@ def test_spot_reclaim_notice_checkpoint_now_and_the_host_gone_at_the_deadline(ca
     _wait(lambda: b.run_status(rid).state == RunState.RUNNING, 240, "the training to run")
     time.sleep(1)
     assert b.run_status(rid).last_checkpoint_step is None   # no periodic checkpoint in reach
-    deadline = b.reclaim_host("spot-0")   # the pool's reclaimNotice: 20 s
+    deadline = b.reclaim_host("spot-0")   # the pool's reclaimNotice: 12 s
     s = b.run_status(rid)
     assert [(n.kind, n.host, n.deadline) for n in s.notices] == [(NoticeKind.RECLAIM, "spot-0", deadline)]
     assert s.hosts == ("spot-0",) and s.state == RunState.RUNNING
