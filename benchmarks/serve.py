@@ -41,7 +41,7 @@ from rayfleet.backends.local import LocalBackend  # noqa: E402
 from rayfleet.serve.deployer import ServeDeployer, ServeOptions  # noqa: E402
 
 POOL = "l4"
-L4 = PoolSpec(accelerator="nvidia-l4", accelerators_per_host=1, machine_type="g2-standard-8", max_replicas=2)
+L4 = PoolSpec(accelerator="nvidia-l4", accelerators_per_host=1, machine_type="g2-standard-8", min_replicas=2, max_replicas=2)
 BODY = {"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 
 

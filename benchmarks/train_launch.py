@@ -47,7 +47,7 @@ spec:
 ---
 kind: Pool
 metadata: {name: gpu}
-spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, maxReplicas: 2}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, minReplicas: 2, maxReplicas: 2}
 """
 
 

@@ -100,15 +100,15 @@ spec:
 ---
 kind: Pool
 metadata: {name: gpu}
-spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, maxReplicas: 2}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, minReplicas: 2, maxReplicas: 2}
 ---
 kind: Pool
 metadata: {name: tpu}
-spec: {accelerator: tpu-v5-lite-podslice, acceleratorsPerHost: 4, machineType: ct5lp-hightpu-4t, tpuTopology: 2x4, cpuPerHost: 112, memoryPerHost: 192Gi, maxReplicas: 1}
+spec: {accelerator: tpu-v5-lite-podslice, acceleratorsPerHost: 4, machineType: ct5lp-hightpu-4t, tpuTopology: 2x4, cpuPerHost: 112, memoryPerHost: 192Gi, minReplicas: 1, maxReplicas: 1}
 ---
 kind: Pool
 metadata: {name: l4}
-spec: {accelerator: nvidia-l4, acceleratorsPerHost: 1, machineType: g2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, maxReplicas: 3}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 1, machineType: g2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 3, maxReplicas: 3}
 """
 
 

@@ -75,6 +75,31 @@ def report(step: int, metrics: dict[str, Any], model: torch.nn.Module, optimizer
         ray.train.report(metrics)
 
 
+def checkpoint_asked() -> bool:
+    """Whether the platform asked this run to checkpoint now (a notice: :mod:`rayfleet.train.notice`).
+
+    Call it once per step on every worker, unconditionally: in a group of more than one worker the
+    flag is all-reduced (max), so every worker decides the same at the same step, as the collective
+    checkpoint report needs."""
+    from rayfleet.train import notice
+
+    asked = notice.checkpoint_requested()
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flag = torch.tensor([1 if asked else 0], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        asked = bool(flag.item())
+    return asked
+
+
+def checkpoint_taken(asked: bool) -> None:
+    """After the checkpoint a notice asked for is saved: clear the request on this worker."""
+    if asked:
+        from rayfleet.train import notice
+
+        notice.consume()
+
+
 def pace(config: dict[str, Any]) -> None:
     """Optional per-step sleep (``step_sleep_s``): stretches short demo runs so they can be interrupted."""
     sleep = float(config.get("step_sleep_s", 0) or 0)

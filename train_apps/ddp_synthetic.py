@@ -2,7 +2,8 @@
 
 Every worker draws its own deterministic batch for each step (seeded by seed, step and rank), so
 a run resumed from a checkpoint at step k sees exactly the data it would have seen from step k
-on. Checkpoints (model + optimizer + step) every ``checkpoint_every`` steps and at the end.
+on. Checkpoints (model + optimizer + step) every ``checkpoint_every`` steps, at the end,
+and at the next step after the platform asks for one (a notice: ``common.checkpoint_asked``).
 
 Config: steps (200), batch_size (64), features (32), hidden (64), lr (0.05),
 checkpoint_every (10), step_sleep_s (0), seed (0).
@@ -77,10 +78,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         loss_value = loss.item()
         common.pace(cfg)
         done = step + 1
-        if done % every == 0 or done == cfg["steps"]:
+        asked = common.checkpoint_asked()  # a notice (spot reclaim, window end, ...): checkpoint now
+        if asked or done % every == 0 or done == cfg["steps"]:
             common.report(done, {"loss": loss_value, "start_step": start}, model, optimizer, checkpoint=True)
+            common.checkpoint_taken(asked)
             if rank == 0:
-                print(f"ddp_synthetic: step {done}/{cfg['steps']} loss {loss_value:.4f} (checkpointed)", flush=True)
+                print(f"ddp_synthetic: step {done}/{cfg['steps']} loss {loss_value:.4f} (checkpointed{' on notice' if asked else ''})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -128,11 +128,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.step()
         common.pace(cfg)
         done = step + 1
-        if done % every == 0 or done == cfg["steps"]:
+        asked = common.checkpoint_asked()  # a notice (spot reclaim, window end, ...): checkpoint now
+        if asked or done % every == 0 or done == cfg["steps"]:
             value = loss.item()
             common.report(done, {"loss": value, "perplexity": math.exp(min(value, 50.0)), "start_step": start}, model, optimizer, checkpoint=True)
+            common.checkpoint_taken(asked)
             if rank == 0:
-                print(f"tiny_lm: step {done}/{cfg['steps']} loss {value:.3f} (checkpointed)", flush=True)
+                print(f"tiny_lm: step {done}/{cfg['steps']} loss {value:.3f} (checkpointed{' on notice' if asked else ''})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

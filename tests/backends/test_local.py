@@ -42,16 +42,16 @@ def local_cfg(local_config_path):
 
 def test_local_yaml_hosts_carry_the_labels_and_resources_of_their_gke_nodes(local_cfg, tmp_path):
     b = LocalBackend.from_config(local_cfg, tmp_path)
-    assert list(b.hosts) == ["cpu-0", "h100-0", "h100-1", "l4-spot-0", "l4-spot-1", "tpu-v5e-0-0", "tpu-v5e-0-1"]
-    for h in b.hosts.values():
+    assert list(b.host_plans) == ["cpu-0", "h100-0", "h100-1", "l4-spot-0", "l4-spot-1", "tpu-v5e-0-0", "tpu-v5e-0-1"]
+    for h in b.host_plans.values():
         spec = local_cfg.pools[h.pool].spec
         assert h.labels == node_labels(h.pool, spec, slice_index=h.slice_index, host_index=h.host_index)
         assert h.resources == node_resources(spec, host_index=h.host_index)
         assert h.labels[LABEL_HOST] == h.name
-    assert b.hosts["h100-0"].num_gpus == 8 and b.hosts["l4-spot-1"].num_gpus == 1
-    assert b.hosts["cpu-0"].num_gpus == 0 and b.hosts["cpu-0"].resources == {}
-    assert b.hosts["tpu-v5e-0-0"].resources == {"accelerator_type:TPU-V5LITEPOD": 1, "TPU": 4, "TPU-v5litepod-8-head": 1}
-    assert b.hosts["tpu-v5e-0-1"].resources == {"accelerator_type:TPU-V5LITEPOD": 1, "TPU": 4}
+    assert b.host_plans["h100-0"].num_gpus == 8 and b.host_plans["l4-spot-1"].num_gpus == 1
+    assert b.host_plans["cpu-0"].num_gpus == 0 and b.host_plans["cpu-0"].resources == {}
+    assert b.host_plans["tpu-v5e-0-0"].resources == {"accelerator_type:TPU-V5LITEPOD": 1, "TPU": 4, "TPU-v5litepod-8-head": 1}
+    assert b.host_plans["tpu-v5e-0-1"].resources == {"accelerator_type:TPU-V5LITEPOD": 1, "TPU": 4}
     assert b.object_store_memory == 96 * 2**20 and b.head_cpus == 4
     assert b.host_cpus == 1  # cpusPerHost 0.5 rounded up: `ray start` takes whole CPUs
 
@@ -270,7 +270,7 @@ def test_local_yaml_up_capacity_labels_and_resources(yaml_backend, local_cfg):
         if n["head"]:
             assert LABEL_POOL not in n["labels"]
             continue
-        h = b.hosts[n["host"]]
+        h = b.host_plans[n["host"]]
         spec = local_cfg.pools[h.pool].spec
         for k, v in node_labels(h.pool, spec, slice_index=h.slice_index, host_index=h.host_index).items():
             assert n["labels"][k] == v

@@ -44,7 +44,9 @@ def _local_backend(config: PlatformConfig, data_dir: str | Path):
     from .local import LocalBackend
     from .local_user import default_run_as
 
-    return LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as())
+    backend = LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as())
+    backend.start_capacity_loop()  # pools grow and shrink whether or not anyone polls
+    return backend
 
 
 __all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]

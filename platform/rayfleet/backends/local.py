@@ -36,24 +36,26 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..api import Cluster, ClusterSpec, ObjectMeta, PoolSpec
-from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE, node_labels, node_resources
-from ..errors import BackendError, CapacityError, ConfigError, FieldProblem, NotFound
+from ..api.labels import LABEL_HOST
+from ..errors import BackendError, CapacityError, ConfigError, FieldProblem
 from . import local_procs, local_user
-from .base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus, checkpoint_key
+from .base import ClusterInfo, HostPhase, LaunchRequest, RunState, RunStatus, checkpoint_key
+from .local_capacity import HostPlan, initial_hosts, plan_hosts
+from .local_hosts import LocalHosts
+from .local_nodes import LABEL_NODE_ROLE, LocalNodes
 from .local_start import RESULT_PREFIX
 from .placement import GangPlan, feasibility_problems, plan_request
 from .ray_jobs import RayJobs
-from .rundir import RunDir, latest_checkpoint_step, read_json, request_doc, write_json
+from .rundir import CHECKPOINT_REQUEST_ENV, RunDir, latest_checkpoint_step, read_json, request_doc, write_json
+from .sim.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-LABEL_NODE_ROLE = "rayfleet.io/node-role"
 
 #: Memory one simulated host's processes take (raylet ~30 MiB + dashboard agent ~150 MiB +
 #: runtime-env agent ~95 MiB RSS, measured on Ray 2.60), not counting its object store.
@@ -66,36 +68,6 @@ RUN_HEADROOM_MEMORY = 1536 * 2**20
 
 # Unix socket paths are limited to 107 bytes; Ray appends ~65 bytes to a host's temp dir.
 _MAX_TEMP_DIR = 40
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    """One simulated host: the Ray node that stands for one GKE node."""
-
-    name: str
-    pool: str
-    slice_index: int
-    host_index: int
-    labels: dict[str, str]
-    resources: dict[str, float]
-    num_gpus: int
-
-
-def plan_hosts(pools: dict[str, PoolSpec]) -> list[HostPlan]:
-    """Every host of every pool at its maximum size: hosts for GPU/CPU pools, slices for TPU pools."""
-    out = []
-    for pool, spec in pools.items():
-        if spec.is_tpu:
-            for s in range(spec.max_replicas):
-                for h in range(spec.slice_hosts):
-                    labels = node_labels(pool, spec, slice_index=s, host_index=h)
-                    out.append(HostPlan(labels[LABEL_HOST], pool, s, h, labels, node_resources(spec, host_index=h), 0))
-        else:
-            for h in range(spec.max_hosts):
-                labels = node_labels(pool, spec, host_index=h)
-                gpus = spec.accelerators_per_host if spec.accelerator is not None else 0
-                out.append(HostPlan(labels[LABEL_HOST], pool, 0, h, labels, node_resources(spec, host_index=h), gpus))
-    return out
 
 
 def memory_available() -> int:
@@ -156,7 +128,7 @@ class _Ports:
         raise BackendError(f"no free TCP port found in {self.LOW}-{self.high}")
 
 
-class LocalBackend:
+class LocalBackend(LocalHosts, LocalNodes):
     """Real Ray on this machine. Implements :class:`rayfleet.backends.base.Backend`."""
 
     name = "local"
@@ -198,9 +170,17 @@ class LocalBackend:
         if unknown:
             raise ConfigError(FieldProblem(field="spec.pools", problem=f"unknown pools {unknown}", document=self.cluster.ref()))
         self.pools: dict[str, PoolSpec] = {p: pools[p] for p in wanted} if wanted else dict(pools)
-        self.hosts: dict[str, HostPlan] = {h.name: h for h in plan_hosts(self.pools)}
+        #: Every host the pools can have (at their maxReplicas); which exist now: ``hosts()``.
+        self.host_plans: dict[str, HostPlan] = {h.name: h for h in plan_hosts(self.pools)}
         self.data_dir = Path(data_dir).resolve()
         local = self.cluster.spec.local
+        #: Scripted capacity (spec.local.scenario): provisioning delays, stockouts, losses, reclaims.
+        self.scenario: Scenario | None = load_scenario(local.scenario) if local.scenario else None
+        if self.scenario is not None:
+            by_pool: dict[str, list[str]] = {}
+            for h in self.host_plans.values():
+                by_pool.setdefault(h.pool, []).append(h.name)
+            self.scenario.check_against(by_pool, file=local.scenario)
         self.temp_dir = temp_dir or local.temp_dir or f"/tmp/rayfleet-{hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:10]}"
         if len(self.temp_dir) > _MAX_TEMP_DIR:
             raise ConfigError(FieldProblem(field="spec.local.tempDir", problem=f"{self.temp_dir!r} is longer than {_MAX_TEMP_DIR} characters (Ray's socket paths would exceed the OS limit)", document=self.cluster.ref()))
@@ -415,14 +395,14 @@ class LocalBackend:
     def memory_plan(self) -> dict[str, int]:
         """The memory estimate ``up()`` checks: needed vs available, bytes."""
         return {
-            "hosts": len(self.hosts),
-            "needed": memory_needed(len(self.hosts), self.object_store_memory),
+            "hosts": len(self.host_plans),
+            "needed": memory_needed(len(self.host_plans), self.object_store_memory),
             "available": memory_available(),
         }
 
     def check_memory(self, available: int | None = None) -> None:
         """Raise :class:`CapacityError` if this machine cannot hold the configured hosts."""
-        n = len(self.hosts)
+        n = len(self.host_plans)
         need = memory_needed(n, self.object_store_memory)
         have = memory_available() if available is None else available
         if need > have:
@@ -527,17 +507,7 @@ class LocalBackend:
                 out.write(("$ ray start " + shlex.join(n["args"]) + "\n").encode())
             out.flush()
             offset = out.tell()
-            env = self._process_env()
-            env.update(extra_env or {})
-            cmd = [self.python, "-m", "rayfleet.backends.local_start", str(spec_path)]
-            ids = self.ray_ids()
-            as_user: dict[str, Any] = {}
-            if ids is not None:
-                env["HOME"] = str(self.ray_home)
-                local_user.check_can_run(self.python, env, *ids, user=str(self.run_as))
-                as_user = {"user": ids[0], "group": ids[1], "extra_groups": []}
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    cwd=str(self.ray_home), **as_user)
+            proc = self._popen_start(spec_path, out, extra_env)
             try:
                 rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -560,6 +530,24 @@ class LocalBackend:
             )
         for name, r in results.items():
             log.info("local cluster %s: started %s in %.1fs", self.cluster.name, name, r["seconds"])
+
+    def _popen_start(self, spec_path: Path, out: Any, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """The helper process (:mod:`rayfleet.backends.local_start`) that runs ``ray start`` for
+        each node of ``spec_path``, as the Ray user, its output to ``out``."""
+        env = self._process_env()
+        env.update(extra_env or {})
+        cmd = [self.python, "-m", "rayfleet.backends.local_start", str(spec_path)]
+        ids = self.ray_ids()
+        as_user: dict[str, Any] = {}
+        if ids is not None:
+            env["HOME"] = str(self.ray_home)
+            local_user.check_can_run(self.python, env, *ids, user=str(self.run_as))
+            as_user = {"user": ids[0], "group": ids[1], "extra_groups": []}
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                cwd=str(self.ray_home), **as_user)
+
+    def _new_ports(self) -> _Ports:
+        return _Ports()
 
     def _start_cluster(self) -> None:
         ports = _Ports()
@@ -605,7 +593,8 @@ class LocalBackend:
         }
         try:
             self._save_state()
-            self._start_hosts(list(self.hosts), ports, deadline, head_args=head_args, extra_env=health)
+            first = initial_hosts(self.pools, self.host_plans.values(), self.scenario, self._state["started_at"])
+            self._start_hosts(first, ports, deadline, head_args=head_args, extra_env=health)
             self._wait_nodes(deadline)
             self._state["node_ip"] = self._head_node_ip() or "127.0.0.1"
             self._save_state()
@@ -630,7 +619,26 @@ class LocalBackend:
         ]
 
     def host_temp_dir(self, name: str) -> str:
-        return f"{self.temp_dir}/n{list(self.hosts).index(name)}"
+        return f"{self.temp_dir}/n{list(self.host_plans).index(name)}"
+
+    def _host_node_args(self, name: str, ports: _Ports) -> tuple[dict[str, int], list[str]]:
+        """The ports and ``ray start`` arguments of one host: its pool's labels and resources."""
+        st = self._state
+        assert st is not None
+        plan = self.host_plans[name]
+        hp = {k: ports.take() for k in ("agent_http", "agent_grpc", "runtime_env", "metrics", "node_manager", "object_manager")}
+        labels = ",".join(f"{k}={v}" for k, v in plan.labels.items())
+        args = [
+            f"--address=127.0.0.1:{st['gcs_port']}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={self.host_cpus}",
+            f"--num-gpus={plan.num_gpus}",
+            f"--resources={json.dumps(plan.resources)}",
+            f"--labels={labels}",
+            f"--object-store-memory={self.object_store_memory}",
+            *self._node_port_args(hp),
+        ]
+        return hp, args
 
     def _start_hosts(self, names: list[str], ports: _Ports, deadline: float, *, head_args: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
         """Start the head (if ``head_args``), then the hosts ``names``, one node at a time: on a
@@ -643,20 +651,8 @@ class LocalBackend:
             nodes.append(("head", head_args, self.temp_dir))
         host_ports = {}
         for name in names:
-            plan = self.hosts[name]
-            hp = {k: ports.take() for k in ("agent_http", "agent_grpc", "runtime_env", "metrics", "node_manager", "object_manager")}
+            hp, args = self._host_node_args(name, ports)
             host_ports[name] = hp
-            labels = ",".join(f"{k}={v}" for k, v in plan.labels.items())
-            args = [
-                f"--address=127.0.0.1:{st['gcs_port']}",
-                "--node-ip-address=127.0.0.1",
-                f"--num-cpus={self.host_cpus}",
-                f"--num-gpus={plan.num_gpus}",
-                f"--resources={json.dumps(plan.resources)}",
-                f"--labels={labels}",
-                f"--object-store-memory={self.object_store_memory}",
-                *self._node_port_args(hp),
-            ]
             # Each host has its own temp dir, as a real host would: nodes sharing one session dir
             # race for the same raylet socket and log file names.
             nodes.append((name, args, self.host_temp_dir(name)))
@@ -668,190 +664,11 @@ class LocalBackend:
             st["raylet_pids"].append(st["head"]["raylet_pid"])
         for name in names:
             raylet = self._find_raylet(host_ports[name]["node_manager"])
-            st["hosts"][name] = {"pool": self.hosts[name].pool, "ports": host_ports[name], "raylet_pid": raylet, "node_id": None, "started_at": time.time()}
+            now = time.time()
+            st["hosts"][name] = {"pool": self.host_plans[name].pool, "ports": host_ports[name], "raylet_pid": raylet, "node_id": None,
+                                 "started_at": now, "phase": HostPhase.READY.value, "since": now}
             st["raylet_pids"].append(raylet)
         self._save_state()
-
-    def _find_proc(self, binary: str, needle: str, timeout_s: float = 10.0) -> int:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for p in local_procs.all_procs().values():
-                head = p.cmdline.split(" ", 1)[0]
-                if head.endswith("/" + binary) and needle in p.cmdline and self.temp_dir in p.cmdline:
-                    return p.pid
-            if time.monotonic() > deadline:
-                raise BackendError(f"no {binary} process with {needle} found for local cluster {self.cluster.name!r}")
-            time.sleep(0.1)
-
-    def _find_raylet(self, node_manager_port: int) -> int:
-        return self._find_proc("raylet", f"--node_manager_port={node_manager_port}")
-
-    def _nodes(self) -> list[Any]:
-        return self._list("nodes")
-
-    def _head_node_ip(self) -> str | None:
-        for n in self._nodes():
-            if (n.labels or {}).get(LABEL_NODE_ROLE) == "head" and n.state == "ALIVE":
-                return n.node_ip
-        return None
-
-    def _wait_nodes(self, deadline: float) -> None:
-        """Wait until the GCS lists every started host ALIVE; record node ids."""
-        st = self._state
-        assert st is not None
-        want = set(st["hosts"])
-        while True:
-            alive = {}
-            for n in self._nodes():
-                host = (n.labels or {}).get(LABEL_HOST)
-                if n.state == "ALIVE" and host in want:
-                    alive[host] = n.node_id
-                if n.state == "ALIVE" and (n.labels or {}).get(LABEL_NODE_ROLE) == "head":
-                    st["head"]["node_id"] = n.node_id
-            if set(alive) >= want:
-                for host, nid in alive.items():
-                    st["hosts"][host]["node_id"] = nid
-                return
-            if time.monotonic() > deadline:
-                raise BackendError(f"hosts {sorted(want - set(alive))} did not register with the GCS within {self.start_timeout_s:.0f}s")
-            time.sleep(0.3)
-
-    def _host_alive(self, name: str) -> bool:
-        st = self._state
-        h = (st or {}).get("hosts", {}).get(name)
-        return bool(h) and local_procs.pid_alive(h.get("raylet_pid"), self.temp_dir)
-
-    def _reconcile_hosts(self) -> None:
-        """Restart configured hosts whose raylet is gone; end hosts no longer configured."""
-        st = self._state
-        assert st is not None
-        for name in [n for n in st["hosts"] if n not in self.hosts]:
-            self._kill_host_procs(name)
-            del st["hosts"][name]
-        dead = [n for n in self.hosts if not self._host_alive(n)]
-        if dead:
-            ports = _Ports()
-            deadline = time.monotonic() + self.start_timeout_s
-            for n in dead:
-                self._kill_host_procs(n)
-            self._start_hosts(dead, ports, deadline)
-            self._wait_nodes(deadline)
-        self._save_state()
-
-    # ------------------------------------------------------------------ hosts
-
-    def _kill_host_procs(self, name: str) -> None:
-        """SIGKILL everything of one host: its raylet and what runs under it (agents, workers),
-        its log monitor, and workers an earlier death of its raylet orphaned."""
-        st = self._state
-        assert st is not None
-        h = st["hosts"].get(name)
-        if not h or not h.get("raylet_pid"):
-            return
-        raylet = h["raylet_pid"]
-        host_dir = self.host_temp_dir(name) + "/" if name in self.hosts else None
-        procs = local_procs.all_procs()
-        roots = [raylet] if local_procs.pid_alive(raylet, self.temp_dir) else []
-        if host_dir:
-            roots += [p.pid for p in procs.values() if host_dir in p.cmdline]
-        pids = local_procs.descendants(roots, procs)
-        pids |= {p for p in local_procs.cluster_pids(self.temp_dir, [raylet]) if _raylet_env(p) == raylet}
-        if pids:
-            local_procs.kill_pids(pids, grace_s=0)
-
-    def kill_host(self, host: str) -> None:
-        """Simulate the loss of a host: SIGKILL its raylet and every process under it."""
-        with self._lock():
-            st = self._require_up()
-            if host not in st["hosts"]:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")
-            self._kill_host_procs(host)
-
-    def restart_host(self, host: str) -> None:
-        """Bring a dead host back (a repaired or replaced node): a new Ray node with the same labels."""
-        with self._lock():
-            self._require_up()
-            if host not in self.hosts:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}", field="host")
-            if self._host_alive(host):
-                return
-            self._kill_host_procs(host)
-            deadline = time.monotonic() + self.start_timeout_s
-            self._start_hosts([host], _Ports(), deadline)
-            self._wait_nodes(deadline)
-            self._save_state()
-
-    def host_names(self, pool: str | None = None) -> list[str]:
-        return [h.name for h in self.hosts.values() if pool is None or h.pool == pool]
-
-    def nodes(self) -> list[dict[str, Any]]:
-        """Every Ray node the GCS knows (alive and dead): node id, host, pool, labels, resources."""
-        self._require_up()
-        out = []
-        for n in self._nodes():
-            labels = dict(n.labels or {})
-            out.append({
-                "node_id": n.node_id,
-                "alive": n.state == "ALIVE",
-                "host": labels.get(LABEL_HOST),
-                "pool": labels.get(LABEL_POOL),
-                "head": labels.get(LABEL_NODE_ROLE) == "head",
-                "labels": labels,
-                "resources": dict(n.resources_total or {}),
-            })
-        return out
-
-    def pool_node_ids(self, pool: str) -> set[str]:
-        """Node ids (alive or dead) of every Ray node that was a host of ``pool``."""
-        return {n["node_id"] for n in self.nodes() if n["pool"] == pool}
-
-    def _busy_node_ids(self) -> set[str]:
-        busy = set()
-        for pg in self._list("placement_groups"):
-            if pg.state == "REMOVED":
-                continue
-            for b in pg.bundles or []:
-                if b.get("node_id"):
-                    busy.add(b["node_id"])
-        return busy
-
-    def capacity(self) -> dict[str, PoolCapacity]:
-        configured: dict[str, int] = {p: 0 for p in self.pools}
-        for h in self.hosts.values():
-            configured[h.pool] += 1
-        st = self._current()
-        if st is None:
-            return {p: PoolCapacity(pool=p, hosts=n, ready_hosts=0, free_hosts=0) for p, n in configured.items()}
-        alive: dict[str, str] = {}
-        for n in self._nodes():
-            host = (n.labels or {}).get(LABEL_HOST)
-            if n.state == "ALIVE" and host in self.hosts and self._host_alive(host):
-                alive[host] = n.node_id
-        busy = self._busy_node_ids()
-        out = {}
-        for p, n in configured.items():
-            ready = [h for h in alive if self.hosts[h].pool == p]
-            free = [h for h in ready if alive[h] not in busy]
-            out[p] = PoolCapacity(pool=p, hosts=n, ready_hosts=len(ready), free_hosts=len(free))
-        return out
-
-    def _pick_slice(self, pool: str) -> str:
-        """The TPU slice of ``pool`` with the most alive, free hosts (lowest index on ties)."""
-        spec = self.pools[pool]
-        alive: dict[str, str] = {}
-        for n in self._nodes():
-            host = (n.labels or {}).get(LABEL_HOST)
-            if n.state == "ALIVE" and host in self.hosts:
-                alive[host] = n.node_id
-        busy = self._busy_node_ids()
-        best, best_free = None, -1
-        for s in range(spec.max_replicas):
-            hosts = [h for h in self.hosts.values() if h.pool == pool and h.slice_index == s]
-            free = sum(1 for h in hosts if h.name in alive and alive[h.name] not in busy)
-            if free > best_free:
-                best, best_free = hosts[0].labels[LABEL_TPU_SLICE], free
-        assert best is not None
-        return best
 
     # ------------------------------------------------------------------ runs
 
@@ -893,7 +710,11 @@ class LocalBackend:
         entrypoint = f"{shlex.quote(self.python)} -m {module} --run-dir {shlex.quote(str(rd.path))}"
         metadata = {"rayfleet.job": req.job_id, "rayfleet.attempt": str(req.attempt), "rayfleet.pool": req.pool}
         metadata.update({k: str(v) for k, v in req.metadata.items()})
-        self.jobs.submit(run_id, entrypoint, runtime_env=dict(req.runtime_env), metadata=metadata)
+        # Every process of the run (driver, Train workers, the entry point) finds its
+        # checkpoint-request file here (rayfleet.train.notice).
+        runtime_env = dict(req.runtime_env)
+        runtime_env["env_vars"] = {**dict(runtime_env.get("env_vars") or {}), CHECKPOINT_REQUEST_ENV: str(rd.checkpoint_request_path)}
+        self.jobs.submit(run_id, entrypoint, runtime_env=runtime_env, metadata=metadata)
         rd.set_submitted()
         return run_id
 
@@ -946,6 +767,7 @@ class LocalBackend:
         return dead
 
     def run_status(self, run_id: str) -> RunStatus | None:
+        self._maybe_tick()
         rd = self.run_dir(run_id)
         final = rd.marked("final")
         if final:
@@ -974,7 +796,10 @@ class LocalBackend:
             bool(req.get("train_app")) and len(workers) >= req["workers"]
         )
         started_at = st.get("started_at") or (max(w["t"] for w in workers) if all_up and workers else None)
+        notices, gang_hosts = self.notices_for(node_ids)
         common = {
+            "notices": notices,
+            "hosts": gang_hosts,
             "run_id": run_id,
             "started_at": started_at,
             "node_ids": node_ids,
@@ -1002,6 +827,13 @@ class LocalBackend:
                 self.jobs.stop(run_id)
                 return RunStatus(state=RunState.LOST, message=lost.get("message", ""), **common)
             return self._finish(rd, RunStatus(state=RunState.LOST, message=lost.get("message", ""), finished_at=info.end_time, **common))
+        stockout = rd.marked("stockout")
+        if stockout is not None:
+            # The pool's mode answered "no capacity" now (non-queued DWS flex-start in a stockout).
+            if not info.terminal:
+                self.jobs.stop(run_id)
+                return RunStatus(state=RunState.STOCKOUT, message=stockout.get("message", ""), **common)
+            return self._finish(rd, RunStatus(state=RunState.STOCKOUT, message=stockout.get("message", ""), finished_at=info.end_time, **common))
         stop = rd.marked("stop")
         if info.terminal:
             if stop is not None and info.status != "SUCCEEDED":
@@ -1080,6 +912,7 @@ def _status_to_dict(s: RunStatus) -> dict[str, Any]:
         "last_checkpoint_step": s.last_checkpoint_step,
         "resumed_from_step": s.resumed_from_step,
         "node_ids": list(s.node_ids),
+        "hosts": list(s.hosts),
         "exit_code": s.exit_code,
     }
 
@@ -1094,10 +927,6 @@ def _status_from_dict(d: dict[str, Any]) -> RunStatus:
         last_checkpoint_step=d.get("last_checkpoint_step"),
         resumed_from_step=d.get("resumed_from_step"),
         node_ids=tuple(d.get("node_ids") or ()),
+        hosts=tuple(d.get("hosts") or ()),
         exit_code=d.get("exit_code"),
     )
-
-
-def _raylet_env(pid: int) -> int | None:
-    env = local_procs._environ(pid)
-    return local_procs._raylet_pid_of(env)

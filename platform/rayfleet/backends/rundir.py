@@ -8,6 +8,8 @@ and the backend tell each other, as small JSON files written atomically.
   stop.json      a stop the backend asked for, with its reason (backend writes)
   lost.json      the backend found a host of the gang dead (backend writes)
   final.json     the terminal RunStatus, kept unchanged from then on (backend writes)
+  checkpoint-request.json  "checkpoint now" requests, numbered (backend writes; the run's
+                 processes read it through :mod:`rayfleet.train.notice`, path in $RAYFLEET_CHECKPOINT_REQUEST)
   submitted      marker: the Ray job exists (backend writes after the submission succeeded)
 
 All files live on the machine's disk; local hosts share it, so workers write their own files.
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 RUN_DIR_ENV = "RAYFLEET_RUN_DIR"
+#: Environment variable naming a run's checkpoint-request file (set in every process of the run).
+CHECKPOINT_REQUEST_ENV = "RAYFLEET_CHECKPOINT_REQUEST"
+CHECKPOINT_REQUEST_FILE = "checkpoint-request.json"
 #: RunConfig.name of every rayfleet Train run: checkpoints live in <checkpoint_dir>/train, so
 #: attempt N+1 of a job (same checkpoint_dir) restores what attempt N registered.
 TRAIN_RUN_NAME = "train"
@@ -139,6 +144,19 @@ class RunDir:
 
     def marked(self, name: str) -> dict[str, Any] | None:
         return read_json(self.path / f"{name}.json")
+
+    # -- checkpoint requests (backend -> the run's processes)
+
+    @property
+    def checkpoint_request_path(self) -> Path:
+        return self.path / CHECKPOINT_REQUEST_FILE
+
+    def request_checkpoint(self, reason: str = "") -> int:
+        """Ask the run to checkpoint now: bump the request's number (``seq``); returns it."""
+        seq = int((read_json(self.checkpoint_request_path) or {}).get("seq", 0)) + 1
+        write_json(self.checkpoint_request_path, {"seq": seq, "at": time.time(), "reason": reason})
+        os.chmod(self.checkpoint_request_path, 0o644)  # the run's processes (maybe another user) read it
+        return seq
 
     def set_submitted(self) -> None:
         (self.path / "submitted").write_text(str(time.time()))
