@@ -4,6 +4,7 @@ run's notice ConfigMap, and ProvisioningRequest conditions mapped onto runs."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -161,7 +162,7 @@ def test_cordon_and_uncordon_patch_the_node(kb, fake_api, gke_cfg, clock):
 # ---------------------------------------------------------------- checkpoint requests
 
 
-def test_request_checkpoint_writes_the_mounted_notice_configmap(kb, fake_api, gke_cfg, clock):
+def test_request_checkpoint_writes_the_mounted_notice_configmap(kb, fake_api, gke_cfg, clock, tmp_path, monkeypatch):
     req = _req(gke_cfg, "a100-reserved")
     kb.launch(req)
     name = kb.run_name(req.run_id)
@@ -173,13 +174,27 @@ def test_request_checkpoint_writes_the_mounted_notice_configmap(kb, fake_api, gk
     for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
         assert {"name": cr.NOTICE_VOLUME, "configMap": {"name": cm_name, "optional": True}} in template["spec"]["volumes"]
         (container,) = template["spec"]["containers"]
-        assert {"name": "RAYFLEET_NOTICE_FILE", "value": "/rayfleet/notice/notice.json"} in container["env"]
+        assert {"name": "RAYFLEET_CHECKPOINT_REQUEST", "value": "/rayfleet/notice/checkpoint-request.json"} in container["env"]
         assert {"name": cr.NOTICE_VOLUME, "mountPath": "/rayfleet/notice", "readOnly": True} in container["volumeMounts"]
     kb.request_checkpoint(req.run_id)
-    assert fake_api.get("ConfigMap", cm_name, NS)["data"] == {"notice.json": f'{{"checkpoint": {T0}}}\n'}
+    line = fake_api.get("ConfigMap", cm_name, NS)["data"]["checkpoint-request.json"]
+    assert json.loads(line) == {"seq": 1, "at": T0, "reason": ""}
+    # the file the pods see is the one rayfleet.train.notice reads on every backend
+    from rayfleet.train import notice
+    mounted = tmp_path / "checkpoint-request.json"
+    mounted.write_text(line)
+    monkeypatch.setenv("RAYFLEET_CHECKPOINT_REQUEST", str(mounted))
+    notice.reset()
+    assert notice.checkpoint_requested()
+    notice.consume()
+    assert not notice.checkpoint_requested()
     clock.t += 90
     kb.request_checkpoint(req.run_id)
-    assert cr.read_request(fake_api.get("ConfigMap", cm_name, NS)) == T0 + 90
+    cm = fake_api.get("ConfigMap", cm_name, NS)
+    assert cr.read_request(cm) == T0 + 90 and cr.request_seq(cm) == 2
+    mounted.write_text(cm["data"]["checkpoint-request.json"])
+    assert notice.checkpoint_requested()   # a newer request counts again
+    notice.reset()
     kb.kube.delete_core("ConfigMap", cm_name, NS)   # lost meanwhile: made again
     kb.request_checkpoint(req.run_id)
     cm = fake_api.get("ConfigMap", cm_name, NS)

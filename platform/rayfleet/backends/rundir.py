@@ -28,6 +28,19 @@ RUN_DIR_ENV = "RAYFLEET_RUN_DIR"
 #: Environment variable naming a run's checkpoint-request file (set in every process of the run).
 CHECKPOINT_REQUEST_ENV = "RAYFLEET_CHECKPOINT_REQUEST"
 CHECKPOINT_REQUEST_FILE = "checkpoint-request.json"
+
+
+def checkpoint_request(seq: int, at: float, reason: str = "") -> dict[str, Any]:
+    """The body of a checkpoint-request file, on every backend (the local run directory, the
+    KubeRay notice ConfigMap): request number ``seq`` (a reader acts on a number it has not acted
+    on yet), made at ``at``."""
+    return {"seq": seq, "at": at, "reason": reason}
+
+
+def checkpoint_request_seq(data: Any) -> int:
+    """The request number of a decoded checkpoint-request body (0: no request)."""
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
 #: RunConfig.name of every rayfleet Train run: checkpoints live in <checkpoint_dir>/train, so
 #: attempt N+1 of a job (same checkpoint_dir) restores what attempt N registered.
 TRAIN_RUN_NAME = "train"
@@ -153,8 +166,8 @@ class RunDir:
 
     def request_checkpoint(self, reason: str = "") -> int:
         """Ask the run to checkpoint now: bump the request's number (``seq``); returns it."""
-        seq = int((read_json(self.checkpoint_request_path) or {}).get("seq", 0)) + 1
-        write_json(self.checkpoint_request_path, {"seq": seq, "at": time.time(), "reason": reason})
+        seq = checkpoint_request_seq(read_json(self.checkpoint_request_path)) + 1
+        write_json(self.checkpoint_request_path, checkpoint_request(seq, time.time(), reason))
         os.chmod(self.checkpoint_request_path, 0o644)  # the run's processes (maybe another user) read it
         return seq
 

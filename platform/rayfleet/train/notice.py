@@ -28,7 +28,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from ..backends.rundir import CHECKPOINT_REQUEST_ENV
+from ..backends.rundir import CHECKPOINT_REQUEST_ENV, checkpoint_request_seq
 
 _lock = threading.Lock()
 _sigterm = False
@@ -48,8 +48,7 @@ def _request_seq(path: Path | None) -> int:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return 0
-    seq = data.get("seq") if isinstance(data, dict) else None
-    return int(seq) if isinstance(seq, int) else 0
+    return checkpoint_request_seq(data)
 
 
 def checkpoint_requested() -> bool:

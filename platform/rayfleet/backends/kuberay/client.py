@@ -50,7 +50,7 @@ from ..base import (
 )
 from ..runtime_env import package_uris
 from . import crd_schema
-from .checkpoint_request import NOTICE_KEY, notice_configmap, notice_configmap_name, notice_line
+from .checkpoint_request import NOTICE_KEY, notice_configmap, notice_configmap_name, notice_line, request_seq
 from .kube import KubeClient, api_client_for, error_of
 from .manifests import (
     ANN_RUN_ID,
@@ -387,14 +387,15 @@ class KubeRayBackend:
             log.info("uncordon %s: the node is gone", host)
 
     def request_checkpoint(self, run_id: str) -> None:
-        """Write ``{"checkpoint": <now>}`` to the run's notice ConfigMap, mounted in its pods at
-        ``$RAYFLEET_NOTICE_FILE`` (:mod:`.checkpoint_request`). No-op for a run that is gone."""
+        """Write the next checkpoint request (``{"seq": n, "at": <now>}``) to the run's notice
+        ConfigMap, mounted in its pods at ``$RAYFLEET_CHECKPOINT_REQUEST`` (:mod:`.checkpoint_request`).
+        No-op for a run that is gone."""
         if self._run_job(run_id) is None:
             return
         name = notice_configmap_name(self.run_name(run_id))
-        line = notice_line(self.clock())
         try:
-            self.kube.patch_core("ConfigMap", name, self.namespace, {"data": {NOTICE_KEY: line}})
+            seq = request_seq(self.kube.get_core("ConfigMap", name, self.namespace)) + 1
+            self.kube.patch_core("ConfigMap", name, self.namespace, {"data": {NOTICE_KEY: notice_line(self.clock(), seq)}})
         except NotFound:  # launched before notices existed, or deleted: make it
             self.kube.create_core(self._validated(notice_configmap(name, self.namespace, self._notice_labels(run_id), self.clock())))
 
