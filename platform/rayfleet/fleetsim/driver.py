@@ -82,15 +82,6 @@ def build_sim(config: PlatformConfig, scenario: FleetScenario, clock: SimClock, 
     return sim
 
 
-def next_sim_event(sim: SimBackend) -> float | None:
-    """When the sim's next scripted or derived event is due (None: nothing is scheduled)."""
-    nxt = getattr(sim, "next_event_at", None)
-    if callable(nxt):
-        return nxt()
-    heap = sim._heap  # the sim's event heap: (time, seq, kind, args); read only
-    return heap[0][0] if heap else None
-
-
 def calendar_times(config: PlatformConfig) -> list[float]:
     """When each calendar window opens, starts draining and closes."""
     out = []
@@ -171,7 +162,7 @@ class _Loop:
             services: list[Service] = [r.doc for r in self.fleet.store.list("Service", states=SERVICE_ACTIVE + ["DELETING"])]  # type: ignore[misc]
             self.recorder.observe(now, services)
             changed = self._new_events()
-            nxt_sim = next_sim_event(self.sim)
+            nxt_sim = self.sim.next_event_at()
             if now >= self.end:
                 return "until" if self.until_given else "limit"
             if not self.until_given and i >= len(self.subs) and not open_jobs and (nxt_sim is None or nxt_sim <= now):
