@@ -31,9 +31,8 @@ from typing import cast
 
 from ..api import JobState, Service, TrainJob
 from ..backends.sim import SimBackend
-from ..capacity import fallback
+from ..capacity import fallback, provisioning
 from ..config import PlatformConfig
-from ..server.accounting import epoch
 from ..server.auth import Principal
 from ..server.fleet import Fleet
 from ..server.main import assemble
@@ -86,10 +85,9 @@ def calendar_times(config: PlatformConfig) -> list[float]:
     """When each calendar window opens, starts draining and closes."""
     out = []
     for pool in config.pools.values():
-        prov = pool.spec.provisioning
-        if prov.mode == "dws-calendar":
-            start, end = epoch(prov.window.start), epoch(prov.window.end)
-            out += [start, max(start, end - prov.drain_before), end]
+        bounds, drain = provisioning.window_bounds(pool.spec), provisioning.drain_at(pool.spec)
+        if bounds is not None and drain is not None:
+            out += [bounds[0], drain, bounds[1]]
     return sorted(out)
 
 
