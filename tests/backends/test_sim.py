@@ -172,6 +172,24 @@ def test_reclaim_with_notice_loses_runs_when_the_notice_runs_out():
     assert st.state == RunState.LOST and st.finished_at == T0 + 40 and "reclaimed" in st.message
 
 
+def test_next_event_at_is_the_next_scheduled_event_or_none():
+    clock = Clock()
+    sim = make_sim(clock)
+    assert sim.next_event_at() is None
+    sim.script_run("n", runtime=100)
+    sim.launch(request("n"))
+    host = sim.runs["n-1"].gang.hosts[0].name
+    sim.lose_host(host, at=T0 + 500)
+    assert sim.run_status("n-1").state == RunState.RUNNING   # applies what is due now
+    assert sim.next_event_at() == T0 + 100          # the run's end comes before the host's loss
+    clock.t = T0 + 100
+    assert sim.run_status("n-1").state == RunState.SUCCEEDED
+    assert sim.next_event_at() == T0 + 500
+    clock.t = T0 + 500
+    sim.capacity()
+    assert sim.next_event_at() is None or sim.next_event_at() > T0 + 500
+
+
 def test_provisioning_delay_and_stockout():
     clock = Clock()
     sim = SimBackend({"l4-spot": CONFIG.pools["l4-spot"].spec}, clock=clock)

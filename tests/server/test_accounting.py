@@ -69,3 +69,20 @@ def test_metrics_split_team_cost_into_training_and_serving(api, team_a, admin, f
     line = next(ln for ln in text.splitlines() if ln.startswith("rayfleet_team_cost_usd_total{") and 'workload="serve"' in ln)
     assert 'team="team-a"' in line and float(line.rsplit(" ", 1)[1]) > 0
     assert any(ln.startswith('rayfleet_team_serve_host_seconds_total{team="team-a"}') for ln in text.splitlines())
+
+
+def test_only_pools_that_pay_when_idle_have_reserved_hours():
+    """Accounting's reserved hours follow capacity.provisioning.pays_when_idle, mode by mode: all the
+    time for a reservation, inside the window for a calendar booking, never for the others."""
+    from pathlib import Path
+
+    from rayfleet.capacity import provisioning
+    from rayfleet.config import load_config
+    from rayfleet.server.accounting import reserved_host_seconds
+
+    cfg = load_config([Path(__file__).resolve().parents[2] / "examples" / "capacity" / "fleet.yaml"])
+    day = 1_767_571_200.0  # 2026-01-05T00:00:00Z; l4-cal's window is 06:00 to 18:00 that day
+    got = {name: reserved_host_seconds(p.spec, day, day + 86400) for name, p in cfg.pools.items()}
+    assert {n for n, v in got.items() if v is not None} == {n for n, p in cfg.pools.items() if provisioning.pays_when_idle(p.spec)}
+    assert got == {"l4-res": 2 * 86400, "l4-cal": 4 * 12 * 3600, "l4-dws": None, "l4-flex": None, "l4-spot": None, "l4-od": None}
+    assert reserved_host_seconds(cfg.pools["l4-cal"].spec, day, day + 6 * 3600) == 0.0   # before the window opens

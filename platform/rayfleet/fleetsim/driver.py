@@ -11,7 +11,8 @@ one interesting moment to the next (event-driven):
   running or ending, a group ready, a load change);
 - the controller's own deadlines, read from the stored jobs: a backoff's ``notBefore``, a
   compute-class step's ``waitForCapacity`` and ``resubmitAfter``, ``maxRunDuration``, a notice's
-  deadline; calendar windows opening, draining and closing;
+  deadline (and the moment before it when the controller stops the gang); calendar windows
+  opening, draining and closing;
 - one controller interval after a pass that wrote an event (the real controller's next tick);
 - the next queue-usage sample; and never more than ``maxStep`` while anything is in flight, so a
   time rule the driver cannot foresee is seen within that bound.
@@ -31,14 +32,14 @@ from typing import cast
 
 from ..api import JobState, Service, TrainJob
 from ..backends.sim import SimBackend
-from ..capacity import fallback
+from ..capacity import fallback, provisioning
 from ..config import PlatformConfig
-from ..server.accounting import epoch
 from ..server.auth import Principal
 from ..server.fleet import Fleet
 from ..server.main import assemble
 from ..server.services import ACTIVE as SERVICE_ACTIVE
 from ..server.store import Event
+from ..server.transitions import NOTICE_LEAD_S
 from .report import Recorder, build_report
 from .scenario import FleetScenario, Submission, submissions
 
@@ -82,23 +83,23 @@ def build_sim(config: PlatformConfig, scenario: FleetScenario, clock: SimClock, 
     return sim
 
 
-def next_sim_event(sim: SimBackend) -> float | None:
-    """When the sim's next scripted or derived event is due (None: nothing is scheduled)."""
-    nxt = getattr(sim, "next_event_at", None)
-    if callable(nxt):
-        return nxt()
-    heap = sim._heap  # the sim's event heap: (time, seq, kind, args); read only
-    return heap[0][0] if heap else None
+def failed_requests(sim: SimBackend, scenario: FleetScenario, name: str) -> int | None:
+    """The sim's count of the service's failed requests so far; None for a service whose script
+    sends no requests (``requestRate`` 0: nothing is modelled) or that the sim does not run."""
+    script = scenario.service_script(name) or scenario.defaults.service
+    if script.request_rate <= 0:
+        return None
+    st = sim.service_status(name)
+    return st.failed_requests if st is not None else None
 
 
 def calendar_times(config: PlatformConfig) -> list[float]:
     """When each calendar window opens, starts draining and closes."""
     out = []
     for pool in config.pools.values():
-        prov = pool.spec.provisioning
-        if prov.mode == "dws-calendar":
-            start, end = epoch(prov.window.start), epoch(prov.window.end)
-            out += [start, max(start, end - prov.drain_before), end]
+        bounds, drain = provisioning.window_bounds(pool.spec), provisioning.drain_at(pool.spec)
+        if bounds is not None and drain is not None:
+            out += [bounds[0], drain, bounds[1]]
     return sorted(out)
 
 
@@ -121,9 +122,10 @@ def controller_deadlines(config: PlatformConfig, jobs: Iterable[TrainJob]) -> li
                     out.append(launched + step.resubmit_after)
         if st.state in (JobState.STARTING, JobState.RUNNING) and job.spec.max_run_duration and st.started_at is not None:
             out.append(st.started_at.timestamp() + job.spec.max_run_duration + 1e-3)
-        notice = getattr(st, "notice", None)
+        notice = st.notice
         if notice is not None and notice.deadline is not None:
-            out.append(notice.deadline.timestamp())
+            # the controller stops the gang NOTICE_LEAD_S before the deadline if no newer checkpoint came
+            out += [notice.deadline.timestamp() - NOTICE_LEAD_S, notice.deadline.timestamp()]
     return out
 
 
@@ -171,10 +173,14 @@ class _Loop:
             services: list[Service] = [r.doc for r in self.fleet.store.list("Service", states=SERVICE_ACTIVE + ["DELETING"])]  # type: ignore[misc]
             self.recorder.observe(now, services)
             changed = self._new_events()
-            nxt_sim = next_sim_event(self.sim)
+            nxt_sim = self.sim.next_event_at()
             if now >= self.end:
                 return "until" if self.until_given else "limit"
-            if not self.until_given and i >= len(self.subs) and not open_jobs and (nxt_sim is None or nxt_sim <= now):
+            # Done: every submission made, every job ended, and, while a service is up, nothing left
+            # in the sim's script (its load). Without a service the sim's later events (a calendar
+            # window closing, an idle DWS host's end of life) change nothing any job sees.
+            if not self.until_given and i >= len(self.subs) and not open_jobs and (
+                    not services or nxt_sim is None or nxt_sim <= now):
                 return "done"
             candidates = [self.end, self.recorder.next_sample]
             if i < len(self.subs):
@@ -206,7 +212,7 @@ def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: fl
     with tempfile.TemporaryDirectory(prefix="rayfleet-fleetsim-", dir=scratch) as data_dir:
         fleet = assemble(config, sim, data_dir, clock=clock, controller_interval=CONTROLLER_INTERVAL)
         try:
-            recorder = Recorder(fleet, t0, scenario.sample_every)
+            recorder = Recorder(fleet, t0, scenario.sample_every, lambda name: failed_requests(sim, scenario, name))
             loop = _Loop(fleet, sim, clock, subs, t0, t0 + (horizon if horizon is not None else LIMIT_S), horizon is not None,
                          scenario.max_step, recorder, calendar_times(config))
             stopped_by = loop.run()

@@ -9,6 +9,7 @@ and seed.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +21,8 @@ from ..server.store import Event
 # Events that end an attempt (its outcome).
 _ATTEMPT_END = {"Requeued", "Succeeded", "Failed", "Stopped", "DeadlineExceeded", "CapacityFallback", "CapacityResubmit"}
 _LAUNCHED = {JobState.STARTING.value, JobState.RUNNING.value, JobState.STOPPING.value, JobState.ADMITTED.value}
-FAILED_REQUESTS_NOTE = ("failedRequests: the simulated backend does not model requests, so failed requests are not known "
-                        "(null); replicas over time are reported")
+FAILED_REQUESTS_NOTE = ("failedRequests: null for a service without a requestRate (the sim models no requests for it); "
+                        "replicas over time are reported")
 
 
 def _r(x: float, digits: int = 3) -> float:
@@ -30,23 +31,34 @@ def _r(x: float, digits: int = 3) -> float:
 
 class Recorder:
     """Samples taken while the simulation runs: queue usage every ``sample_every`` seconds, and each
-    service's replica counts whenever they change."""
+    service's replica counts and failed requests whenever they change.
 
-    def __init__(self, fleet: Fleet, t0: float, sample_every: float):
+    ``failed_requests(name)``: the backend's count of the service's failed requests so far
+    (``ServiceRunStatus.failed_requests``; None while it has no such service or counts none). The
+    last count seen is kept, so a deleted service keeps its total."""
+
+    def __init__(self, fleet: Fleet, t0: float, sample_every: float,
+                 failed_requests: Callable[[str], int | None] = lambda name: None):
         self.fleet, self.t0, self.sample_every = fleet, t0, sample_every
         self.next_sample = t0
         self.queues: dict[str, list[dict[str, Any]]] = {q: [] for q in sorted(fleet.config.queues)}
         self.replicas: dict[str, list[dict[str, Any]]] = {}
+        self.failed: dict[str, int] = {}
+        self._failed_requests = failed_requests
         self._last: dict[str, tuple] = {}
 
     def observe(self, now: float, services: list[Service]) -> None:
         for svc in services:
             st = svc.status
-            key = (st.state.value, st.replicas_wanted, st.replicas_granted, st.replicas_running, st.flavor)
+            failed = self._failed_requests(svc.name)
+            if failed is not None:
+                self.failed[svc.name] = failed
+            key = (st.state.value, st.replicas_wanted, st.replicas_granted, st.replicas_running, st.flavor, self.failed.get(svc.name))
             if self._last.get(svc.name) != key:
                 self._last[svc.name] = key
                 self.replicas.setdefault(svc.name, []).append(
-                    {"t": _r(now - self.t0), "state": key[0], "wanted": key[1], "granted": key[2], "running": key[3], "flavor": key[4]})
+                    {"t": _r(now - self.t0), "state": key[0], "wanted": key[1], "granted": key[2], "running": key[3], "flavor": key[4],
+                     "failedRequests": key[5]})
         while self.next_sample <= now + 1e-9:
             self.sample(self.next_sample)
             self.next_sample += self.sample_every
@@ -127,12 +139,13 @@ def job_report(fleet: Fleet, team: str, job: TrainJob, events: list[Event], book
     }
 
 
-def service_report(team: str, svc: Service, events: list[Event], book: CostBook, replicas: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def service_report(team: str, svc: Service, events: list[Event], book: CostBook, replicas: list[dict[str, Any]], now: float,
+                   failed_requests: int | None = None) -> dict[str, Any]:
     usage = book.add_service(team, svc, events, now)
     st = svc.status
     return {
         "name": svc.name, "queue": svc.spec.queue, "team": team or None, "state": st.state.value, "flavor": st.flavor,
-        "replicas": replicas, "failedRequests": None,
+        "replicas": replicas, "failedRequests": failed_requests,
         "hostHours": _r(sum(u.host_seconds for u in usage.values()) / 3600, 4),
         "costUsd": _r(sum(u.usd for u in usage.values()), 4),
     }
@@ -172,7 +185,7 @@ def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: st
     jobs = [job_report(fleet, r.team or "", r.doc, fleet.store.all_events("TrainJob", r.name, uid=r.doc.metadata.uid), book, t0, now)  # type: ignore[arg-type, attr-defined]
             for r in fleet.store.list("TrainJob")]
     svcs = [service_report(r.team or "", r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), book,  # type: ignore[arg-type, attr-defined]
-                           recorder.replicas.get(r.name, []), now) for r in services]
+                           recorder.replicas.get(r.name, []), now, recorder.failed.get(r.name)) for r in services]
     states = Counter(j["state"] for j in jobs)
     return {
         "start": datetime.fromtimestamp(t0, UTC).isoformat().replace("+00:00", "Z"),
@@ -183,5 +196,5 @@ def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: st
         "services": svcs,
         "queues": recorder.queues,
         "cost": cost_report(book, t0, now),
-        "notes": [FAILED_REQUESTS_NOTE] if svcs else [],
+        "notes": [FAILED_REQUESTS_NOTE] if any(s["failedRequests"] is None for s in svcs) else [],
     }

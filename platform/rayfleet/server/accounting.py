@@ -14,8 +14,8 @@ team holds: on GKE, the nodes behind them are provisioned for it whether load fi
 
 Provisioning mode: a pool has one (``spec.provisioning.mode``: reservation, dws-flex,
 dws-calendar, spot, on-demand), and its ``pricePerHostHour`` is the price of its machine type in
-that mode; cost lines are grouped by (team, mode). A reservation is paid whether used or not (a
-calendar booking likewise, for its window): its **idle** host-hours (reserved hosts x hours, less
+that mode; cost lines are grouped by (team, mode). Which pools are paid whether used or not is
+``capacity.provisioning.pays_when_idle`` (a reservation; a calendar booking, for its window): their **idle** host-hours (reserved hosts x hours, less
 the host-hours work was charged for on it) are a cost line of their own, ``reservation-idle``,
 per pool, attributed to no team.
 """
@@ -25,11 +25,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from ..api import PoolSpec, Service, TrainJob
-from ..api.pool import DwsCalendarProvisioning, ReservationProvisioning
 from ..backends.placement import gang_fit
+from ..capacity import provisioning
 from ..config import PlatformConfig
 from .admission import platform_backend
 from .store import Event
@@ -105,7 +104,7 @@ def mode_of(cfg: PlatformConfig, pool: str) -> str:
 
 def price(cfg: PlatformConfig, pool: str) -> float:
     p = cfg.pools.get(pool)
-    return p.spec.price_per_host_hour if p is not None else 0.0
+    return provisioning.price_per_host_hour(p.spec) if p is not None else 0.0
 
 
 @dataclass
@@ -184,22 +183,16 @@ def service_cost(cfg: PlatformConfig, svc: Service, events: list[Event], now: fl
 # ---------------------------------------------------------------- reserved capacity
 
 
-def epoch(t: datetime) -> float:
-    """Epoch seconds of a config time (one written without a zone is UTC)."""
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
-
-
 def reserved_host_seconds(spec: PoolSpec, since: float, now: float) -> float | None:
-    """Host-seconds paid for in [since, now] whether used or not: a reservation's hosts
-    (``maxReplicas`` worth) all the time, a calendar booking's inside its window; None for modes
-    that pay only for what runs."""
-    prov = spec.provisioning
-    if isinstance(prov, ReservationProvisioning):
-        return spec.max_hosts * max(0.0, now - since)
-    if isinstance(prov, DwsCalendarProvisioning):
-        start, end = max(since, epoch(prov.window.start)), min(now, epoch(prov.window.end))
-        return spec.max_hosts * max(0.0, end - start)
-    return None
+    """Host-seconds paid for in [since, now] whether used or not, for a pool whose idle hosts
+    still cost (``capacity.provisioning.pays_when_idle``: a reservation, a calendar booking):
+    ``maxReplicas`` worth of hosts, inside the booked window where the pool has one; None for
+    modes that pay only for what runs."""
+    if not provisioning.pays_when_idle(spec):
+        return None
+    bounds = provisioning.window_bounds(spec)
+    start, end = (since, now) if bounds is None else (max(since, bounds[0]), min(now, bounds[1]))
+    return spec.max_hosts * max(0.0, end - start)
 
 
 @dataclass(frozen=True)

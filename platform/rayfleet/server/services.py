@@ -117,8 +117,8 @@ class ServiceManager:
             quota.restore_workload(self._workload(quota, svc, base_id(svc.name), base_replicas(svc), flavors, 0.0), svc.status.flavor)
             for i in range(base_replicas(svc), svc.status.replicas_granted):
                 quota.restore_workload(self._workload(quota, svc, group_id(svc.name, i), 1, flavors, 0.0), svc.status.flavor)
-            for i, flavor in svc.status.group_moves.items():
-                quota.restore_workload(self._workload(quota, svc, service_moves.move_id(svc.name, int(i)), 1, (flavor,), 0.0), flavor)
+            for key, flavor in svc.status.group_moves.items():
+                quota.restore_workload(self._workload(quota, svc, service_moves.move_id(svc.name, int(key)), 1, (flavor,), 0.0), flavor)
 
     def pending(self, now: float) -> list[Workload]:
         quota = self.quota
@@ -255,15 +255,23 @@ class ServiceManager:
         st = svc.status.model_copy(update={"group_moves": moves, **({"flavor": flavor} if flavor else {})})
         return self._apply(svc, Transition(st, event, message, data or {}), now)
 
+    @staticmethod
+    def _service(rec: Record | None) -> Service | None:
+        """The service a store record holds (None when there is no record)."""
+        if rec is None:
+            return None
+        assert isinstance(rec.doc, Service)
+        return rec.doc
+
     def _move_admitted(self, name: str, index: int, a: Admit, now: float) -> None:
         rec = self.store.find("Service", name)
         wanted = self._moves_wanted.get(name, {})
         wanted.pop(index, None)
         self._requested_at.pop(a.workload_id, None)
-        if rec is None or rec.doc.status.state not in (ServiceState.DEPLOYING, ServiceState.RUNNING, ServiceState.DEGRADED):
+        svc = self._service(rec)
+        if svc is None or svc.status.state not in (ServiceState.DEPLOYING, ServiceState.RUNNING, ServiceState.DEGRADED):
             self.quota.release(a.workload_id)
             return
-        svc: Service = rec.doc  # type: ignore[assignment]
         self._set_moves(svc, {**svc.status.group_moves, str(index): a.flavor}, now, event="MoveAdmitted",
                         message=f"replica group {index} may move to {a.flavor}: quota admitted it there",
                         data={"workload": a.workload_id, "flavor": a.flavor, "group": index})
@@ -271,9 +279,9 @@ class ServiceManager:
     def _move_preempted(self, name: str, index: int, workload_id: str, message: str, now: float) -> None:
         self.quota.release(workload_id)
         rec = self.store.find("Service", name)
-        if rec is None or str(index) not in rec.doc.status.group_moves:
+        svc = self._service(rec)
+        if svc is None or str(index) not in svc.status.group_moves:
             return
-        svc: Service = rec.doc  # type: ignore[assignment]
         moves = {k: v for k, v in svc.status.group_moves.items() if k != str(index)}
         self._set_moves(svc, moves, now, event="MovePreempted", message=f"replica group {index}'s move preempted: {message}",
                         data={"workload": workload_id, "group": index})
@@ -315,9 +323,9 @@ class ServiceManager:
         steps = self._move_back_steps(svc)
         if steps and not wanted:
             earlier = service_moves.earlier_steps(steps, candidates, home)
-            i = service_moves.next_to_move_back(groups, moves, self._pool_of(home)) if earlier else None
-            if i is not None:
-                wanted[i] = (earlier, MOVE_BACK_PRIORITY)
+            back = service_moves.next_to_move_back(groups, moves, self._pool_of(home)) if earlier else None
+            if back is not None:
+                wanted[back] = (earlier, MOVE_BACK_PRIORITY)
         return self._finish_moves(svc, groups, granted, now)
 
     def _move_back_steps(self, svc: Service) -> list[str]:

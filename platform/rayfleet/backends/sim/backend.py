@@ -188,6 +188,13 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
     def _push(self, t: float, kind: str, *args: Any) -> None:
         heapq.heappush(self._heap, (t, next(self._seq), kind, args))
 
+    def next_event_at(self) -> float | None:
+        """When the next scheduled event is due (a host ready, lost or reclaimed, a run up or ending,
+        a group ready, a load change; one that turns out stale does nothing), or None when nothing
+        is scheduled. For drivers that move the clock from event to event (``fleetsim``)."""
+        with self._lock:
+            return self._heap[0][0] if self._heap else None
+
     def _advance(self) -> float:
         now = self._now()
         while self._heap and self._heap[0][0] <= now:
