@@ -62,3 +62,8 @@ def test_resubmit_after_is_checked_naming_the_field(step, problem):
 def test_skipped_flavors_are_not_offered_again_but_a_job_always_has_one():
     assert fallback.remaining(("l4-reserved", "l4-flex", "l4-spot"), ["l4-reserved"]) == ("l4-flex", "l4-spot")
     assert fallback.remaining(("l4-reserved", "l4-flex"), ["l4-reserved", "l4-flex"]) == ("l4-reserved", "l4-flex")
+    # a round that gave every flavor up starts the class again from its first step, and goes on
+    # to the second step after the first is given up again (not back to the first forever)
+    assert fallback.remaining(("l4-reserved", "l4-flex"), ["l4-reserved", "l4-flex", "l4-reserved"]) == ("l4-flex",)
+    assert fallback.next_remaining(("l4-reserved", "l4-flex"), ["l4-reserved", "l4-flex"], "l4-reserved") == "l4-flex"
+    assert fallback.remaining(("a", "b", "c"), ["a", "b", "c", "a", "b"]) == ("c",)

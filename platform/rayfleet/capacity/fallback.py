@@ -62,16 +62,32 @@ def decide(cfg: PlatformConfig, queue: str, flavor: str | None, waiting_since: f
     return Decision.WAIT
 
 
+def this_round(flavors: tuple[str, ...], skipped: list[str]) -> set[str]:
+    """The flavors skipped in the current round of the compute class. ``skipped`` lists every
+    give-up in order since the job last ran; once a round has given up every flavor, the class
+    starts again from its first step (as GKE retries a compute class's priorities from the top),
+    so only the give-ups after the last full round count."""
+    current: set[str] = set()
+    for f in skipped:
+        current.add(f)
+        if current >= set(flavors):
+            current = set()
+    return current
+
+
 def remaining(flavors: tuple[str, ...], skipped: list[str]) -> tuple[str, ...]:
-    """The flavors quota may still try, in order: those not skipped for lack of capacity. Never
-    none: if every flavor was skipped (the config changed under the job), all are tried again."""
-    left = tuple(f for f in flavors if f not in skipped)
+    """The flavors quota may still try, in order: those not skipped in this round for lack of
+    capacity. Never none: after a round that gave up every flavor, all are tried again, first step
+    first; a config change that leaves none unskipped does the same."""
+    current = this_round(flavors, skipped)
+    left = tuple(f for f in flavors if f not in current)
     return left or flavors
 
 
 def next_remaining(flavors: tuple[str, ...], skipped: list[str], flavor: str | None) -> str | None:
-    """The flavor quota tries after giving up ``flavor`` (None: nothing left, every flavor skipped)."""
-    return next((f for f in flavors if f != flavor and f not in skipped), None)
+    """The flavor quota tries after giving up ``flavor`` (None: it was the last of this round)."""
+    current = this_round(flavors, skipped)
+    return next((f for f in flavors if f != flavor and f not in current), None)
 
 
 def preferred(cfg: PlatformConfig, queue: str, flavor: str | None) -> list[str]:

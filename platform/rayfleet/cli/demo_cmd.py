@@ -7,7 +7,10 @@
 5. Team C's job arrives through Ray's own ``ray job submit``.
 6. Team C serves a model over HTTP: one replica is a leader-worker group on 2 spot L4 hosts.
 7. B's job finishes; A resumes from its checkpoint and finishes.
-8. Everything shuts down; no Ray process is left.
+8. Capacity as GKE has it, on the fleet simulator (the same controller, store and quota code on the
+   simulated backend, under simulated time): the L4 path of the talk, reservation full -> DWS
+   flex-start waits too long -> resubmitted -> given up -> back to the reservation when it frees.
+9. Everything shuts down; no Ray process is left.
 Queue states are printed along the way.
 """
 
@@ -78,6 +81,26 @@ def _service(name: str) -> dict:
                      "autoscaling": {"minReplicas": 1, "maxReplicas": 1}}}
 
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "capacity"
+
+
+def _l4_path() -> bool:
+    """``rayfleet simulate fleet`` on examples/capacity/snap-l4.yaml: the real controller on the
+    simulated backend. True when the L4 job tried DWS and finished back on the reservation."""
+    from ..config import load_config
+    from ..fleetsim import load_fleet_scenario, simulate_fleet
+    from .simulate_cmd import print_tables
+
+    scenario = EXAMPLES / "snap-l4.yaml"
+    console.print(f"$ rayfleet simulate fleet --config {EXAMPLES / 'fleet.yaml'} --scenario {scenario}")
+    report = simulate_fleet(load_config([EXAMPLES / "fleet.yaml"]), load_fleet_scenario(scenario), file=str(scenario))
+    print_tables(report)
+    job = next(j for j in report["jobs"] if j["name"] == "snap-train")
+    flavors = [a["flavor"] for a in job["flavors"]]
+    console.print(f"snap-train: {job['state']} after {job['attempts']} attempts on " + " > ".join(flavors))
+    return job["state"] == "SUCCEEDED" and "l4-dws" in flavors and flavors[-1] == "l4-res"
+
+
 def demo(port: int = typer.Option(8265, "--port", help="Port of the control service.")) -> None:
     """Run the main scenario on the local backend: borrowing, reclaim, resume, `ray job submit`, a Serve endpoint."""
     started = time.monotonic()
@@ -144,8 +167,11 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
         _queues(admin, "queues at the end")
         ok = (a_final["state"] == "SUCCEEDED" and b_final["state"] == "SUCCEEDED" and out.returncode == 0
               and (first["resumedFromStep"] or 0) > 0 and served)
+
+        console.rule("7. capacity as GKE has it, on the fleet simulator: the L4 path (reservation -> DWS -> back)")
+        ok = _l4_path() and ok
     finally:
-        console.rule("7. rayfleet down")
+        console.rule("8. rayfleet down")
         for c in (admin, team_a, team_b, team_c):
             c.close()
         down(config=None, timeout=60, backend=None)

@@ -21,7 +21,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..rundir import CHECKPOINT_REQUEST_ENV, CHECKPOINT_REQUEST_FILE, checkpoint_request, checkpoint_request_seq
+from ..rundir import (
+    CHECKPOINT_REQUEST_ENV,
+    CHECKPOINT_REQUEST_FILE,
+    checkpoint_request,
+    checkpoint_request_seq,
+)
 
 NOTICE_ENV = CHECKPOINT_REQUEST_ENV
 NOTICE_DIR = "/rayfleet/notice"
