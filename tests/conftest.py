@@ -77,6 +77,7 @@ _CLUSTER_LANES = {"fleet_service": "ray-a", "pools_backend": "ray-b", "serve_clu
 _MODULE_LANES = {"tests/backends/test_local.py": "ray-b", "tests/backends/test_local_capacity.py": "ray-a"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the groups into node-id suffixes
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("slow") is None or item.get_closest_marker("xdist_group") is not None:
