@@ -28,13 +28,14 @@ lint: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-# Two pytest-xdist workers (the CI machine has 2 cores): each slow test's Ray cluster is one
-# xdist group (tests/conftest.py), so the shared pools cluster and the end-to-end control service
-# run side by side on the two workers and the fast tests fill in around them.
+# The tests that start no process run on two pytest-xdist workers (the CI machine has 2 cores);
+# the slow ones (Ray clusters, the control service) one after another: two Ray clusters side by
+# side on 2 cores were slower than one after the other.
 PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -q -m slow
 
 test: lint contracts pytest
 

@@ -66,28 +66,6 @@ def pytest_runtest_makereport(item, call):
                            + "; ".join(started[:3]) + ". Mark it @pytest.mark.slow (make test-fast runs no process).")
 
 
-# ---------------------------------------------------------------- two workers, two lanes of Ray clusters
-# `make test` runs pytest-xdist with `--dist loadgroup` on two workers. The tests that run on a Ray
-# cluster are split into two lanes (xdist groups, a module's `pytestmark`), each kept on one
-# worker, so no cluster is started twice and the two lanes run side by side: lane "ray-a" holds
-# the end-to-end control service (tests/e2e) and tests/backends/test_local_capacity.py; lane "ray-b"
-# the session's shared pools cluster (tests/train, tests/serve) and tests/backends/test_local.py.
-# xdist hands out the largest groups first, so each worker takes one lane; every other test is a
-# unit of its own and fills in around them. A slow test on a shared cluster without its lane
-# would start that cluster a second time on the other worker: collection refuses it.
-_CLUSTER_LANES = {"fleet_service": "ray-a", "pools_backend": "ray-b", "serve_cluster": "ray-b"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        want = next((g for f, g in _CLUSTER_LANES.items() if f in fixtures), None)
-        marks = [m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")]
-        if want is not None and want not in marks:
-            raise pytest.UsageError(f"{item.nodeid} runs on the cluster of lane {want!r}: mark its module "
-                                    f"pytestmark = pytest.mark.xdist_group({want!r}) (tests/conftest.py)")
-
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
 

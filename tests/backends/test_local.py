@@ -31,8 +31,6 @@ from rayfleet.errors import CapacityError, ConfigError
 
 GiB = 2**30
 
-# the whole module in lane ray-b (tests/conftest.py): its slow tests share one cluster of local.yaml
-pytestmark = pytest.mark.xdist_group("ray-b")
 
 
 @pytest.fixture(scope="module")

@@ -35,9 +35,6 @@ from rayfleet.backends.rundir import CHECKPOINT_REQUEST_ENV, RunDir
 from rayfleet.backends.sim.scenario import parse_scenario
 from rayfleet.train import notice
 
-# the whole module in lane ray-a (tests/conftest.py): its slow tests share one cluster
-pytestmark = pytest.mark.xdist_group("ray-a")
-
 CPU = dict(machine_type="n2-standard-8", cpu_per_host=8)
 TPU = dict(accelerator="tpu-v5-lite-podslice", accelerators_per_host=4, machine_type="ct5lp-hightpu-4t", tpu_topology="2x4", cpu_per_host=112)
 

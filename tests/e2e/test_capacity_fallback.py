@@ -18,7 +18,7 @@ import rayfleet
 from rayfleet.backends import make_backend
 from rayfleet.config import load_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def test_a_gang_without_capacity_on_its_first_flavor_falls_back_to_the_next(fleet_service):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def rayfleet_cli(svc, *args, team="team-a"):

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 BURST = 200
 

@@ -14,7 +14,7 @@ import pytest
 
 from rayfleet.backends.local_user import RAY_USER
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a"), pytest.mark.skipif(os.geteuid() != 0, reason="the cluster runs as another user only when rayfleet runs as root")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="the cluster runs as another user only when rayfleet runs as root")]
 
 PROBE = """
 import json, os, sys

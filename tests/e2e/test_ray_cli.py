@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def _submission_id(out: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 import rayfleet
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def _train(name, queue, workers, gpus, priority=None, steps=40, sleep=0.25, every=5):

@@ -22,7 +22,7 @@ import rayfleet
 from rayfleet.backends import make_backend
 from rayfleet.config import load_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 BODY = {"inputs": [[5.1, 3.5, 1.4, 0.2]], "work_ms": 300}
 

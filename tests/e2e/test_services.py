@@ -11,7 +11,7 @@ import pytest
 
 import rayfleet
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-a")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def test_multi_host_service_end_to_end(fleet_service):

@@ -16,7 +16,7 @@ from serve_helpers import Controller, make_service
 
 from serve_apps.pipeline_mlp import reference_forward
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-b")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 INPUTS = [[0.1 * i - 0.5 for i in range(16)], [0.2] * 16]
 

@@ -23,7 +23,7 @@ from rayfleet.api import Accelerator, PlacementStrategy
 from rayfleet.api.labels import LABEL_POOL, LABEL_TPU_SLICE
 from rayfleet.backends.base import LaunchRequest, RunState
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-b")]  # lane: tests/conftest.py
+pytestmark = pytest.mark.slow
 
 
 def test_gang_on_its_pool_survives_host_failure_and_preemption(pools_backend, tmp_path):
