@@ -19,15 +19,16 @@ to checkpoint and moved (:func:`drain_deadline`, the controller's window-end not
 from __future__ import annotations
 
 from ..api import PoolSpec, TrainJob
-from ..api.pool import DwsCalendarProvisioning
+from . import provisioning
 
 
 def _window(spec: PoolSpec) -> tuple[float, float, float] | None:
-    """(start, end, drainBefore) of a calendar pool, in epoch seconds; None for any other pool."""
-    prov = spec.provisioning
-    if not isinstance(prov, DwsCalendarProvisioning):
+    """(start, end, end - drain time) of a calendar pool, in epoch seconds, from the one reading of
+    a window (``provisioning.window_bounds`` / ``drain_at``); None for any other pool."""
+    bounds, drain_at = provisioning.window_bounds(spec), provisioning.drain_at(spec)
+    if bounds is None or drain_at is None:
         return None
-    return prov.window.start.timestamp(), prov.window.end.timestamp(), float(prov.drain_before)
+    return bounds[0], bounds[1], bounds[1] - drain_at
 
 
 def checkpoints(job: TrainJob) -> bool:
