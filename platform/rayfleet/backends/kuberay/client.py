@@ -326,7 +326,8 @@ class KubeRayBackend:
         return busy
 
     def _awaited_hosts(self) -> list[HostInfo]:
-        """Hosts queued DWS requests still wait for: one placeholder per pod of the request."""
+        """The hosts queued DWS requests still wait for, one PROVISIONING entry per pod of each request
+        (no Node exists for them yet; they count as provisioning capacity until the nodes register)."""
         out = []
         for pr in self.kube.list("ProvisioningRequest", self.namespace, self._selector("dws")):
             meta = pr.get("metadata") or {}
