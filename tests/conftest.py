@@ -66,6 +66,42 @@ def pytest_runtest_makereport(item, call):
                            + "; ".join(started[:3]) + ". Mark it @pytest.mark.slow (make test-fast runs no process).")
 
 
+# ---------------------------------------------------------------- one Ray cluster at a time
+# The slow tests share a few real clusters (these fixtures). Two clusters side by side on the CI
+# machine's 2 cores slow each other's tests by half even when one is idle (dashboards, GCS, raylets
+# poll), so the modules that use a cluster run next to each other (whole modules keep their order)
+# and a cluster is shut down after the last test that uses it, not at the end of the session.
+CLUSTER_FIXTURES = ("yaml_backend", "cap_backend", "fleet_service", "pools_backend")
+
+
+def _cluster_of(item: pytest.Item) -> int:
+    used = [i for i, name in enumerate(CLUSTER_FIXTURES) if name in item.fixturenames]
+    return used[0] + 1 if used else 0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # A module's place is that of its first item that uses a cluster (its other items move with it).
+    module_key: dict[object, int] = {}
+    for item in items:
+        key = _cluster_of(item)
+        if key and item.module not in module_key:
+            module_key[item.module] = key
+    items.sort(key=lambda item: module_key.get(item.module, 0))  # stable: order kept within a group
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    # After the item's own teardown: a session cluster the next test does not use is finished now
+    # (its finalizers run, those of the fixtures built on it first); a later user would start it again.
+    for name in CLUSTER_FIXTURES:
+        if name not in item.fixturenames or (nextitem is not None and name in nextitem.fixturenames):
+            continue
+        for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
+            if fixturedef.scope == "session" and fixturedef.cached_result is not None:
+                fixturedef.finish(item._request)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
 
