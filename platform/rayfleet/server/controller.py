@@ -30,7 +30,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ log = logging.getLogger("rayfleet.controller")
 
 LAUNCHED = [JobState.STARTING.value, JobState.RUNNING.value]
 HOLDING_QUOTA = [JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value, JobState.STOPPING.value]
+#: After a wake, the loop's pass waits until no further wake came for this long (see ``_settle``).
+SETTLE_S = 0.05
+#: How long the loop lets API calls waiting for its lock go first before it starts a pass anyway.
+CALLERS_FIRST_S = 1.0
 
 
 def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
@@ -89,6 +94,8 @@ class Controller:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.RLock()
+        self._callers = 0                      # API calls waiting for (or holding) the lock
+        self._callers_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.cycles = 0
         self.last_error: str | None = None
@@ -131,14 +138,44 @@ class Controller:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._let_callers_in()
             try:
                 self.run_once(self.clock())
                 self.last_error = None
             except Exception as e:  # keep the loop alive; the error is visible in /healthz and logs
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("controller pass failed")
-            self._wake.wait(self.interval)
+            woken = self._wake.wait(self.interval)
             self._wake.clear()
+            if woken:
+                self._settle()
+
+    def _settle(self) -> None:
+        """After a wake, wait while more wakes keep coming (``SETTLE_S`` apart), at most ``interval``:
+        a burst of API calls (200 stops) is served between passes and followed by one pass, instead
+        of each call waking a pass the next call then waits for."""
+        deadline = time.monotonic() + self.interval
+        while not self._stop.is_set() and time.monotonic() < deadline and self._wake.wait(SETTLE_S):
+            self._wake.clear()
+
+    def _let_callers_in(self) -> None:
+        """An API call already waiting for the lock goes before the next pass (a lock is not fair:
+        the loop would take it again first), for at most ``CALLERS_FIRST_S``."""
+        deadline = time.monotonic() + CALLERS_FIRST_S
+        while self._callers and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    @contextmanager
+    def _caller(self) -> Iterator[None]:
+        """The controller's lock, for an API call (outside a pass)."""
+        with self._callers_lock:
+            self._callers += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._callers_lock:
+                self._callers -= 1
 
     # ------------------------------------------------------------ one pass
 
@@ -344,7 +381,7 @@ class Controller:
 
     def request_stop(self, name: str, reason: str = "user", message: str = "stopped by user") -> TrainJob:
         """A stop asked through the API (outside a pass: stamped with the controller's clock)."""
-        with self._lock:
+        with self._caller():
             job: TrainJob = self.store.get("TrainJob", name).doc  # type: ignore[assignment]
             job = self._apply(job, transitions.request_stop(job, reason, message, self.clock()), self.clock())
         self.wake()
