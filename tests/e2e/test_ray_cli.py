@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -57,13 +53,7 @@ def test_no_wait_status_follow_stop_list_delete(fleet_service):
     assert "RUNNING" in (status.stdout + status.stderr)
     lst = fleet_service.ray("job", "list", "--address", fleet_service.url)
     assert "cli-sleeper" in lst.stdout + lst.stderr
-    # the other team sees neither the job nor may stop it: to it the job does not exist
-    other = fleet_service.ray("job", "list", "--address", fleet_service.url, team="team-b")
-    assert "cli-sleeper" not in other.stdout + other.stderr
-    denied = fleet_service.ray("job", "stop", "--address", fleet_service.url, "cli-sleeper", team="team-b")
-    assert denied.returncode != 0 and "Job cli-sleeper does not exist" in denied.stdout + denied.stderr
-    follow = fleet_service.ray("job", "logs", "--follow", "--address", fleet_service.url, "cli-sleeper", team="team-b")
-    assert follow.returncode != 0 and "Job cli-sleeper does not exist" in follow.stdout + follow.stderr
+    # (another team neither lists, stops nor follows it: tests/server/test_ray_jobs_compat.py, same CLI)
     # not finished: delete is refused
     early = fleet_service.ray("job", "delete", "--address", fleet_service.url, "cli-sleeper")
     assert early.returncode != 0
@@ -91,19 +81,3 @@ def test_logs_follow_and_failed_exit_code(fleet_service):
     assert job["status"]["attempt"] == 1  # Ray semantics: a failed entrypoint is not retried
     with fleet_service.client("team-b") as c:
         assert c.get("/api/jobs/cli-fails").json()["driver_exit_code"] == 3  # as Ray reports it
-
-
-def test_no_token_is_rejected(fleet_service):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    ray = str(Path(sys.executable).with_name("ray"))
-    r = subprocess.run([ray, "job", "list", "--address", fleet_service.url], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode != 0
-    assert "401" in r.stdout + r.stderr or "Authentication" in r.stdout + r.stderr
-
-
-def test_gang_larger_than_any_pool_is_refused(fleet_service):
-    r = fleet_service.ray("job", "submit", "--address", fleet_service.url, "--entrypoint-num-gpus", "2",
-                          "--metadata-json", json.dumps({"queue": "team-a", "workers": "3"}), "--", "true")
-    assert r.returncode != 0
-    out = r.stdout + r.stderr
-    assert "metadata.workers" in out and "can ever hold this gang" in out and "(2 hosts) has 2" in out

@@ -95,3 +95,19 @@ def test_submission_id_wins_over_job_id_as_in_ray(api, team_a):
     assert r.status_code == 200 and r.json() == {"job_id": "sub-1", "submission_id": "sub-1"}
     r = api.post("/api/jobs/", json={"entrypoint": "x", "job_id": "job-2", "metadata": {"queue": "team-a"}}, headers=team_a)
     assert r.json() == {"job_id": "job-2", "submission_id": "job-2"}
+
+
+def test_another_team_neither_lists_nor_stops_a_job(url, fleet):
+    submit(url, fleet, "team-a", "--submission-id", "mine-1", "--metadata-json", '{"queue": "team-a"}')
+    code, listed = ray_job(url, tok(fleet, "team-b"), "list")
+    assert code == 0 and "mine-1" not in listed, listed
+    code, out = ray_job(url, tok(fleet, "team-b"), "stop", "mine-1")
+    assert code != 0 and "Job mine-1 does not exist" in out, out
+    assert fleet.store.get("TrainJob", "mine-1").doc.status.state is JobState.QUEUED
+
+
+def test_a_gang_no_pool_can_ever_hold_is_refused_naming_the_field(url, fleet):
+    code, out = ray_job(url, tok(fleet, "team-a"), "submit", "--no-wait", "--entrypoint-num-gpus", "8",
+                        "--metadata-json", '{"queue": "team-a", "workers": "3"}', "--", "true")
+    assert code != 0 and "metadata.workers" in out and "can ever hold this gang" in out, out
+    assert fleet.store.list("TrainJob") == []
