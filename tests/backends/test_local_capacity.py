@@ -19,13 +19,14 @@ import pytest
 
 from rayfleet.api import Cluster, ClusterSpec, ObjectMeta, PoolSpec
 from rayfleet.api.cluster import LocalBackendSpec
-from rayfleet.api.pool import ReservationProvisioning, SpotProvisioning
+from rayfleet.api.pool import DwsFlexProvisioning, ReservationProvisioning, SpotProvisioning
 from rayfleet.backends.base import HostPhase, LaunchRequest, NoticeKind, RunState
 from rayfleet.backends.local import LocalBackend
 from rayfleet.backends.local_capacity import (
     due_events,
     hosts_to_start,
     initial_hosts,
+    lifetime_due,
     pending_gang,
     plan_hosts,
     ready_at,
@@ -159,6 +160,18 @@ def test_a_scenario_naming_an_unknown_host_is_refused(tmp_path):
     with pytest.raises(SpecError) as e:
         LocalBackend({"p": PoolSpec(**CPU, max_replicas=1)}, tmp_path, cluster=cluster)
     assert "hosts.0.reclaim" in str(e.value)
+
+
+def test_a_dws_host_is_recycled_its_lead_time_before_its_run_time_ends_then_goes():
+    spec = PoolSpec(**CPU, min_replicas=1, max_replicas=2, provisioning=DwsFlexProvisioning(
+        mode="dws-flex", max_run_duration=3600, node_recycling_lead_time=600))
+    assert lifetime_due(spec, 1000.0, 1000.0 + 2999) is None
+    assert lifetime_due(spec, 1000.0, 1000.0 + 3000) == ("recycle", 4600.0)
+    assert lifetime_due(spec, 1000.0, 4600.0) == ("expire", 4600.0)
+    no_lead = PoolSpec(**CPU, max_replicas=1, provisioning=DwsFlexProvisioning(mode="dws-flex", max_run_duration=3600))
+    assert lifetime_due(no_lead, 0.0, 3599.0) is None and lifetime_due(no_lead, 0.0, 3600.0) == ("expire", 3600.0)
+    spot = PoolSpec(**CPU, max_replicas=1, provisioning=SpotProvisioning(mode="spot"))
+    assert lifetime_due(spot, 0.0, 10 * 86400.0) is None  # spot hosts end by reclaim, not on a schedule
 
 
 # ---------------------------------------------------------------- real Ray

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..api import PoolSpec
 from ..api.labels import LABEL_HOST, LABEL_TPU_SLICE, node_labels, node_resources
-from ..capacity.provisioning import starts_full, window_open
+from ..capacity.provisioning import host_expires_at, host_lifetime, recycle_at, starts_full, window_open
 from ..capacity.scaling import whole_slices
 from .placement import gang_fit
 from .sim.scenario import HostEvent, Scenario
@@ -161,3 +161,20 @@ def hosts_to_start(plans: list[HostPlan], present: set[str], count: int, gangs: 
     first = [h for s in dict.fromkeys(wanted) for h in absent if h.tpu_slice == s]
     rest = [h for h in absent if h not in first]
     return [h.name for h in (first + rest)[:count]]
+
+
+def lifetime_due(spec: PoolSpec, started_at: float, now: float) -> tuple[str, float] | None:
+    """What a ready host's run time asks for now: ("expire", end) once a DWS flex-start host's
+    ``maxRunDuration`` is over, ("recycle", end) from ``nodeRecyclingLeadTime`` before it; None
+    otherwise (other modes: their hosts do not end on a host's own schedule)."""
+    if host_lifetime(spec) is None:
+        return None
+    end = host_expires_at(spec, started_at)
+    if end is None:
+        return None
+    if end <= now:
+        return ("expire", end)
+    recycle = recycle_at(spec, started_at)
+    if recycle is not None and recycle <= now:
+        return ("recycle", end)
+    return None

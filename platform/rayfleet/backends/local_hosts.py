@@ -12,6 +12,11 @@ cluster has (or has asked for) is a record in ``cluster.json``'s ``hosts`` with 
   drained in Ray (``ray drain-node``, reason preemption, with the deadline): Ray places nothing new
   on it, what runs there goes on; runs with a bundle there carry a RECLAIM notice in
   ``RunStatus.notices``. At the deadline the node is killed and the host is gone.
+  A DWS flex-start host is recycled the same way (``recycle_host``, or on schedule at
+  :func:`~rayfleet.capacity.provisioning.recycle_at`): a replacement host of its pool is asked for
+  at once and the old one drains with a RECYCLE notice until its run time ends. Ray Serve moves the
+  replicas of a draining node itself: a replacement replica starts (on the new host, once it is up)
+  and only when it is RUNNING is the old one stopped, gracefully, so no request fails.
 - ``cordoned``: ``cordon(host)``: drained in Ray the same way, without a deadline, so nothing new
   lands on it while its work is moved; ``repairing`` after ``spec.hostHealth.repairTime`` (or at
   ``uncordon``): its Ray node is killed and started again, clean, then ``ready``.
@@ -39,7 +44,6 @@ from typing import Any
 from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE
 from ..capacity.provisioning import fails_fast_on_stockout
 from ..capacity.scaling import IdleHost, PoolState, decide
-from ..errors import NotFound
 from . import local_procs
 from .base import HostInfo, HostPhase, Notice, NoticeKind, PoolCapacity
 from .local_capacity import (
@@ -52,6 +56,7 @@ from .local_capacity import (
     ready_at,
     stockout_windows,
 )
+from .local_host_ends import HostEnds
 from .local_start import RESULT_PREFIX
 from .rundir import write_json
 
@@ -63,7 +68,7 @@ TICK_INTERVAL_S = 1.0
 _ALIVE = (HostPhase.READY, HostPhase.DRAINING, HostPhase.CORDONED)
 
 
-class LocalHosts:
+class LocalHosts(HostEnds):
     """Host lifecycle of the local backend (mixin; needs LocalBackend's state, lock and Ray calls)."""
 
     _starters: dict[str, subprocess.Popen]
@@ -191,8 +196,10 @@ class LocalHosts:
                 phase = self._phase(rec)
                 notice = rec.get("notice") or {}
                 if phase is HostPhase.DRAINING and notice.get("deadline") is not None and notice["deadline"] <= now:
-                    log.info("local cluster: host %s reclaimed at its deadline", name)
+                    log.info("local cluster: host %s %s at its deadline", name, "recycled" if notice.get("kind") == NoticeKind.RECYCLE.value else "reclaimed")
                     self._remove_host(name)
+                elif phase is HostPhase.READY and rec.get("started_at") is not None:
+                    self._lifetime(name, rec, now)
                 elif phase is HostPhase.CORDONED and rec.get("repair_at") is not None and rec["repair_at"] <= now:
                     self._repair(name, now)
             self._autoscale(now)
@@ -289,103 +296,6 @@ class LocalHosts:
             if line.startswith(RESULT_PREFIX):
                 return bool(json.loads(line[len(RESULT_PREFIX):]).get("ok"))
         return False
-
-    # ------------------------------------------------------------------ stopping hosts
-
-    def _remove_host(self, name: str) -> None:
-        """The host goes (scale-down, reclaim, loss): kill its Ray node, forget it."""
-        st = self._state  # type: ignore[attr-defined]
-        rec = st["hosts"].get(name)
-        if rec is None:
-            return
-        self._kill_host_procs(name)  # type: ignore[attr-defined]
-        if rec.get("raylet_pid") in st["raylet_pids"]:
-            st["raylet_pids"].remove(rec["raylet_pid"])
-        del st["hosts"][name]
-
-    def _drain(self, name: str, message: str, deadline_s: float | None = None) -> None:
-        """``ray drain-node`` (reason preemption): Ray schedules nothing new on the node."""
-        rec = self._records()[name]
-        if not rec.get("node_id"):
-            return
-        ray_bin = str(Path(self.python).parent / "ray")  # type: ignore[attr-defined]
-        st = self._state  # type: ignore[attr-defined]
-        # (the address from the state in hand: re-reading it here could drop what the caller changed)
-        cmd = [ray_bin, "drain-node", f"--address={st['node_ip']}:{st['gcs_port']}", f"--node-id={rec['node_id']}",
-               "--reason=DRAIN_NODE_REASON_PREEMPTION", f"--reason-message={message}"]
-        if deadline_s is not None:
-            cmd.append(f"--deadline-remaining-seconds={max(1, int(deadline_s))}")
-        env = self._process_env()  # type: ignore[attr-defined]
-        ids = self.ray_ids()  # type: ignore[attr-defined]
-        as_user: dict[str, Any] = {}
-        if ids is not None:
-            env["HOME"] = str(self.ray_home)  # type: ignore[attr-defined]
-            as_user = {"user": ids[0], "group": ids[1], "extra_groups": []}
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=str(self.ray_home), **as_user)  # type: ignore[attr-defined]
-        if r.returncode != 0:
-            log.warning("local cluster: ray drain-node %s failed (%s): %s", name, r.returncode, (r.stderr or r.stdout)[-500:])
-
-    def _reclaim(self, name: str, notice_s: float, now: float) -> None:
-        rec = self._records()[name]
-        deadline = now + notice_s
-        msg = f"host {name} is reclaimed (spot preemption) at its deadline, {notice_s:.0f}s after the notice"
-        rec.update(phase=HostPhase.DRAINING.value, since=now, message=msg,
-                   notice={"kind": NoticeKind.RECLAIM.value, "deadline": deadline, "message": msg})
-        self._save_state()  # type: ignore[attr-defined]
-        self._drain(name, msg, notice_s)
-
-    def reclaim_host(self, host: str, notice_s: float | None = None) -> float:
-        """Reclaim a host with notice, as GCE reclaims a spot VM: its runs get a RECLAIM notice,
-        Ray places nothing new on it, and its Ray node is killed at the deadline (returned)."""
-        now = time.time()
-        with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            if host not in st["hosts"]:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
-            if notice_s is None:
-                from ..capacity.provisioning import reclaim_notice
-
-                notice_s = reclaim_notice(self.pools[st["hosts"][host]["pool"]]) or 30.0  # type: ignore[attr-defined]
-            self._reclaim(host, notice_s, now)
-            self._save_state()  # type: ignore[attr-defined]
-        return now + notice_s
-
-    # ------------------------------------------------------------------ cordon and repair
-
-    def cordon(self, host: str, reason: str) -> None:
-        """Nothing new on ``host`` (drained in Ray); repaired after spec.hostHealth.repairTime."""
-        now = time.time()
-        with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            rec = st["hosts"].get(host)
-            if rec is None:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
-            if self._phase(rec) in (HostPhase.CORDONED, HostPhase.REPAIRING, HostPhase.PROVISIONING):
-                return
-            repair = float(self.cluster.spec.host_health.repair_time)  # type: ignore[attr-defined]
-            rec.update(phase=HostPhase.CORDONED.value, since=now, cordon_reason=reason, repair_at=now + repair,
-                       message=f"cordoned: {reason}")
-            self._save_state()  # type: ignore[attr-defined]
-            self._drain(host, f"cordoned: {reason}")
-            self._save_state()  # type: ignore[attr-defined]
-
-    def uncordon(self, host: str) -> None:
-        """Return a cordoned host to service now: its Ray node is restarted (repaired)."""
-        now = time.time()
-        with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            rec = st["hosts"].get(host)
-            if rec is None:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
-            if self._phase(rec) is HostPhase.CORDONED:
-                self._repair(host, now)
-                self._save_state()  # type: ignore[attr-defined]
-
-    def _repair(self, name: str, now: float) -> None:
-        st = self._state  # type: ignore[attr-defined]
-        self._remove_host(name)
-        self._add_provisioning(name, now, HostPhase.REPAIRING)
-        st["hosts"][name]["message"] = "repairing: its Ray node is restarted"
 
     # ------------------------------------------------------------------ the autoscaler
 

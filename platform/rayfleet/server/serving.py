@@ -72,8 +72,10 @@ class BackendServing:
 
 
 class LocalServing:
-    """Serve on the local Ray cluster through its dashboard's Serve REST API. Groups are not moved
-    ahead of a notice here (``can_migrate`` False): Serve replaces a group once its host is gone."""
+    """Serve on the local Ray cluster through its dashboard's Serve REST API. rayfleet moves no
+    group itself here (``can_migrate`` False): a host under a reclaim or recycle notice is drained
+    in Ray, which is Ray Serve's own signal to move the replicas whose actor runs there, and a
+    group still on it at the deadline is replaced once the host is gone."""
 
     can_migrate = False
 
