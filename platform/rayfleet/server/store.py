@@ -107,6 +107,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX packages_by_team ON packages (team);
     """,
+    # 5: the controller's reads by state (QUEUED, LAUNCHED, ...) walk only the rows in those states,
+    # in submission order: on (kind, seq) they walked every object of the kind, finished ones too,
+    # so a pass cost more as finished jobs piled up
+    """
+    CREATE INDEX objects_by_kind_state_seq ON objects (kind, state, seq);
+    DROP INDEX objects_by_kind_state;
+    """,
 ]
 
 log = logging.getLogger("rayfleet.store")
@@ -392,7 +399,10 @@ class Store:
                 self._event(db, now, kind, name, row[0], event, f"{kind} {name} deleted", {})
 
     def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None) -> list[tuple]:
-        q = f"SELECT seq, {self._COLS} FROM objects WHERE kind=? AND seq>?"
+        # By state: the (kind, state, seq) index, named, since without it SQLite picks (kind, seq) for
+        # the ORDER BY and reads every object of the kind, however many have finished.
+        index = " INDEXED BY objects_by_kind_state_seq" if states else ""
+        q = f"SELECT seq, {self._COLS} FROM objects{index} WHERE kind=? AND seq>?"
         args: list[Any] = [kind, after]
         if team is not None:
             q += " AND team=?"
