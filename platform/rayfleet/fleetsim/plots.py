@@ -74,9 +74,9 @@ def queue_depth(ax: Any, report: dict[str, Any], config: PlatformConfig, label: 
     ranked = sorted(per_team, key=lambda t: (-max(per_team[t], default=0), t))
     top, rest = sorted(ranked[:TOP_TEAMS]), ranked[TOP_TEAMS:]
     for team in top:
-        ax.plot(times, per_team[team], label=team)
+        ax.plot(times, per_team[team], label=team, drawstyle="steps-post")
     if rest:
-        ax.plot(times, [sum(per_team[t][i] for t in rest) for i in range(len(times))], color="grey", label=f"{len(rest)} other teams")
+        ax.plot(times, [sum(per_team[t][i] for t in rest) for i in range(len(times))], color="grey", label=f"{len(rest)} other teams", drawstyle="steps-post")
     ax.set_title(f"{label}: jobs queued per team" + (f" (the {TOP_TEAMS} deepest)" if rest else ""))
     ax.set_xlabel("hours")
     ax.set_ylabel("jobs queued")
