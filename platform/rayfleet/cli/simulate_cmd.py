@@ -1,4 +1,5 @@
-"""``rayfleet simulate fleet --config CONFIG --scenario SCENARIO.yaml [--until DURATION] [--json]``"""
+"""``rayfleet simulate fleet --config CONFIG --scenario SCENARIO.yaml [--until DURATION] [--json] [--plot DIR]``
+and ``rayfleet simulate trace --gpus N --teams N --days D --seed N [-o DIR]``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def fleet_cmd(
     scenario: Path = typer.Option(..., "--scenario", "-s", help="Fleet scenario: the sim's capacity script plus the jobs and services to submit (docs/capacity.md)."),
     until: str | None = typer.Option(None, "--until", help="Simulated time to run (e.g. 6h, 2d); default: the scenario's `until`, else until every job has ended."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as one JSON object."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write PNG pictures of the report into this directory (utilisation per accelerator, queue depth per team, wait times per priority; docs/scale.md)."),
 ) -> None:
     """Run the real store, quota, controller and service manager over the simulated backend on
     simulated time, and report per job (state, attempts, restarts, disruptions by kind, every
@@ -54,10 +56,51 @@ def fleet_cmd(
         report = simulate_fleet(platform, spec, until=horizon, file=str(scenario))
     except SpecError as e:
         _fail(list(e.problems))
+    if plot is not None:
+        from ..fleetsim.plots import write_plots
+
+        try:
+            written = write_plots({"rayfleet": report}, plot, platform)
+        except OSError as e:
+            _fail([f"--plot: cannot write to {plot}: {e.strerror or e}"])
+        err_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     if as_json:
         print_json(report)
         return
     print_tables(report)
+
+
+@app.command("trace")
+def trace_cmd(
+    gpus: int = typer.Option(10000, "--gpus", help="Accelerators in the fleet (GPUs and TPU chips), shared between the pools as on the talk's platform."),
+    teams: int = typer.Option(100, "--teams", help="Teams (one queue each; every fifth serves, the rest train), in cohorts of 10."),
+    days: float = typer.Option(7.0, "--days", help="Length of the trace in days (fractions allowed, e.g. 0.05)."),
+    seed: int = typer.Option(1, "--seed", help="Seed of every random draw: the same seed writes byte-identical files."),
+    out: Path = typer.Option(Path("fleet-trace"), "--out", "-o", help="Directory to write config.yaml (the platform) and scenario.yaml (the fleet scenario) into."),
+) -> None:
+    """Write a GKE-scale fleet trace: a platform config (T4 on demand; L4 reservation with DWS
+    flex-start and spot behind it; A100 reserved; H100 through DWS; TPU v5e/v6e slices; teams in
+    cohorts) and a fleet scenario on it (training gangs, inference services with a daily load curve,
+    spot reclaims and host faults). Run it with
+    `rayfleet simulate fleet --config DIR/config.yaml --scenario DIR/scenario.yaml`."""
+    from ..fleetsim.trace import generate, problems, render
+
+    bad = problems(gpus, teams, days)
+    if bad:
+        _fail(bad)
+    trace = generate(gpus, teams, days, seed)
+    config_text, scenario_text = render(trace)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config_text)
+        (out / "scenario.yaml").write_text(scenario_text)
+    except OSError as e:
+        _fail([f"--out: cannot write to {out}: {e.strerror or e}"])
+    s = trace.summary
+    console.print(f"wrote {out / 'config.yaml'} and {out / 'scenario.yaml'}: {s['accelerators']} accelerators "
+                  f"({', '.join(f'{k} {v}' for k, v in s['byFamily'].items())}) on {s['hosts']} hosts, {s['teams']} teams "
+                  f"({s['inferenceTeams']} inference) in {s['cohorts']} cohort(s), {s['jobs']} jobs, {s['services']} services, "
+                  f"{s['reclaims']} spot reclaims, {s['losses']} host losses, {s['faults']} host faults over {s['seconds'] / 86400:g} days", highlight=False)
 
 
 def _fmt_s(seconds: float | None) -> str:

@@ -212,7 +212,7 @@ def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: fl
     with tempfile.TemporaryDirectory(prefix="rayfleet-fleetsim-", dir=scratch) as data_dir:
         fleet = assemble(config, sim, data_dir, clock=clock, controller_interval=CONTROLLER_INTERVAL)
         try:
-            recorder = Recorder(fleet, t0, scenario.sample_every, lambda name: failed_requests(sim, scenario, name))
+            recorder = Recorder(fleet, t0, scenario.sample_every, lambda name: failed_requests(sim, scenario, name), sim.hosts)
             loop = _Loop(fleet, sim, clock, subs, t0, t0 + (horizon if horizon is not None else LIMIT_S), horizon is not None,
                          scenario.max_step, recorder, calendar_times(config))
             stopped_by = loop.run()

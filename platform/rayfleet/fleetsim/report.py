@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..api import JobState, Service, TrainJob, format_quantity
+from ..api import GPU, TPU, JobState, Service, TrainJob, format_quantity
+from ..backends.base import HostInfo, HostPhase
 from ..server.accounting import RESERVATION_IDLE, CostBook, flavor_prices, gang_hosts, mode_of, run_segments
 from ..server.fleet import Fleet
 from ..server.store import Event
@@ -30,19 +31,24 @@ def _r(x: float, digits: int = 3) -> float:
 
 
 class Recorder:
-    """Samples taken while the simulation runs: queue usage every ``sample_every`` seconds, and each
-    service's replica counts and failed requests whenever they change.
+    """Samples taken while the simulation runs: queue usage and each pool's hosts and accelerators
+    in use every ``sample_every`` seconds, and each service's replica counts and failed requests
+    whenever they change.
 
     ``failed_requests(name)``: the backend's count of the service's failed requests so far
     (``ServiceRunStatus.failed_requests``; None while it has no such service or counts none). The
-    last count seen is kept, so a deleted service keeps its total."""
+    last count seen is kept, so a deleted service keeps its total. ``hosts()``: the backend's hosts
+    (``CapacityBackend.hosts``)."""
 
     def __init__(self, fleet: Fleet, t0: float, sample_every: float,
-                 failed_requests: Callable[[str], int | None] = lambda name: None):
+                 failed_requests: Callable[[str], int | None] = lambda name: None,
+                 hosts: Callable[[], list[HostInfo]] = lambda: []):
         self.fleet, self.t0, self.sample_every = fleet, t0, sample_every
         self.next_sample = t0
         self.queues: dict[str, list[dict[str, Any]]] = {q: [] for q in sorted(fleet.config.queues)}
+        self.pools: dict[str, list[dict[str, Any]]] = {p: [] for p in sorted(fleet.config.pools)}
         self.replicas: dict[str, list[dict[str, Any]]] = {}
+        self._hosts = hosts
         self.failed: dict[str, int] = {}
         self._failed_requests = failed_requests
         self._last: dict[str, tuple] = {}
@@ -64,15 +70,24 @@ class Recorder:
             self.next_sample += self.sample_every
 
     def sample(self, t: float) -> None:
+        cfg = self.fleet.config
         jobs = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in self.fleet.store.list("TrainJob"))  # type: ignore[attr-defined]
+        in_use: Counter[str] = Counter()
         for name, series in self.queues.items():
             u = self.fleet.controller.quota.usage(name)
             usage: dict[str, dict[str, str | int]] = {}
             for (flavor, res), v in sorted(u.usage.items()):
                 if v:
                     usage.setdefault(flavor, {})[res] = format_quantity(res, v)
+                    if res in (GPU, TPU) and flavor in cfg.flavors:
+                        in_use[cfg.flavors[flavor].spec.pool] += v
             series.append({"t": _r(t - self.t0), "queued": jobs.get((name, JobState.QUEUED.value), 0),
                            "admitted": sum(n for (q, s), n in jobs.items() if q == name and s in _LAUNCHED), "usage": usage})
+        up: Counter[str] = Counter(h.pool for h in self._hosts() if h.phase != HostPhase.PROVISIONING)
+        for pool, series in self.pools.items():
+            spec = cfg.pools[pool].spec
+            series.append({"t": _r(t - self.t0), "hostsUp": up.get(pool, 0), "accelerators": up.get(pool, 0) * spec.accelerators_per_host,
+                           "acceleratorsInUse": in_use.get(pool, 0), "acceleratorsMax": spec.max_hosts * spec.accelerators_per_host})
 
     def finish(self, now: float, services: list[Service]) -> None:
         """A last sample at the end, and the services' counts as they end."""
@@ -195,6 +210,7 @@ def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: st
         "jobs": jobs,
         "services": svcs,
         "queues": recorder.queues,
+        "pools": recorder.pools,
         "cost": cost_report(book, t0, now),
         "notes": [FAILED_REQUESTS_NOTE] if any(s["failedRequests"] is None for s in svcs) else [],
     }

@@ -11,6 +11,7 @@ queue, a gang no flavor of the queue can hold). The format is documented in ``do
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,8 +197,22 @@ def load_fleet_scenario(path: str | Path) -> FleetScenario:
         text = p.read_text()
     except OSError as e:
         raise SpecError(FieldProblem(field="(file)", problem=f"cannot read scenario file: {e.strerror or e}", file=str(p))) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(FieldProblem(field="(file)", problem=f"not valid YAML: {e}", file=str(p))) from None
+    data = _json(text)
+    if data is None:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SpecError(FieldProblem(field="(file)", problem=f"not valid YAML: {e}", file=str(p))) from None
     return parse_fleet_scenario(data, file=str(p))
+
+
+def _json(text: str) -> object | None:
+    """A scenario written as JSON (which is YAML), read by the JSON parser: ``rayfleet simulate
+    trace`` writes tens of thousands of jobs, which PyYAML takes minutes to read. None: not JSON
+    (the YAML parser reads it, and reports its problems)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
