@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..capacity.provisioning import host_expires_at
+from ..capacity.provisioning import host_expires_at, reclaim_notice
 from ..errors import Conflict, NotFound
 from .base import HostPhase, NoticeKind
 from .local_capacity import hosts_to_start, lifetime_due
@@ -60,14 +60,24 @@ class HostEnds:
         if r.returncode != 0:
             log.warning("local cluster: ray drain-node %s failed (%s): %s", name, r.returncode, (r.stderr or r.stdout)[-500:])
 
-    def _reclaim(self, name: str, notice_s: float, now: float) -> None:
-        rec = self._records()[name]
-        deadline = now + notice_s
-        msg = f"host {name} is reclaimed (spot preemption) at its deadline, {notice_s:.0f}s after the notice"
-        rec.update(phase=HostPhase.DRAINING.value, since=now, message=msg,
-                   notice={"kind": NoticeKind.RECLAIM.value, "deadline": deadline, "message": msg})
+    def _drain_with_notice(self, name: str, kind: NoticeKind, deadline: float, msg: str, now: float, **extra: Any) -> None:
+        """The host drains until ``deadline`` and its runs carry the notice; it goes at the deadline."""
+        self._records()[name].update(phase=HostPhase.DRAINING.value, since=now, message=msg,
+                                     notice={"kind": kind.value, "deadline": deadline, "message": msg}, **extra)
         self._save_state()  # type: ignore[attr-defined]
-        self._drain(name, msg, notice_s)
+        self._drain(name, msg, deadline - now)
+
+    def _reclaim(self, name: str, notice_s: float, now: float) -> None:
+        msg = f"host {name} is reclaimed (spot preemption) at its deadline, {notice_s:.0f}s after the notice"
+        self._drain_with_notice(name, NoticeKind.RECLAIM, now + notice_s, msg, now)
+
+    def _host_record(self, host: str) -> dict[str, Any]:
+        """The record of ``host`` of the running cluster (under the lock), or NotFound naming the hosts."""
+        st = self._require_up()  # type: ignore[attr-defined]
+        rec = st["hosts"].get(host)
+        if rec is None:
+            raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
+        return rec
 
     def _lifetime(self, name: str, rec: dict[str, Any], now: float) -> None:
         """A DWS flex-start host past its recycle time is recycled; one past its run time goes."""
@@ -95,10 +105,7 @@ class HostEnds:
         msg = (f"host {name} is recycled: its run time ends at its deadline; "
                + (f"replacement {replacement} asked for" if replacement else "no replacement: the pool is at maxReplicas"))
         log.info("local cluster: %s", msg)
-        rec.update(phase=HostPhase.DRAINING.value, since=now, message=msg, replaced_by=replacement,
-                   notice={"kind": NoticeKind.RECYCLE.value, "deadline": expires, "message": msg})
-        self._save_state()  # type: ignore[attr-defined]
-        self._drain(name, msg, expires - now)
+        self._drain_with_notice(name, NoticeKind.RECYCLE, expires, msg, now, replaced_by=replacement)
         return replacement
 
     def recycle_host(self, host: str, notice_s: float | None = None) -> tuple[str | None, float]:
@@ -108,18 +115,14 @@ class HostEnds:
         its remaining run time). Returns (the replacement host or None, the deadline)."""
         now = time.time()
         with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            rec = st["hosts"].get(host)
-            if rec is None:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
+            rec = self._host_record(host)
             if self._phase(rec) is not HostPhase.READY:
                 raise Conflict(f"host {host!r} is {self._phase(rec).value}; only a ready host is recycled", field="host")
-            spec = self.pools[rec["pool"]]  # type: ignore[attr-defined]
             if notice_s is None:
-                prov = spec.provisioning
-                lead = getattr(prov, "node_recycling_lead_time", None)
-                expires = host_expires_at(spec, rec.get("started_at") or now)
-                notice_s = float(lead) if lead is not None else max(1.0, (expires or now + 30.0) - now)
+                spec = self.pools[rec["pool"]]  # type: ignore[attr-defined]
+                lead = getattr(spec.provisioning, "node_recycling_lead_time", None)
+                end = host_expires_at(spec, rec.get("started_at") or now)
+                notice_s = float(lead) if lead is not None else max(1.0, (end or now + 30.0) - now)
             replacement = self._recycle(host, now + notice_s, now)
             self._save_state()  # type: ignore[attr-defined]
         return replacement, now + notice_s
@@ -129,13 +132,9 @@ class HostEnds:
         Ray places nothing new on it, and its Ray node is killed at the deadline (returned)."""
         now = time.time()
         with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            if host not in st["hosts"]:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
+            rec = self._host_record(host)
             if notice_s is None:
-                from ..capacity.provisioning import reclaim_notice
-
-                notice_s = reclaim_notice(self.pools[st["hosts"][host]["pool"]]) or 30.0  # type: ignore[attr-defined]
+                notice_s = reclaim_notice(self.pools[rec["pool"]]) or 30.0  # type: ignore[attr-defined]
             self._reclaim(host, notice_s, now)
             self._save_state()  # type: ignore[attr-defined]
         return now + notice_s
@@ -146,10 +145,7 @@ class HostEnds:
         """Nothing new on ``host`` (drained in Ray); repaired after spec.hostHealth.repairTime."""
         now = time.time()
         with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            rec = st["hosts"].get(host)
-            if rec is None:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
+            rec = self._host_record(host)
             if self._phase(rec) in (HostPhase.CORDONED, HostPhase.REPAIRING, HostPhase.PROVISIONING):
                 return
             repair = float(self.cluster.spec.host_health.repair_time)  # type: ignore[attr-defined]
@@ -163,10 +159,7 @@ class HostEnds:
         """Return a cordoned host to service now: its Ray node is restarted (repaired)."""
         now = time.time()
         with self._lock():  # type: ignore[attr-defined]
-            st = self._require_up()  # type: ignore[attr-defined]
-            rec = st["hosts"].get(host)
-            if rec is None:
-                raise NotFound(f"no host {host!r} in local cluster {self.cluster.name!r}; hosts: {sorted(st['hosts'])}", field="host")  # type: ignore[attr-defined]
+            rec = self._host_record(host)
             if self._phase(rec) is HostPhase.CORDONED:
                 self._repair(host, now)
                 self._save_state()  # type: ignore[attr-defined]
