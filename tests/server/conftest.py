@@ -3,13 +3,11 @@ the HTTP layer validates, authorises and stores; nothing here reaches Ray."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
+from http_server import serving
 
 from rayfleet.backends import make_backend
 from rayfleet.config import load_config
@@ -53,14 +51,5 @@ def team_b(fleet):
 @pytest.fixture
 def url(fleet):
     """The service (controller not started) over real HTTP: uvicorn in a thread on a free port."""
-    server = uvicorn.Server(uvicorn.Config(create_app(fleet, start_controller=False), host="127.0.0.1", port=0,
-                                           log_level="warning", ws="auto"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(fleet, start_controller=False)) as base:
+        yield base

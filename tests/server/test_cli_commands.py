@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
+from http_server import serving
 from typer.testing import CliRunner
 
 from rayfleet.backends import make_backend
@@ -36,18 +35,10 @@ def running(tmp_path):
     cfg = load_config([LOCAL])
     fleet = assemble(cfg, make_backend(cfg, tmp_path, kind="sim"), tmp_path, controller_interval=0.2)
     creds = ensure_tokens(fleet.store, cfg)
-    server = uvicorn.Server(uvicorn.Config(create_app(fleet, start_controller=True), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", creds
+        with serving(create_app(fleet, start_controller=True)) as base:
+            yield base, creds
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         fleet.close()
 
 
