@@ -4,8 +4,10 @@
 :class:`rayfleet.backends.local.LocalBackend` (real ``ray start`` nodes carrying the pools' labels
 and resources). Its pools:
 
-- ``gpu``: 2 hosts x 2 fake L4 GPUs (Train gangs);
-- ``tpu``: one v5e 2x4 slice, 2 hosts x 4 chips (multi-host TPU gangs);
+- ``tpu``: one v5e 2x4 slice, 2 hosts x 4 chips (multi-host Train and entry-point gangs);
+- ``grow``: 1 to 2 CPU hosts, idle ones given back after 3 s, a new host ready 2 s after it is
+  asked for (the cluster's scenario): a pool that grows for a gang and shrinks after;
+- ``spot``: one CPU spot host, 12 s of reclaim notice;
 - ``l4``: 3 hosts x 1 fake L4 GPU (Serve leader-worker groups: 3 hosts, so a lost host can be
   replaced by a group on the other two).
 
@@ -71,7 +73,7 @@ def pytest_runtest_makereport(item, call):
 # machine's 2 cores slow each other's tests by half even when one is idle (dashboards, GCS, raylets
 # poll), so the modules that use a cluster run next to each other (whole modules keep their order)
 # and a cluster is shut down after the last test that uses it, not at the end of the session.
-CLUSTER_FIXTURES = ("yaml_backend", "cap_backend", "fleet_service", "pools_backend")
+CLUSTER_FIXTURES = ("yaml_backend", "fleet_service", "pools_backend")
 
 
 def _cluster_of(item: pytest.Item) -> int:
@@ -110,12 +112,16 @@ kind: Cluster
 metadata: {name: test-pools}
 spec:
   backend: local
-  local: {objectStoreMemory: 96Mi, headCpus: 2}
+  local: {objectStoreMemory: 96Mi, headCpus: 2, scenario: SCENARIO}
   startTimeout: 300
 ---
 kind: Pool
-metadata: {name: gpu}
-spec: {accelerator: nvidia-l4, acceleratorsPerHost: 2, machineType: g2-standard-24, cpuPerHost: 24, memoryPerHost: 96Gi, minReplicas: 2, maxReplicas: 2}
+metadata: {name: grow}
+spec: {machineType: n2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 1, maxReplicas: 2, idleTimeout: 3}
+---
+kind: Pool
+metadata: {name: spot}
+spec: {machineType: n2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 1, maxReplicas: 1, provisioning: {mode: spot, reclaimNotice: 12}}
 ---
 kind: Pool
 metadata: {name: tpu}
@@ -143,10 +149,12 @@ def pools_backend(tmp_path_factory):
     from rayfleet.backends.local import LocalBackend
 
     data = tmp_path_factory.mktemp("rf-pools")
+    scenario = Path(data) / "scenario.yaml"
+    scenario.write_text("pools:\n  grow: {provisioningDelay: 2}\n")
     cfg = Path(data) / "pools.yaml"
-    cfg.write_text(POOLS_CONFIG)
+    cfg.write_text(POOLS_CONFIG.replace("SCENARIO", str(scenario)))
     temp_dir = f"/tmp/rf-pools-{uuid.uuid4().hex[:8]}"
-    backend = LocalBackend.from_config_files([cfg], data / "data", temp_dir=temp_dir, placement_timeout_s=30)
+    backend = LocalBackend.from_config_files([cfg], data / "data", temp_dir=temp_dir, placement_timeout_s=90)
     backend.up()
     try:
         yield backend

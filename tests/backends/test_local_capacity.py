@@ -2,7 +2,8 @@
 
 Fast tests (no processes): the hosts ``up()`` starts, stockouts and provisioning delays, scripted
 events, pending-gang demand, which hosts a request starts, and the checkpoint-notice module.
-Slow tests (one small real Ray cluster for the module, a scripted provisioning delay): a pool
+Slow tests (on the session's shared cluster, ``pools_backend`` in tests/conftest.py: pools ``grow`` and
+``spot``, a scripted provisioning delay): a pool
 growing from minReplicas for a gang and shrinking after its idle time; a spot reclaim with notice
 where the run's last checkpoint is the one taken at the notice and the host is gone at the deadline.
 """
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -176,30 +175,6 @@ def test_a_dws_host_is_recycled_its_lead_time_before_its_run_time_ends_then_goes
 
 # ---------------------------------------------------------------- real Ray
 
-GROW_DELAY = 2.0
-
-
-@pytest.fixture(scope="module")
-def cap_backend(tmp_path_factory):
-    data = tmp_path_factory.mktemp("rf-local-cap")
-    scenario = data / "scenario.yaml"
-    scenario.write_text(f"pools:\n  grow: {{provisioningDelay: {GROW_DELAY}}}\n")
-    pools = {
-        "grow": PoolSpec(**CPU, min_replicas=1, max_replicas=2, idle_timeout=3),
-        "spot": PoolSpec(**CPU, min_replicas=1, max_replicas=1, provisioning=SpotProvisioning(mode="spot", reclaim_notice=12)),
-    }
-    cluster = Cluster(metadata=ObjectMeta(name="cap"), spec=ClusterSpec(
-        local=LocalBackendSpec(scenario=str(scenario), object_store_memory=96 * 2**20, head_cpus=2)))
-    temp_dir = f"/tmp/rf-cap-{uuid.uuid4().hex[:8]}"
-    b = LocalBackend(pools, data / "data", cluster=cluster, temp_dir=temp_dir, placement_timeout_s=90)
-    b.up()
-    try:
-        yield b
-    finally:
-        b.down()
-        subprocess.run(["rm", "-rf", temp_dir], check=False)
-
-
 def _wait(cond, timeout_s: float, what: str, step: float = 0.3):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -211,9 +186,9 @@ def _wait(cond, timeout_s: float, what: str, step: float = 0.3):
 
 
 @pytest.mark.slow
-def test_pool_grows_from_min_replicas_for_a_gang_and_shrinks_after_its_idle_time(cap_backend):
-    b = cap_backend
-    assert {h.name: h.phase for h in b.hosts()} == {"grow-0": HostPhase.READY, "spot-0": HostPhase.READY}
+def test_pool_grows_from_min_replicas_for_a_gang_and_shrinks_after_its_idle_time(pools_backend):
+    b = pools_backend
+    assert {h.name: h.phase for h in b.hosts() if h.pool in ("grow", "spot")} == {"grow-0": HostPhase.READY, "spot-0": HostPhase.READY}
     cap = b.capacity()["grow"]
     assert (cap.hosts, cap.ready_hosts, cap.provisioning_hosts) == (2, 1, 0)
     req = LaunchRequest(job_id="wide", attempt=1, pool="grow", pool_spec=b.pools["grow"], workers=2,
@@ -228,7 +203,7 @@ def test_pool_grows_from_min_replicas_for_a_gang_and_shrinks_after_its_idle_time
     assert s.state == RunState.SUCCEEDED, b.logs("wide-1")[-2000:]
     assert set(s.hosts) == {"grow-0", "grow-1"}, (s.node_ids, b._state["hosts"])   # STRICT_SPREAD: one bundle on each, the new one included
     up = _wait(lambda: next((h for h in b.hosts() if h.name == "grow-1" and h.phase == HostPhase.READY), None), 10, "grow-1 ready")
-    assert up.since - asked >= GROW_DELAY   # the scripted provisioning delay ran before its node started
+    assert up.since - asked >= b.scenario.pools["grow"].provisioning_delay > 0   # the scripted delay ran before its node started
     # idle for idleTimeout (3 s): given back, down to minReplicas (1)
     # (both hosts went idle together: either may go)
     _wait(lambda: b.capacity()["grow"].ready_hosts == 1 and len([h for h in b.hosts() if h.pool == "grow"]) == 1, 30, "a grow host to be given back")
@@ -237,8 +212,8 @@ def test_pool_grows_from_min_replicas_for_a_gang_and_shrinks_after_its_idle_time
 
 
 @pytest.mark.slow
-def test_spot_reclaim_notice_checkpoint_now_and_the_host_gone_at_the_deadline(cap_backend):
-    b = cap_backend
+def test_spot_reclaim_notice_checkpoint_now_and_the_host_gone_at_the_deadline(pools_backend):
+    b = pools_backend
     req = LaunchRequest(job_id="spotty", attempt=1, pool="spot", pool_spec=b.pools["spot"], workers=1,
                         resources_per_worker={"cpu": 1000}, accelerator=None, placement_strategy=None,
                         train_app="train_apps.ddp_synthetic",

@@ -3,7 +3,7 @@ flavor, the machines are not there, and after the step's ``waitForCapacity`` the
 up and the job runs on the next flavor.
 
 The platform (tests/e2e/fleet.yaml): team-c's queue has quota for 4 T4s and 4 L4s and the compute
-class ``t4-then-l4`` (T4 for 10s, a request not served in 4s cancelled and resubmitted; then L4).
+class ``t4-then-l4`` (T4 for 6s, a request not served in 2.5s cancelled and resubmitted; then L4).
 One of the two T4 hosts is lost (its raylet killed, as when a reserved machine goes into
 maintenance), so a gang of 2 workers x 2 GPUs has quota on T4 but not the hosts.
 """
@@ -41,7 +41,7 @@ def test_a_gang_without_capacity_on_its_first_flavor_falls_back_to_the_next(flee
         events = job.events()
         admitted = [e["data"]["flavor"] for e in events if e["type"] == "Admitted"]
         resubmits = [e for e in events if e["type"] == "CapacityResubmit"]
-        # T4, its request resubmitted (4s) until the step's 10s ran out, then L4
+        # T4, its request resubmitted (2.5s) until the step's 6s ran out, then L4
         assert len(resubmits) >= 1 and admitted == ["t4"] * (len(resubmits) + 1) + ["l4"], admitted
         assert final["attempt"] == len(admitted)
         assert all(e["data"]["flavor"] == "t4" and "not served after" in e["message"] for e in resubmits)
@@ -49,7 +49,7 @@ def test_a_gang_without_capacity_on_its_first_flavor_falls_back_to_the_next(flee
         fell_back = next(e for e in events if e["type"] == "CapacityFallback")
         assert fell_back["data"]["flavor"] == "t4"
         assert "no capacity on flavor t4 (pool t4) after" in fell_back["message"] and "next: l4" in fell_back["message"]
-        assert fell_back["ts"] - first_launch["ts"] >= 10  # counted from the first launch on T4, across resubmissions
+        assert fell_back["ts"] - first_launch["ts"] >= 6  # counted from the first launch on T4, across resubmissions
         assert fell_back["ts"] > resubmits[-1]["ts"]
     finally:
         backend.up()  # the lost host comes back for the tests that follow

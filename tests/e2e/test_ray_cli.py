@@ -42,12 +42,25 @@ def test_submit_with_working_dir_and_metadata_queue(fleet_service, tmp_path):
     assert info["driver_exit_code"] == 0 and info["runtime_env"]["working_dir"].startswith("gcs://")
 
 
-def test_no_wait_status_follow_stop_list_delete(fleet_service):
+def test_no_wait_status_follow_stop_list_delete_and_a_failed_exit_code(fleet_service):
+    """Two jobs at once (their waits overlap): one stopped, listed and deleted; one that fails with exit 3."""
     script = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
     r = fleet_service.ray("job", "submit", "--no-wait", "--address", fleet_service.url, "--submission-id", "cli-sleeper",
                           "--metadata-json", json.dumps({"queue": "team-a", "priority": "experiment"}),
                           "--", "python", "-c", script)
     assert r.returncode == 0, r.stdout + r.stderr
+    failing = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(1)\nraise SystemExit(3)\n"
+    r = fleet_service.ray("job", "submit", "--no-wait", "--address", fleet_service.url, "--submission-id", "cli-fails",
+                          "--metadata-json", json.dumps({"queue": "team-b"}), "--", "python", "-c", failing, team="team-b")
+    assert r.returncode == 0, r.stdout + r.stderr
+    follow = fleet_service.ray("job", "logs", "--follow", "--address", fleet_service.url, "cli-fails", team="team-b")
+    assert all(f"line {i}" in follow.stdout for i in range(3)), follow.stdout + follow.stderr
+    job = fleet_service.wait_state("cli-fails", {"FAILED", "SUCCEEDED"}, team="team-b")
+    assert job["status"]["state"] == "FAILED"
+    assert job["status"]["attempt"] == 1  # Ray semantics: a failed entrypoint is not retried
+    with fleet_service.client("team-b") as c:
+        assert c.get("/api/jobs/cli-fails").json()["driver_exit_code"] == 3  # as Ray reports it
+
     fleet_service.wait_state("cli-sleeper", {"RUNNING"}, team="team-a")
     status = fleet_service.ray("job", "status", "--address", fleet_service.url, "cli-sleeper")
     assert "RUNNING" in (status.stdout + status.stderr)
@@ -67,17 +80,3 @@ def test_no_wait_status_follow_stop_list_delete(fleet_service):
     assert gone.returncode == 0, gone.stdout + gone.stderr
     after = fleet_service.ray("job", "status", "--address", fleet_service.url, "cli-sleeper")
     assert after.returncode != 0
-
-
-def test_logs_follow_and_failed_exit_code(fleet_service):
-    script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(1)\nraise SystemExit(3)\n"
-    r = fleet_service.ray("job", "submit", "--no-wait", "--address", fleet_service.url, "--submission-id", "cli-fails",
-                          "--metadata-json", json.dumps({"queue": "team-b"}), "--", "python", "-c", script, team="team-b")
-    assert r.returncode == 0, r.stdout + r.stderr
-    follow = fleet_service.ray("job", "logs", "--follow", "--address", fleet_service.url, "cli-fails", team="team-b")
-    assert all(f"line {i}" in follow.stdout for i in range(3)), follow.stdout + follow.stderr
-    job = fleet_service.wait_state("cli-fails", {"FAILED", "SUCCEEDED"}, team="team-b")
-    assert job["status"]["state"] == "FAILED"
-    assert job["status"]["attempt"] == 1  # Ray semantics: a failed entrypoint is not retried
-    with fleet_service.client("team-b") as c:
-        assert c.get("/api/jobs/cli-fails").json()["driver_exit_code"] == 3  # as Ray reports it

@@ -1,5 +1,5 @@
 """The laptop SDK against a running rayfleet: train apps as gangs, borrowing, reclaim by a
-production job, requeue and resume from the checkpoint."""
+production job, requeue and resume from the checkpoint (tiny_lm, a 2-worker DDP gang over two hosts)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def _train(name, queue, workers, gpus, priority=None, steps=40, sleep=0.25, every=5):
-    spec = {"queue": queue, "trainApp": {"module": "train_apps.ddp_synthetic",
+    spec = {"queue": queue, "trainApp": {"module": "train_apps.tiny_lm",
                                          "config": {"steps": steps, "checkpoint_every": every, "step_sleep_s": sleep}},
             "gang": {"workers": workers, "resourcesPerWorker": {"cpu": "500m", "nvidia.com/gpu": gpus}, "accelerator": "nvidia-tesla-t4"}}
     if priority:
@@ -52,7 +52,7 @@ def test_borrow_then_reclaim_then_resume_from_checkpoint(fleet_service):
     a = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-a"))
     b = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-b"))
     # team-a's gang needs 4 GPUs: its 2 nominal + 2 borrowed from team-b's idle quota.
-    exp = a.submit(_train("exp-borrow", "team-a", workers=2, gpus=2, steps=60, sleep=0.25, every=5))
+    exp = a.submit(_train("exp-borrow", "team-a", workers=2, gpus=2, steps=40, sleep=0.25, every=5))
     deadline = time.monotonic() + 300
     while True:
         st = exp.status()

@@ -20,17 +20,18 @@ def wait_for(backend, run_id: str, pred: Callable[[RunStatus], bool], timeout: f
     raise AssertionError(f"{run_id}: timed out waiting for {what or pred}; last status: {last}")
 
 
-def ddp_request(backend, job_id: str, attempt: int, *, steps: int = 30, ckpt_dir: str | None = None, workers: int = 2) -> LaunchRequest:
+def tpu_request(backend, job_id: str, *, steps: int = 200, ckpt_dir: str | None = None) -> LaunchRequest:
+    """Attempt 1 of a tiny_lm gang over pool ``tpu``'s v5e 2x4 slice: 2 workers x 4 chips."""
     return LaunchRequest(
         job_id=job_id,
-        attempt=attempt,
-        pool="gpu",
-        pool_spec=backend.pools["gpu"],
-        workers=workers,
-        resources_per_worker={"cpu": 1000, "nvidia.com/gpu": 2},
-        accelerator=Accelerator.L4,
+        attempt=1,
+        pool="tpu",
+        pool_spec=backend.pools["tpu"],
+        workers=2,
+        resources_per_worker={"cpu": 8000, "google.com/tpu": 4},
+        accelerator=Accelerator.TPU_V5E,
         placement_strategy=None,
-        train_app="train_apps.ddp_synthetic",
+        train_app="train_apps.tiny_lm",
         train_config={"steps": steps, "checkpoint_every": 5, "step_sleep_s": 0.3},
         checkpoint_dir=ckpt_dir,
     )
