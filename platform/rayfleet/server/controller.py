@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import HostHealthPolicy, JobState, TrainJob
+from ..api.queue import QueueingStrategy
 from ..backends.base import (
     Backend,
     CapacityBackend,
@@ -55,6 +56,7 @@ from ..errors import SpecError
 from . import admission, transitions
 from .admission import platform_backend
 from .layout import DataLayout
+from .queue_heads import HEADS_PER_QUEUE, QueueHeads
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .store import Store
@@ -81,7 +83,7 @@ def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
 class Controller:
     def __init__(self, *, config: PlatformConfig, store: Store, backend: Backend, quota: QuotaBridge,
                  services: ServiceManager, layout: DataLayout, push_packages: Callable[[str | None, dict[str, Any]], dict[str, Any]],
-                 clock: Callable[[], float] = time.time, interval: float = 1.0):
+                 clock: Callable[[], float] = time.time, interval: float = 1.0, heads_per_queue: int = HEADS_PER_QUEUE):
         self.config = config
         self.store = store
         self.backend = backend
@@ -103,6 +105,8 @@ class Controller:
         policy = config.cluster.spec.host_health if config.cluster is not None else None
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
+        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
+        self._quota_seen: tuple[int, object] = (-1, None)     # (releases, quotas in force) at the last cycle
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -311,6 +315,10 @@ class Controller:
         absent = max(cap.hosts - cap.ready_hosts - cap.provisioning_hosts, 0)
         return fallback.flavor_exhausted(kind, fixed, cap.free_hosts, cap.provisioning_hosts, absent)
 
+    def _strict(self, queue: str) -> bool:
+        q = self.config.queues.get(queue)
+        return q is not None and q.spec.queueing_strategy == QueueingStrategy.STRICT_FIFO
+
     def _offered(self, job: TrainJob, now: float) -> tuple[str, ...]:
         """The flavors quota may try for a queued job now: not skipped, and open calendar windows only."""
         left = fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped)
@@ -397,17 +405,21 @@ class Controller:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
         for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
-        pending = [r.doc for r in self.store.list("TrainJob", states=[JobState.QUEUED.value])]
-        pending = [j for j in pending if transitions.eligible(j, now)]  # type: ignore[arg-type]
+        changed = (self.quota.releases, self.quota.state.effective_config)
+        if changed[0] != self._quota_seen[0] or changed[1] is not self._quota_seen[1]:
+            self.heads.unpark()
+        self._quota_seen = changed
+        heads = self.heads.read()
+        pending = [h.job for h in heads if transitions.eligible(h.job, now)]
         workloads = []
         for job in pending:
-            flavors = self._offered(job, now)  # type: ignore[arg-type]
-            if flavors or not placement_flavors(self.config, job):  # type: ignore[arg-type]
-                workloads.append(self.quota.workload(job, flavors))  # type: ignore[arg-type]
+            flavors = self._offered(job, now)
+            if flavors or not placement_flavors(self.config, job):
+                workloads.append(self.quota.workload(job, flavors))
                 continue
-            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"  # type: ignore[arg-type]
-                            for f in fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))  # type: ignore[arg-type]
-            self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)  # type: ignore[arg-type]
+            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
+                            for f in fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))
+            self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:
@@ -419,13 +431,14 @@ class Controller:
             if job is None:
                 self.services.admitted(a, now)
                 continue
-            self._apply(job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed), now)  # type: ignore[arg-type]
+            self._apply(job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed), now)
         for w in result.waiting:
             job = jobs.get(w.workload_id)
             if job is None:
                 self.services.waiting(w, now)
                 continue
-            self._apply(job, transitions.waiting(job, w.reason), now)  # type: ignore[arg-type]
+            self._apply(job, transitions.waiting(job, w.reason), now)
+        self.heads.park(heads, {a.workload_id for a in result.admitted} | {w.workload_id for w in result.waiting})
         self.waiting = {w.workload_id: w for w in result.waiting}
 
     def _preempt(self, victim: str, message: str, now: float) -> None:

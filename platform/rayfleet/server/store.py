@@ -114,6 +114,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX objects_by_kind_state_seq ON objects (kind, state, seq);
     DROP INDEX objects_by_kind_state;
     """,
+    # 6: a queue's heads: the controller reads, per queue and priority class, the first few jobs in
+    # a state (QUEUED) in submission order, never the whole backlog ('' = no priority class)
+    """
+    ALTER TABLE objects ADD COLUMN queue TEXT;
+    ALTER TABLE objects ADD COLUMN priority_class TEXT NOT NULL DEFAULT '';
+    UPDATE objects SET queue = json_extract(body, '$.spec.queue'),
+                       priority_class = COALESCE(json_extract(body, '$.spec.priorityClass'), '') WHERE json_valid(body);
+    CREATE INDEX objects_by_queue ON objects (kind, state, queue, priority_class, seq);
+    """,
 ]
 
 log = logging.getLogger("rayfleet.store")
@@ -208,6 +217,12 @@ def _state_of(doc: Document) -> str | None:
 
 def _uid_of(doc: Document) -> str | None:
     return getattr(doc.metadata, "uid", None)
+
+
+def _queue_of(doc: Document) -> tuple[str | None, str]:
+    """(queue, priority class or '') of a queued kind (TrainJob, Service); (None, '') for the others."""
+    spec = getattr(doc, "spec", None)
+    return getattr(spec, "queue", None), getattr(spec, "priority_class", None) or ""
 
 
 class Store:
@@ -332,8 +347,9 @@ class Store:
                 raise Conflict(f"{doc.KIND} {doc.name!r} already exists", field="metadata.name")
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM objects WHERE kind=?", (doc.KIND,)).fetchone()[0]
             db.execute(
-                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid),
+                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid, queue, priority_class) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid, *_queue_of(doc)),
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
@@ -381,8 +397,8 @@ class Store:
             if expected_version is not None and rv != expected_version:
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed (version {rv}, expected {expected_version}); re-read and retry")
             db.execute(
-                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=? WHERE kind=? AND name=?",
-                (body, _state_of(doc), rv + 1, now, doc.KIND, doc.name),
+                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=?, queue=?, priority_class=? WHERE kind=? AND name=?",
+                (body, _state_of(doc), rv + 1, now, *_queue_of(doc), doc.KIND, doc.name),
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message, data or {})
@@ -436,12 +452,46 @@ class Store:
         rows = rows[:limit]
         return self._decode_all(kind, [r[1:] for r in rows]), (rows[-1][0] if more and rows else None)
 
-    def count(self, kind: str, states: list[str] | None = None) -> int:
+    def count(self, kind: str, states: list[str] | None = None, *, queue: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM objects WHERE kind=?", [kind]
         if states:
             q += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(states)
+        if queue is not None:
+            q += " AND queue=?"
+            args.append(queue)
         return self._q(q, args)[0][0]
+
+    # ------------------------------------------------------------ queue heads
+
+    def queue_groups(self, kind: str, state: str) -> builtins.list[tuple[str, str]]:
+        """The (queue, priority class) pairs that have objects of ``kind`` in ``state``: a skip walk
+        of the ``objects_by_queue`` index, one seek per pair, however many objects each pair holds."""
+        # one column's range at a time: SQLite seeks a row-value range by its first column only
+        base = "SELECT {col} FROM objects INDEXED BY objects_by_queue WHERE kind=? AND state=? AND "
+        out: builtins.list[tuple[str, str]] = []
+        queue = self._q(base.format(col="queue") + "queue IS NOT NULL ORDER BY queue LIMIT 1", (kind, state))
+        while queue:
+            q = queue[0][0]
+            pclass = self._q(base.format(col="priority_class") + "queue=? ORDER BY priority_class LIMIT 1", (kind, state, q))
+            while pclass:
+                out.append((q, pclass[0][0]))
+                pclass = self._q(base.format(col="priority_class") + "queue=? AND priority_class>? ORDER BY priority_class LIMIT 1",
+                                 (kind, state, q, pclass[0][0]))
+            queue = self._q(base.format(col="queue") + "queue>? ORDER BY queue LIMIT 1", (kind, state, q))
+        return out
+
+    def queue_heads(self, kind: str, state: str, queue: str, priority_class: str, *, after: int, limit: int) -> builtins.list[tuple[int, tuple]]:
+        """The first ``limit`` objects of one (queue, priority class) pair in ``state`` after seq
+        ``after``, in submission order, as (seq, row) not yet decoded (:meth:`decode`)."""
+        return [(r[0], r[1:]) for r in self._q(
+            f"SELECT seq, {self._COLS} FROM objects INDEXED BY objects_by_queue "
+            "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
+            (kind, state, queue, priority_class, after, limit))]
+
+    def decode(self, kind: str, row: tuple) -> Record | None:
+        """A row of :meth:`queue_heads` as a Record (None: it did not decode and was quarantined)."""
+        return self._decode(kind, row)
 
     # ------------------------------------------------------------ events
 

@@ -1,0 +1,88 @@
+"""Which queued jobs a controller pass offers to quota: the heads of each queue, not the backlog.
+
+Kueue's scheduler looks at the head workloads of each ClusterQueue per cycle, in the queue's order
+(priority, then creation time); so does a pass here. Per queue, the first ``per_queue`` QUEUED jobs
+in that order are read from the store through its ``(kind, state, queue, priority class, seq)``
+index (:meth:`~rayfleet.server.store.Store.queue_heads`, a few rows per priority class, merged by
+the class's priority value) and only those are decoded; the jobs behind them are not read at all,
+so a pass costs the same with 50 or 5,000 jobs queued.
+
+BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
+at and told to wait are *parked*, as Kueue parks inadmissible heads: the next pass reads the jobs
+behind them instead (a cursor per queue and priority class), until quota changes in a way that may
+admit them (a release of quota anywhere, or the quota schedule changing the quotas in force); then
+every queue is read from its head again. A parked job keeps the waiting message it was given.
+Nothing is parked past a head quota did not look at (backing off, or waiting for a calendar window),
+so no job is hidden once it becomes eligible. StrictFIFO queues are never parked: their head blocks
+the jobs behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..api import JobState, TrainJob
+from .store import Store
+
+#: Heads per queue and pass (the controller's ``heads_per_queue``): what one pass may admit from a
+#: queue at most; the jobs behind come up in the next passes.
+HEADS_PER_QUEUE = 16
+
+QUEUED = JobState.QUEUED.value
+
+
+@dataclass(frozen=True)
+class Head:
+    job: TrainJob
+    seq: int
+    group: tuple[str, str]  # (queue, priority class or '')
+
+
+class QueueHeads:
+    """``priority``: a priority class name (None: none given) to its value now; ``strict``: whether
+    a queue is StrictFIFO."""
+
+    def __init__(self, store: Store, priority: Callable[[str | None], int], strict: Callable[[str], bool],
+                 per_queue: int = HEADS_PER_QUEUE):
+        if per_queue < 1:
+            raise ValueError("heads_per_queue must be at least 1")
+        self.store = store
+        self.priority = priority
+        self.strict = strict
+        self.per_queue = per_queue
+        self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
+
+    def unpark(self) -> None:
+        """Quota changed: every queue is read from its head again."""
+        self._after.clear()
+
+    def read(self) -> list[Head]:
+        """The heads of every queue with QUEUED jobs, each queue's in its order."""
+        by_queue: dict[str, list[tuple[int, int, str, tuple]]] = {}
+        k = self.per_queue
+        for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
+            prio = self.priority(pclass or None)
+            rows = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
+            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, row) for seq, row in rows)
+        heads: list[Head] = []
+        for queue, rows in by_queue.items():
+            rows.sort(key=lambda r: (r[0], r[1]))
+            for _, seq, pclass, row in rows[:k]:
+                rec = self.store.decode("TrainJob", row)
+                if rec is not None:
+                    heads.append(Head(rec.doc, seq, (queue, pclass)))  # type: ignore[arg-type]
+        return heads
+
+    def park(self, heads: Iterable[Head], decided: set[str]) -> None:
+        """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over
+        its leading heads quota decided (admitted or told to wait), stopping at the first it did not
+        look at."""
+        stopped: set[tuple[str, str]] = set()
+        for h in sorted(heads, key=lambda h: (h.group, h.seq)):
+            if h.group in stopped or self.strict(h.group[0]):
+                continue
+            if h.job.name in decided:
+                self._after[h.group] = h.seq
+            else:
+                stopped.add(h.group)
