@@ -70,6 +70,8 @@ HOLDING_QUOTA = [JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNN
 SETTLE_S = 0.05
 #: How long the loop lets API calls waiting for its lock go first before it starts a pass anyway.
 CALLERS_FIRST_S = 1.0
+#: Jobs whose placement flavors the controller keeps between passes.
+PLACEMENT_MEMO = 10_000
 
 
 def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
@@ -107,6 +109,7 @@ class Controller:
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
         self._quota_seen: tuple[int, object] = (-1, None)     # (releases, quotas in force) at the last cycle
+        self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -209,7 +212,8 @@ class Controller:
         if t.status == job.status and t.event is None:
             return job
         job = job.model_copy(update={"status": t.status})
-        self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
+        rec = self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
+        self.heads.wrote(job, rec.resource_version)
         return job
 
     # ------------------------------------------------------------ 1. sync
@@ -278,7 +282,7 @@ class Controller:
         prefs = fallback.preferred(self.config, job.spec.queue, st.flavor)
         if not prefs:
             return
-        allowed = placement_flavors(self.config, job)
+        allowed = self._placement(job)
         room = next((f for f in prefs if f in allowed and self._has_room(job, f, now)), None)
         if room is not None:
             job = self._apply(job, transitions.migration_planned(job, room, now), now)
@@ -315,13 +319,24 @@ class Controller:
         absent = max(cap.hosts - cap.ready_hosts - cap.provisioning_hosts, 0)
         return fallback.flavor_exhausted(kind, fixed, cap.free_hosts, cap.provisioning_hosts, absent)
 
+    def _placement(self, job: TrainJob) -> tuple[str, ...]:
+        """:func:`placement_flavors`, once per job (a job's spec and the config do not change while
+        the controller runs); the memo is dropped when it grows past ``PLACEMENT_MEMO``."""
+        key = job.metadata.uid or job.name
+        got = self._placements.get(key)
+        if got is None:
+            if len(self._placements) >= PLACEMENT_MEMO:
+                self._placements.clear()
+            got = self._placements[key] = placement_flavors(self.config, job)
+        return got
+
     def _strict(self, queue: str) -> bool:
         q = self.config.queues.get(queue)
         return q is not None and q.spec.queueing_strategy == QueueingStrategy.STRICT_FIFO
 
     def _offered(self, job: TrainJob, now: float) -> tuple[str, ...]:
         """The flavors quota may try for a queued job now: not skipped, and open calendar windows only."""
-        left = fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped)
+        left = fallback.remaining(self._placement(job), job.status.capacity_skipped)
         return tuple(f for f in left if calendar.offered(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now))
 
     def _next_flavor(self, job: TrainJob, now: float) -> str | None:
@@ -414,11 +429,11 @@ class Controller:
         workloads = []
         for job in pending:
             flavors = self._offered(job, now)
-            if flavors or not placement_flavors(self.config, job):
+            if flavors or not self._placement(job):
                 workloads.append(self.quota.workload(job, flavors))
                 continue
             why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
-                            for f in fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))
+                            for f in fallback.remaining(self._placement(job), job.status.capacity_skipped))
             self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)

@@ -4,8 +4,9 @@ Kueue's scheduler looks at the head workloads of each ClusterQueue per cycle, in
 (priority, then creation time); so does a pass here. Per queue, the first ``per_queue`` QUEUED jobs
 in that order are read from the store through its ``(kind, state, queue, priority class, seq)``
 index (:meth:`~rayfleet.server.store.Store.queue_heads`, a few rows per priority class, merged by
-the class's priority value) and only those are decoded; the jobs behind them are not read at all,
-so a pass costs the same with 50 or 5,000 jobs queued.
+the class's priority value) and only those are decoded (a job decoded or written by the controller
+before, at the same uid and resource version, is not decoded again); the jobs behind them are not
+read at all, so a pass costs the same with 50 or 5,000 jobs queued.
 
 BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
 at and told to wait are *parked*, as Kueue parks inadmissible heads: the next pass reads the jobs
@@ -28,6 +29,9 @@ from .store import Store
 #: Heads per queue and pass (the controller's ``heads_per_queue``): what one pass may admit from a
 #: queue at most; the jobs behind come up in the next passes.
 HEADS_PER_QUEUE = 16
+
+#: Queued jobs kept decoded between passes (heads, and jobs the controller just wrote).
+DECODED_MEMO = 4096
 
 QUEUED = JobState.QUEUED.value
 
@@ -52,6 +56,7 @@ class QueueHeads:
         self.strict = strict
         self.per_queue = per_queue
         self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
+        self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
 
     def unpark(self) -> None:
         """Quota changed: every queue is read from its head again."""
@@ -59,20 +64,40 @@ class QueueHeads:
 
     def read(self) -> list[Head]:
         """The heads of every queue with QUEUED jobs, each queue's in its order."""
-        by_queue: dict[str, list[tuple[int, int, str, tuple]]] = {}
+        by_queue: dict[str, list[tuple[int, int, str, str | None, tuple]]] = {}
         k = self.per_queue
         for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
             prio = self.priority(pclass or None)
             rows = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
-            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, row) for seq, row in rows)
+            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, uid, row) for seq, uid, row in rows)
         heads: list[Head] = []
         for queue, rows in by_queue.items():
             rows.sort(key=lambda r: (r[0], r[1]))
-            for _, seq, pclass, row in rows[:k]:
-                rec = self.store.decode("TrainJob", row)
-                if rec is not None:
-                    heads.append(Head(rec.doc, seq, (queue, pclass)))  # type: ignore[arg-type]
+            for _, seq, pclass, uid, row in rows[:k]:
+                name, rv = row[0], row[3]
+                hit = self._jobs.get(name)
+                if hit is not None and hit[0] == uid and hit[1] == rv:
+                    job = hit[2]
+                else:
+                    rec = self.store.decode("TrainJob", row)
+                    if rec is None:
+                        continue
+                    job = rec.doc  # type: ignore[assignment]
+                    self._remember(job, rv)
+                heads.append(Head(job, seq, (queue, pclass)))
         return heads
+
+    def wrote(self, job: TrainJob, resource_version: int) -> None:
+        """The controller stored ``job`` at this version: keep it decoded if it is still queued."""
+        if job.status.state == JobState.QUEUED:
+            self._remember(job, resource_version)
+        else:
+            self._jobs.pop(job.name, None)
+
+    def _remember(self, job: TrainJob, rv: int) -> None:
+        if len(self._jobs) >= DECODED_MEMO and job.name not in self._jobs:
+            self._jobs.clear()
+        self._jobs[job.name] = (job.metadata.uid, rv, job)
 
     def park(self, heads: Iterable[Head], decided: set[str]) -> None:
         """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over

@@ -481,11 +481,13 @@ class Store:
             queue = self._q(base.format(col="queue") + "queue>? ORDER BY queue LIMIT 1", (kind, state, q))
         return out
 
-    def queue_heads(self, kind: str, state: str, queue: str, priority_class: str, *, after: int, limit: int) -> builtins.list[tuple[int, tuple]]:
+    def queue_heads(self, kind: str, state: str, queue: str, priority_class: str, *, after: int,
+                    limit: int) -> builtins.list[tuple[int, str | None, tuple]]:
         """The first ``limit`` objects of one (queue, priority class) pair in ``state`` after seq
-        ``after``, in submission order, as (seq, row) not yet decoded (:meth:`decode`)."""
-        return [(r[0], r[1:]) for r in self._q(
-            f"SELECT seq, {self._COLS} FROM objects INDEXED BY objects_by_queue "
+        ``after``, in submission order, as (seq, uid, row) not yet decoded (:meth:`decode`; the
+        row's [0] is the name, [3] the resource version)."""
+        return [(r[0], r[1], r[2:]) for r in self._q(
+            f"SELECT seq, uid, {self._COLS} FROM objects INDEXED BY objects_by_queue "
             "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
             (kind, state, queue, priority_class, after, limit))]
 
