@@ -115,3 +115,22 @@ def test_strict_fifo_never_passes_its_head(fleet_of):
     assert [_state(fleet, n) for n in ("big-0", "big-1", "big-2", "small")] == [JobState.QUEUED] * 4
     assert "blocked behind 'big-0'" in fleet.store.get("TrainJob", "big-1").doc.status.message
     assert fleet.store.get("TrainJob", "small").doc.status.message.startswith("queued in q")  # never a head
+
+
+def test_decisions_not_stored_are_given_back_to_quota(fleet_of):
+    """A pass's decisions are one transaction: if it fails (here a job deleted under it), none is
+    stored, quota gives back the admissions the store does not have, and the next pass decides again."""
+    from rayfleet.errors import NotFound
+    from rayfleet.server import transitions
+
+    fleet, t = fleet_of("BestEffortFIFO")
+    c = fleet.controller
+    small = fleet.store.get("TrainJob", "small").doc
+    result = c.quota.schedule([c.quota.workload(small, ("cpu",))], t[0])
+    assert [a.workload_id for a in result.admitted] == ["small"] and c.quota.is_admitted("small")
+    ghost = _job("ghost", 1)
+    with pytest.raises(NotFound):
+        c._write_decisions([(small, transitions.admitted(small, "cpu", "cpu", {})), (ghost, transitions.waiting(ghost, "x"))], t[0])
+    assert _state(fleet, "small") == JobState.QUEUED and not c.quota.is_admitted("small")
+    _passes(fleet, t, 3)
+    assert _state(fleet, "small") in (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)

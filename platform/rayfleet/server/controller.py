@@ -427,6 +427,7 @@ class Controller:
         heads = self.heads.read()
         pending = [h.job for h in heads if transitions.eligible(h.job, now)]
         workloads = []
+        decisions: list[tuple[TrainJob, Transition | None]] = []
         for job in pending:
             flavors = self._offered(job, now)
             if flavors or not self._placement(job):
@@ -434,7 +435,7 @@ class Controller:
                 continue
             why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
                             for f in fallback.remaining(self._placement(job), job.status.capacity_skipped))
-            self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)
+            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}")))
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:
@@ -446,15 +447,32 @@ class Controller:
             if job is None:
                 self.services.admitted(a, now)
                 continue
-            self._apply(job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed), now)
+            decisions.append((job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed)))
         for w in result.waiting:
             job = jobs.get(w.workload_id)
             if job is None:
                 self.services.waiting(w, now)
                 continue
-            self._apply(job, transitions.waiting(job, w.reason), now)
+            decisions.append((job, transitions.waiting(job, w.reason)))
+        self._write_decisions(decisions, now)
         self.heads.park(heads, {a.workload_id for a in result.admitted} | {w.workload_id for w in result.waiting})
         self.waiting = {w.workload_id: w for w in result.waiting}
+
+    def _write_decisions(self, decisions: list[tuple[TrainJob, Transition | None]], now: float) -> None:
+        """The cycle's decisions about jobs (admitted, waiting) in one transaction. They carry no
+        action (an admitted job is launched by the launch step, from the store), so a crash before
+        the commit loses only decisions nothing acted on, and the next pass decides again."""
+        try:
+            with self.store.batch():
+                for job, t in decisions:
+                    self._apply(job, t, now)
+        except Exception:
+            # nothing of it was stored: quota gives back what the store still has queued
+            for job, t in decisions:
+                if t is not None and t.status.state == JobState.ADMITTED:
+                    self.quota.release(job.name)
+            self.heads.forget()
+            raise
 
     def _preempt(self, victim: str, message: str, now: float) -> None:
         """Stop a victim now (intent first), so the capacity is free before its preemptor launches."""
@@ -472,6 +490,9 @@ class Controller:
     # ------------------------------------------------------------ 4. launch
 
     def _launch_admitted(self, now: float) -> None:
+        """Launch every ADMITTED attempt, then record the launches in one transaction: a crash
+        before the commit leaves them ADMITTED, and their relaunch is idempotent per run id."""
+        launched: list[tuple[TrainJob, Transition]] = []
         for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value]):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
@@ -482,7 +503,10 @@ class Controller:
                 log.exception("launch of %s failed", req.run_id)
                 self._apply(job, transitions.launch_failed(job, f"launch failed: {e}", now), now)
                 continue
-            self._apply(job, transitions.launched(job, req.run_id, now), now)
+            launched.append((job, transitions.launched(job, req.run_id, now)))
+        with self.store.batch():
+            for job, t in launched:
+                self._apply(job, t, now)
 
     def launch_request(self, job: TrainJob) -> LaunchRequest:
         pool = self.config.pools[job.status.pool or ""]

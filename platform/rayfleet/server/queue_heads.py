@@ -87,6 +87,10 @@ class QueueHeads:
                 heads.append(Head(job, seq, (queue, pclass)))
         return heads
 
+    def forget(self) -> None:
+        """Writes the controller reported were rolled back: decode everything again."""
+        self._jobs.clear()
+
     def wrote(self, job: TrainJob, resource_version: int) -> None:
         """The controller stored ``job`` at this version: keep it decoded if it is still queued."""
         if job.status.state == JobState.QUEUED:

@@ -4,7 +4,8 @@ Every object is kept as metadata + spec + status with a resource version (optimi
 concurrency, as Kubernetes does), and every state transition is appended to an event log (the
 audit trail, and the source of wait times, MTTR, MTBI and cost). One writer: all writes go
 through this class under one lock; each write is one transaction, committed before it returns
-(``synchronous=FULL``), so an acknowledged submission survives ``kill -9``.
+(``synchronous=FULL``), so an acknowledged submission survives ``kill -9``; or, inside
+:meth:`Store.batch`, part of the batch's one transaction (the controller's decisions of one pass).
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -263,26 +265,45 @@ class Store:
         return self._q("SELECT version FROM schema_version")[0][0]
 
     class _Tx:
-        def __init__(self, store: Store):
+        def __init__(self, store: Store, *, batch: bool = False):
             self.store = store
+            self.batch = batch
+            self.nested = False
 
         def __enter__(self):
             self.store._lock.acquire()
+            if self.store._batch:  # a write inside this thread's batch (no other thread has the lock)
+                if self.batch:
+                    self.store._lock.release()
+                    raise RuntimeError("a store batch is already open")
+                self.nested = True
+                return self.store._db
             try:
                 self.store.guard.begin(self.store._db)  # BEGIN IMMEDIATE, after the storage checks
             except BaseException:
                 self.store._lock.release()
                 raise
+            self.store._batch = self.batch
             return self.store._db
 
         def __exit__(self, exc_type, exc, tb):
+            if self.nested:  # the batch commits, or rolls back if the exception reaches it
+                self.store._lock.release()
+                return
             try:
+                self.store._batch = False
                 self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
 
     def _tx(self) -> Store._Tx:
         return Store._Tx(self)
+
+    def batch(self) -> Store._Tx:
+        """Every write of the block in one transaction, committed when the block ends (all of it
+        rolled back if an exception leaves the block). The caller holds the store's lock for the
+        block, so other threads' reads and writes wait for it: keep it to writes, with no I/O between."""
+        return Store._Tx(self, batch=True)
 
     def _q(self, query: str, args: tuple | list = ()) -> list[tuple]:
         """A read, under the writer lock so it never sees another thread's open transaction."""
