@@ -7,10 +7,11 @@ Woken by a submission, a stop, or a tick, one pass does, in order:
    checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
    compute-class step;
 2. finish stops: carry out pending stops (user stops, preemptions) and requeue preempted gangs;
-3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload (each job
-   offered the flavors it may use now: not skipped, calendar windows open, ``capacity.calendar``), write the
-   decisions (admit on a flavor, preempt victims, wait with an explanation);
-4. launch: start every admitted attempt on the backend.
+3. quota: apply quota-schedule ticks, run one quota cycle over the heads of each queue
+   (:mod:`.queue_heads`; each job offered the flavors it may use now: not skipped, calendar windows
+   open, ``capacity.calendar``), write the decisions in one transaction (admit on a flavor, wait
+   with an explanation; victims are preempted first, each stop intent committed before the stop);
+4. launch: start every admitted attempt on the backend, then record the launches in one transaction.
 
 Every decision is written to the store before it is acted on, keyed by job id + attempt number, so
 a crash between the two is repaired on restart: ADMITTED jobs are launched (idempotent per run id)
@@ -443,17 +444,17 @@ class Controller:
             self._preempt(p.victim_id, f"preempted ({p.reason}): {p.message}".rstrip(": "), now)
         jobs = {j.name: j for j in pending}
         for a in result.admitted:
-            job = jobs.get(a.workload_id)
-            if job is None:
+            got = jobs.get(a.workload_id)
+            if got is None:
                 self.services.admitted(a, now)
                 continue
-            decisions.append((job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed)))
+            decisions.append((got, transitions.admitted(got, a.flavor, self.config.flavors[a.flavor].spec.pool, dict(a.borrowed))))
         for w in result.waiting:
-            job = jobs.get(w.workload_id)
-            if job is None:
+            got = jobs.get(w.workload_id)
+            if got is None:
                 self.services.waiting(w, now)
                 continue
-            decisions.append((job, transitions.waiting(job, w.reason)))
+            decisions.append((got, transitions.waiting(got, w.reason)))
         self._write_decisions(decisions, now)
         self.heads.park(heads, {a.workload_id for a in result.admitted} | {w.workload_id for w in result.waiting})
         self.waiting = {w.workload_id: w for w in result.waiting}

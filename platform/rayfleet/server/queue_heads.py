@@ -68,8 +68,8 @@ class QueueHeads:
         k = self.per_queue
         for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
             prio = self.priority(pclass or None)
-            rows = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
-            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, uid, row) for seq, uid, row in rows)
+            found = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
+            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, uid, row) for seq, uid, row in found)
         heads: list[Head] = []
         for queue, rows in by_queue.items():
             rows.sort(key=lambda r: (r[0], r[1]))
