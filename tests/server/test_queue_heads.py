@@ -60,9 +60,8 @@ def fleet_of(tmp_path):
         t = [float(int(time.time()))]
         sim = from_config(config, clock=lambda: t[0])
         sim.up()
-        fleet = assemble(config, sim, tmp_path / "data", clock=lambda: t[0])
+        fleet = assemble(config, sim, tmp_path / "data", clock=lambda: t[0], heads_per_queue=2)
         made.append(fleet)
-        fleet.controller.heads.per_queue = 2
         sim.script_run("hold", runtime=30)
         fleet.submit_job(_job("hold", 6), ADMIN)       # 6 of the queue's 8 cpu, for 30 s
         _passes(fleet, t, 2)
