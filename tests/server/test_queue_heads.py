@@ -32,11 +32,16 @@ kind: Team
 metadata: {name: t}
 spec: {displayName: T}
 ---
+kind: PriorityClass
+metadata: {name: urgent}
+spec: {value: 1000}
+---
 kind: Queue
 metadata: {name: q}
 spec:
   team: t
   queueingStrategy: STRATEGY
+  preemption: {withinClusterQueue: LowerPriority}
   resourceGroups:
     - coveredResources: [cpu]
       flavors:
@@ -45,9 +50,10 @@ spec:
 """
 
 
-def _job(name: str, cpu: int) -> TrainJob:
+def _job(name: str, cpu: int, priority: str | None = None) -> TrainJob:
     return TrainJob.model_validate({"metadata": {"name": name}, "spec": {
-        "entrypoint": "true", "queue": "q", "gang": {"workers": 1, "resourcesPerWorker": {"cpu": cpu}}}})
+        "entrypoint": "true", "queue": "q", "gang": {"workers": 1, "resourcesPerWorker": {"cpu": cpu}},
+        **({"priorityClass": priority} if priority else {})}})
 
 
 @pytest.fixture
@@ -94,12 +100,12 @@ def test_best_effort_fifo_parks_waiting_heads_and_takes_them_up_after_a_release(
     fleet, t = fleet_of("BestEffortFIFO")
     _passes(fleet, t, 1)
     # the heads quota looked at (two of them) say why they wait; the jobs behind keep their message
-    assert "insufficient quota" in fleet.store.get("TrainJob", "big-0").doc.status.message
+    assert "cpu on cpu: requests" in fleet.store.get("TrainJob", "big-0").doc.status.message
     assert fleet.store.get("TrainJob", "big-2").doc.status.message.startswith("queued in q")
     assert fleet.queue_view("q")["status"]["pending"] == 4
     _passes(fleet, t, 2)
     assert _state(fleet, "small") in (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)   # went past the parked heads
-    assert "insufficient quota" in fleet.store.get("TrainJob", "big-2").doc.status.message
+    assert "cpu on cpu: requests" in fleet.store.get("TrainJob", "big-2").doc.status.message
     assert [_state(fleet, f"big-{i}") for i in range(3)] == [JobState.QUEUED] * 3
     t[0] += 30   # hold finishes: its quota is released and every queue is read from its head again
     _passes(fleet, t, 2)
@@ -133,3 +139,17 @@ def test_decisions_not_stored_are_given_back_to_quota(fleet_of):
     assert _state(fleet, "small") == JobState.QUEUED and not c.quota.is_admitted("small")
     _passes(fleet, t, 3)
     assert _state(fleet, "small") in (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
+
+
+def test_a_preempted_job_requeued_behind_the_parked_heads_is_read_again(fleet_of):
+    fleet, t = fleet_of("BestEffortFIFO")
+    _passes(fleet, t, 3)   # big-0..2 parked, small admitted behind them
+    assert _state(fleet, "small") == JobState.RUNNING
+    fleet.backend.script_run("urgent", runtime=1000)
+    fleet.submit_job(_job("urgent", 8, "urgent"), ADMIN)   # preempts hold and small: no quota is released
+    _passes(fleet, t, 1)
+    assert _state(fleet, "urgent") != JobState.QUEUED
+    assert [_state(fleet, n) for n in ("hold", "small")] == [JobState.QUEUED] * 2
+    _passes(fleet, t, 2)
+    # back in the queue ahead of the cursor: quota looks at them again and says why they wait
+    assert "cpu on cpu: requests" in fleet.store.get("TrainJob", "hold").doc.status.message

@@ -212,8 +212,11 @@ class Controller:
             self.quota.release(job.name)
         if t.status == job.status and t.event is None:
             return job
+        before = job.status.state
         job = job.model_copy(update={"status": t.status})
         rec = self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
+        if t.status.state == JobState.QUEUED and before != JobState.QUEUED:
+            self.heads.unpark()   # requeued (preempted, disrupted) at its old place: maybe behind a cursor
         self.heads.wrote(job, rec.resource_version)
         return job
 

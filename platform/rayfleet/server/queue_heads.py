@@ -11,8 +11,9 @@ read at all, so a pass costs the same with 50 or 5,000 jobs queued.
 BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
 at and told to wait are *parked*, as Kueue parks inadmissible heads: the next pass reads the jobs
 behind them instead (a cursor per queue and priority class), until quota changes in a way that may
-admit them (a release of quota anywhere, or the quota schedule changing the quotas in force); then
-every queue is read from its head again. A parked job keeps the waiting message it was given.
+admit them (a release of quota anywhere, or the quota schedule changing the quotas in force) or a
+job goes back to its queue (requeued after a preemption or disruption, at its old place, which may
+be behind a cursor); then every queue is read from its head again. A parked job keeps the waiting message it was given.
 Nothing is parked past a head quota did not look at (backing off, or waiting for a calendar window),
 so no job is hidden once it becomes eligible. StrictFIFO queues are never parked: their head blocks
 the jobs behind it.
