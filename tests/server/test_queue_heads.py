@@ -145,6 +145,8 @@ def test_a_preempted_job_requeued_behind_the_parked_heads_is_read_again(fleet_of
     fleet, t = fleet_of("BestEffortFIFO")
     _passes(fleet, t, 3)   # big-0..2 parked, small admitted behind them
     assert _state(fleet, "small") == JobState.RUNNING
+    fleet.backend.script_run("late", runtime=1000)
+    fleet.submit_job(_job("late", 4), ADMIN)     # a head read in the same pass, behind the victims' places
     fleet.backend.script_run("urgent", runtime=1000)
     fleet.submit_job(_job("urgent", 8, "urgent"), ADMIN)   # preempts hold and small: no quota is released
     _passes(fleet, t, 1)

@@ -58,13 +58,17 @@ class QueueHeads:
         self.per_queue = per_queue
         self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
         self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
+        self._stale = False   # unparked since the last read
 
     def unpark(self) -> None:
-        """Quota changed: every queue is read from its head again."""
+        """Quota changed, or a job went back to its queue: every queue is read from its head again
+        (and heads read before this are not parked: the pass that read them saw an older queue)."""
         self._after.clear()
+        self._stale = True
 
     def read(self) -> list[Head]:
         """The heads of every queue with QUEUED jobs, each queue's in its order."""
+        self._stale = False
         by_queue: dict[str, list[tuple[int, int, str, str | None, tuple]]] = {}
         k = self.per_queue
         for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
@@ -107,7 +111,9 @@ class QueueHeads:
     def park(self, heads: Iterable[Head], decided: set[str]) -> None:
         """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over
         its leading heads quota decided (admitted or told to wait), stopping at the first it did not
-        look at."""
+        look at. Nothing is parked if the queues were unparked since the heads were read."""
+        if self._stale:
+            return
         stopped: set[tuple[str, str]] = set()
         for h in sorted(heads, key=lambda h: (h.group, h.seq)):
             if h.group in stopped or self.strict(h.group[0]):
