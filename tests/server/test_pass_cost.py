@@ -82,3 +82,48 @@ def test_a_pass_does_not_read_finished_jobs(tmp_path):
         assert after[1] - before[1] < 1000 // STEP, (before, after)
     finally:
         fleet.close()
+
+
+def _backlog(store: Store, n: int, now: float, *, start: int = 0) -> None:
+    """``n`` jobs QUEUED in team-a, as submission stores them (durability off for the bulk load only)."""
+    base = _job("queued")
+    base.status.state = JobState.QUEUED
+    base.status.message = "queued in team-a"
+    store._db.execute("PRAGMA synchronous=OFF")
+    try:
+        for i in range(start, start + n):
+            meta = base.metadata.model_copy(update={"name": f"queued-{i}", "uid": f"q-{i}"})
+            store.create(base.model_copy(update={"metadata": meta}), team="team-a", event=None, now=now)
+    finally:
+        store._db.execute("PRAGMA synchronous=FULL")
+
+
+def test_a_pass_reads_the_heads_of_a_queue_not_its_backlog(tmp_path):
+    t = [float(int(time.time()))]
+    sim = from_config(CONFIG, clock=lambda: t[0])
+    sim.up()
+    fleet = assemble(CONFIG, sim, tmp_path, clock=lambda: t[0])
+    try:
+        for i in range(9):  # more than the quota holds: it is full, the rest queue
+            sim.script_run(f"live-{i}", runtime=10_000)
+            fleet.submit_job(_job(f"live-{i}"), ADMIN)
+        for _ in range(3):
+            t[0] += 1
+            fleet.controller.run_once(t[0])
+
+        def run_pass() -> None:
+            fleet.controller.run_once(t[0])
+
+        _backlog(fleet.store, 50, t[0])
+        small = _pass_cost(fleet.store, run_pass)
+        _backlog(fleet.store, 4950, t[0], start=50)
+        big = _pass_cost(fleet.store, run_pass)
+        assert fleet.store.count("TrainJob", [JobState.QUEUED.value], queue="team-a") >= 5000
+        k = fleet.controller.heads.per_queue
+        launched = fleet.store.count("TrainJob", [JobState.STARTING.value, JobState.RUNNING.value])
+        assert big[0] == small[0] <= 2 * launched + k, (small, big)
+        assert big[1] - small[1] < 500, (small, big)   # no walk over 4,950 more rows
+        # the queue's status counts the whole backlog, not only the heads the cycle looked at
+        assert fleet.queue_view("team-a")["status"]["pending"] >= 5000
+    finally:
+        fleet.close()

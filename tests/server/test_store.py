@@ -103,3 +103,61 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
     names = {r.name for r in s.list("TrainJob")}
     assert all(f"w{i}" in names for i in range(acked + 1))
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_batch_is_one_transaction_committed_at_its_end_or_rolled_back_whole(tmp_path):
+    path = tmp_path / "db.sqlite"
+    s = Store(path)
+    for n in ("a", "b"):
+        s.create(_job(n), team="team-a")
+    other = sqlite3.connect(path)   # another reader of the file sees only what is committed
+    with s.batch():
+        for n in ("a", "b"):
+            job = s.get("TrainJob", n).doc
+            job.status.state = JobState.RUNNING
+            s.update(job, event="Running")
+        assert other.execute("SELECT COUNT(*) FROM objects WHERE state='RUNNING'").fetchone()[0] == 0
+        assert s.get("TrainJob", "a").doc.status.state == JobState.RUNNING   # the batch sees its own writes
+    assert other.execute("SELECT COUNT(*) FROM objects WHERE state='RUNNING'").fetchone()[0] == 2
+    with pytest.raises(NotFound):
+        with s.batch():
+            job = s.get("TrainJob", "a").doc
+            job.status.state = JobState.SUCCEEDED
+            s.update(job, event="Succeeded")
+            s.update(_job("gone"))   # fails: nothing of the batch is kept
+    assert s.get("TrainJob", "a").doc.status.state == JobState.RUNNING
+    assert [e.type for e in s.events("TrainJob", "a")] == ["Created", "Running"]
+    s.create(_job("c"))   # the store goes on after a rolled-back batch
+    assert other.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 3
+
+
+def test_queue_heads_per_queue_and_priority_class_in_submission_order(tmp_path):
+    path = tmp_path / "db.sqlite"
+    raw = sqlite3.connect(path, isolation_level=None)   # a store of schema 5, before the queue columns
+    raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for m in MIGRATIONS[:5]:
+        raw.executescript(m)
+    raw.execute("INSERT INTO schema_version VALUES (5)")
+    old = _job("old")
+    old.status.state = JobState.QUEUED
+    raw.execute("INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq) "
+                "VALUES ('TrainJob', 'old', 'team-a', 'QUEUED', ?, 1, 0, 0, 1)", (old.model_dump_json(by_alias=True),))
+    raw.close()
+    s = Store(path)   # migration 6 fills the columns of the rows there
+    assert s.queue_groups("TrainJob", "QUEUED") == [("team-a", "")]
+    for i, (queue, pclass) in enumerate([("team-b", None), ("team-a", "production"), ("team-a", None), ("team-b", None)]):
+        job = TrainJob.model_validate({"metadata": {"name": f"j{i}"}, "spec": {
+            "entrypoint": "echo hi", "queue": queue, **({"priorityClass": pclass} if pclass else {})}})
+        job.status.state = JobState.QUEUED
+        s.create(job)
+    running = _job("running")
+    running.status.state = JobState.RUNNING
+    s.create(running)
+    assert s.queue_groups("TrainJob", "QUEUED") == [("team-a", ""), ("team-a", "production"), ("team-b", "")]
+    heads = s.queue_heads("TrainJob", "QUEUED", "team-b", "", after=0, limit=5)
+    assert [row[0] for _, _, row in heads] == ["j0", "j3"]
+    assert [row[0] for _, _, row in s.queue_heads("TrainJob", "QUEUED", "team-a", "", after=0, limit=1)] == ["old"]
+    after = s.queue_heads("TrainJob", "QUEUED", "team-b", "", after=heads[0][0], limit=5)
+    assert [row[0] for _, _, row in after] == ["j3"]
+    assert s.decode("TrainJob", after[0][2]).doc.name == "j3"
+    assert s.count("TrainJob", ["QUEUED"], queue="team-a") == 3

@@ -7,10 +7,11 @@ Woken by a submission, a stop, or a tick, one pass does, in order:
    checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
    compute-class step;
 2. finish stops: carry out pending stops (user stops, preemptions) and requeue preempted gangs;
-3. quota: apply quota-schedule ticks, run one quota cycle over every pending workload (each job
-   offered the flavors it may use now: not skipped, calendar windows open, ``capacity.calendar``), write the
-   decisions (admit on a flavor, preempt victims, wait with an explanation);
-4. launch: start every admitted attempt on the backend.
+3. quota: apply quota-schedule ticks, run one quota cycle over the heads of each queue
+   (:mod:`.queue_heads`; each job offered the flavors it may use now: not skipped, calendar windows
+   open, ``capacity.calendar``), write the decisions in one transaction (admit on a flavor, wait
+   with an explanation; victims are preempted first, each stop intent committed before the stop);
+4. launch: start every admitted attempt on the backend, then record the launches in one transaction.
 
 Every decision is written to the store before it is acted on, keyed by job id + attempt number, so
 a crash between the two is repaired on restart: ADMITTED jobs are launched (idempotent per run id)
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import HostHealthPolicy, JobState, TrainJob
+from ..api.queue import QueueingStrategy
 from ..backends.base import (
     Backend,
     CapacityBackend,
@@ -55,6 +57,7 @@ from ..errors import SpecError
 from . import admission, transitions
 from .admission import platform_backend
 from .layout import DataLayout
+from .queue_heads import HEADS_PER_QUEUE, QueueHeads
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .store import Store
@@ -68,6 +71,8 @@ HOLDING_QUOTA = [JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNN
 SETTLE_S = 0.05
 #: How long the loop lets API calls waiting for its lock go first before it starts a pass anyway.
 CALLERS_FIRST_S = 1.0
+#: Jobs whose placement flavors the controller keeps between passes.
+PLACEMENT_MEMO = 10_000
 
 
 def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
@@ -81,7 +86,7 @@ def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
 class Controller:
     def __init__(self, *, config: PlatformConfig, store: Store, backend: Backend, quota: QuotaBridge,
                  services: ServiceManager, layout: DataLayout, push_packages: Callable[[str | None, dict[str, Any]], dict[str, Any]],
-                 clock: Callable[[], float] = time.time, interval: float = 1.0):
+                 clock: Callable[[], float] = time.time, interval: float = 1.0, heads_per_queue: int = HEADS_PER_QUEUE):
         self.config = config
         self.store = store
         self.backend = backend
@@ -103,6 +108,9 @@ class Controller:
         policy = config.cluster.spec.host_health if config.cluster is not None else None
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
+        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
+        self._quota_seen: tuple[int, object] = (-1, None)     # (releases, quotas in force) at the last cycle
+        self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -204,8 +212,12 @@ class Controller:
             self.quota.release(job.name)
         if t.status == job.status and t.event is None:
             return job
+        before = job.status.state
         job = job.model_copy(update={"status": t.status})
-        self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
+        rec = self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
+        if t.status.state == JobState.QUEUED and before != JobState.QUEUED:
+            self.heads.unpark()   # requeued (preempted, disrupted) at its old place: maybe behind a cursor
+        self.heads.wrote(job, rec.resource_version)
         return job
 
     # ------------------------------------------------------------ 1. sync
@@ -274,7 +286,7 @@ class Controller:
         prefs = fallback.preferred(self.config, job.spec.queue, st.flavor)
         if not prefs:
             return
-        allowed = placement_flavors(self.config, job)
+        allowed = self._placement(job)
         room = next((f for f in prefs if f in allowed and self._has_room(job, f, now)), None)
         if room is not None:
             job = self._apply(job, transitions.migration_planned(job, room, now), now)
@@ -311,9 +323,24 @@ class Controller:
         absent = max(cap.hosts - cap.ready_hosts - cap.provisioning_hosts, 0)
         return fallback.flavor_exhausted(kind, fixed, cap.free_hosts, cap.provisioning_hosts, absent)
 
+    def _placement(self, job: TrainJob) -> tuple[str, ...]:
+        """:func:`placement_flavors`, once per job (a job's spec and the config do not change while
+        the controller runs); the memo is dropped when it grows past ``PLACEMENT_MEMO``."""
+        key = job.metadata.uid or job.name
+        got = self._placements.get(key)
+        if got is None:
+            if len(self._placements) >= PLACEMENT_MEMO:
+                self._placements.clear()
+            got = self._placements[key] = placement_flavors(self.config, job)
+        return got
+
+    def _strict(self, queue: str) -> bool:
+        q = self.config.queues.get(queue)
+        return q is not None and q.spec.queueing_strategy == QueueingStrategy.STRICT_FIFO
+
     def _offered(self, job: TrainJob, now: float) -> tuple[str, ...]:
         """The flavors quota may try for a queued job now: not skipped, and open calendar windows only."""
-        left = fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped)
+        left = fallback.remaining(self._placement(job), job.status.capacity_skipped)
         return tuple(f for f in left if calendar.offered(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now))
 
     def _next_flavor(self, job: TrainJob, now: float) -> str | None:
@@ -397,17 +424,22 @@ class Controller:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
         for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
-        pending = [r.doc for r in self.store.list("TrainJob", states=[JobState.QUEUED.value])]
-        pending = [j for j in pending if transitions.eligible(j, now)]  # type: ignore[arg-type]
+        changed = (self.quota.releases, self.quota.state.effective_config)
+        if changed[0] != self._quota_seen[0] or changed[1] is not self._quota_seen[1]:
+            self.heads.unpark()
+        self._quota_seen = changed
+        heads = self.heads.read()
+        pending = [h.job for h in heads if transitions.eligible(h.job, now)]
         workloads = []
+        decisions: list[tuple[TrainJob, Transition | None]] = []
         for job in pending:
-            flavors = self._offered(job, now)  # type: ignore[arg-type]
-            if flavors or not placement_flavors(self.config, job):  # type: ignore[arg-type]
-                workloads.append(self.quota.workload(job, flavors))  # type: ignore[arg-type]
+            flavors = self._offered(job, now)
+            if flavors or not self._placement(job):
+                workloads.append(self.quota.workload(job, flavors))
                 continue
-            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"  # type: ignore[arg-type]
-                            for f in fallback.remaining(placement_flavors(self.config, job), job.status.capacity_skipped))  # type: ignore[arg-type]
-            self._apply(job, transitions.waiting(job, f"waiting for a calendar window: {why}"), now)  # type: ignore[arg-type]
+            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
+                            for f in fallback.remaining(self._placement(job), job.status.capacity_skipped))
+            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}")))
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         for p in result.preempted:
@@ -415,18 +447,36 @@ class Controller:
             self._preempt(p.victim_id, f"preempted ({p.reason}): {p.message}".rstrip(": "), now)
         jobs = {j.name: j for j in pending}
         for a in result.admitted:
-            job = jobs.get(a.workload_id)
-            if job is None:
+            got = jobs.get(a.workload_id)
+            if got is None:
                 self.services.admitted(a, now)
                 continue
-            self._apply(job, transitions.admitted(job, a.flavor, self.config.flavors[a.flavor].spec.pool, a.borrowed), now)  # type: ignore[arg-type]
+            decisions.append((got, transitions.admitted(got, a.flavor, self.config.flavors[a.flavor].spec.pool, dict(a.borrowed))))
         for w in result.waiting:
-            job = jobs.get(w.workload_id)
-            if job is None:
+            got = jobs.get(w.workload_id)
+            if got is None:
                 self.services.waiting(w, now)
                 continue
-            self._apply(job, transitions.waiting(job, w.reason), now)  # type: ignore[arg-type]
+            decisions.append((got, transitions.waiting(got, w.reason)))
+        self._write_decisions(decisions, now)
+        self.heads.park(heads, {a.workload_id for a in result.admitted} | {w.workload_id for w in result.waiting})
         self.waiting = {w.workload_id: w for w in result.waiting}
+
+    def _write_decisions(self, decisions: list[tuple[TrainJob, Transition | None]], now: float) -> None:
+        """The cycle's decisions about jobs (admitted, waiting) in one transaction. They carry no
+        action (an admitted job is launched by the launch step, from the store), so a crash before
+        the commit loses only decisions nothing acted on, and the next pass decides again."""
+        try:
+            with self.store.batch():
+                for job, t in decisions:
+                    self._apply(job, t, now)
+        except Exception:
+            # nothing of it was stored: quota gives back what the store still has queued
+            for job, t in decisions:
+                if t is not None and t.status.state == JobState.ADMITTED:
+                    self.quota.release(job.name)
+            self.heads.forget()
+            raise
 
     def _preempt(self, victim: str, message: str, now: float) -> None:
         """Stop a victim now (intent first), so the capacity is free before its preemptor launches."""
@@ -444,6 +494,9 @@ class Controller:
     # ------------------------------------------------------------ 4. launch
 
     def _launch_admitted(self, now: float) -> None:
+        """Launch every ADMITTED attempt, then record the launches in one transaction: a crash
+        before the commit leaves them ADMITTED, and their relaunch is idempotent per run id."""
+        launched: list[tuple[TrainJob, Transition]] = []
         for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value]):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
@@ -454,7 +507,10 @@ class Controller:
                 log.exception("launch of %s failed", req.run_id)
                 self._apply(job, transitions.launch_failed(job, f"launch failed: {e}", now), now)
                 continue
-            self._apply(job, transitions.launched(job, req.run_id, now), now)
+            launched.append((job, transitions.launched(job, req.run_id, now)))
+        with self.store.batch():
+            for job, t in launched:
+                self._apply(job, t, now)
 
     def launch_request(self, job: TrainJob) -> LaunchRequest:
         pool = self.config.pools[job.status.pool or ""]

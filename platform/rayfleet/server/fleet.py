@@ -20,7 +20,7 @@ from .auth import Principal, name_taken
 from .controller import Controller
 from .layout import DataLayout
 from .packages import Packages
-from .services import ServiceManager
+from .services import ServiceManager, parse_id
 from .store import Event, Quarantined, Record, Store
 
 
@@ -177,13 +177,16 @@ class Fleet:
 
         admitted = [wid for wid, a in self.controller.quota.state.admitted.items() if a.workload.queue == name]
         waiting = sorted((w for w in self.controller.waiting.values() if w.queue == name), key=lambda w: w.position)
+        # the last cycle looked at the queue's heads only (queue_heads): the pending count is the store's
+        services_waiting = sum(1 for w in waiting if parse_id(w.workload_id) is not None)
+        pending = self.store.count("TrainJob", [JobState.QUEUED.value], queue=name) + services_waiting
         d = q.to_dict()
         d["status"] = {
             "nominal": table(usage.nominal),
             "usage": table(usage.usage),
             "borrowed": table(usage.borrowed),
             "lent": table(usage.lent),
-            "pending": len(waiting),
+            "pending": pending,
             "admitted": len(admitted),
             "admittedWorkloads": admitted,
             "waiting": [w.to_dict() for w in waiting],

@@ -23,6 +23,7 @@ from .controller import Controller
 from .fleet import Fleet
 from .layout import DataLayout
 from .packages import Packages
+from .queue_heads import HEADS_PER_QUEUE
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .serving import serving_for
@@ -40,8 +41,10 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
 
 
 def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
-             clock: Callable[[], float] = time.time, controller_interval: float = 1.0) -> Fleet:
-    """The one place the control service's parts are built and wired (tests use it too)."""
+             clock: Callable[[], float] = time.time, controller_interval: float = 1.0,
+             heads_per_queue: int = HEADS_PER_QUEUE) -> Fleet:
+    """The one place the control service's parts are built and wired (tests use it too).
+    ``heads_per_queue``: the queued jobs of each queue a controller pass offers quota (:mod:`.queue_heads`)."""
     layout = DataLayout(data_dir)
     store = Store(layout.data_dir / "rayfleet.db", clock=clock)
     quota = QuotaBridge(config, now=clock())
@@ -51,7 +54,7 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
     packages = Packages(store, layout.data_dir / "packages")
     controller = Controller(config=config, store=store, backend=backend, quota=quota, services=services, layout=layout,
                             push_packages=lambda team, env: packages.hand_over(team, env, backend), clock=clock,
-                            interval=controller_interval)
+                            interval=controller_interval, heads_per_queue=heads_per_queue)
     return Fleet(config=config, backend=backend, store=store, layout=layout, controller=controller, services=services,
                  packages=packages, clock=clock)
 

@@ -4,7 +4,8 @@ Every object is kept as metadata + spec + status with a resource version (optimi
 concurrency, as Kubernetes does), and every state transition is appended to an event log (the
 audit trail, and the source of wait times, MTTR, MTBI and cost). One writer: all writes go
 through this class under one lock; each write is one transaction, committed before it returns
-(``synchronous=FULL``), so an acknowledged submission survives ``kill -9``.
+(``synchronous=FULL``), so an acknowledged submission survives ``kill -9``; or, inside
+:meth:`Store.batch`, part of the batch's one transaction (the controller's decisions of one pass).
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX objects_by_kind_state_seq ON objects (kind, state, seq);
     DROP INDEX objects_by_kind_state;
     """,
+    # 6: a queue's heads: the controller reads, per queue and priority class, the first few jobs in
+    # a state (QUEUED) in submission order, never the whole backlog ('' = no priority class)
+    """
+    ALTER TABLE objects ADD COLUMN queue TEXT;
+    ALTER TABLE objects ADD COLUMN priority_class TEXT NOT NULL DEFAULT '';
+    UPDATE objects SET queue = json_extract(body, '$.spec.queue'),
+                       priority_class = COALESCE(json_extract(body, '$.spec.priorityClass'), '') WHERE json_valid(body);
+    CREATE INDEX objects_by_queue ON objects (kind, state, queue, priority_class, seq);
+    """,
 ]
 
 log = logging.getLogger("rayfleet.store")
@@ -210,6 +220,12 @@ def _uid_of(doc: Document) -> str | None:
     return getattr(doc.metadata, "uid", None)
 
 
+def _queue_of(doc: Document) -> tuple[str | None, str]:
+    """(queue, priority class or '') of a queued kind (TrainJob, Service); (None, '') for the others."""
+    spec = getattr(doc, "spec", None)
+    return getattr(spec, "queue", None), getattr(spec, "priority_class", None) or ""
+
+
 class Store:
     """``clock`` stamps every write (created/updated times, events); a caller that drives time
     itself (the controller pass, a simulator) passes ``now`` to each write instead."""
@@ -219,6 +235,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -248,26 +265,45 @@ class Store:
         return self._q("SELECT version FROM schema_version")[0][0]
 
     class _Tx:
-        def __init__(self, store: Store):
+        def __init__(self, store: Store, *, batch: bool = False):
             self.store = store
+            self.batch = batch
+            self.nested = False
 
         def __enter__(self):
             self.store._lock.acquire()
+            if self.store._batch:  # a write inside this thread's batch (no other thread has the lock)
+                if self.batch:
+                    self.store._lock.release()
+                    raise RuntimeError("a store batch is already open")
+                self.nested = True
+                return self.store._db
             try:
                 self.store.guard.begin(self.store._db)  # BEGIN IMMEDIATE, after the storage checks
             except BaseException:
                 self.store._lock.release()
                 raise
+            self.store._batch = self.batch
             return self.store._db
 
         def __exit__(self, exc_type, exc, tb):
+            if self.nested:  # the batch commits, or rolls back if the exception reaches it
+                self.store._lock.release()
+                return
             try:
+                self.store._batch = False
                 self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
 
     def _tx(self) -> Store._Tx:
         return Store._Tx(self)
+
+    def batch(self) -> Store._Tx:
+        """Every write of the block in one transaction, committed when the block ends (all of it
+        rolled back if an exception leaves the block). The caller holds the store's lock for the
+        block, so other threads' reads and writes wait for it: keep it to writes, with no I/O between."""
+        return Store._Tx(self, batch=True)
 
     def _q(self, query: str, args: tuple | list = ()) -> list[tuple]:
         """A read, under the writer lock so it never sees another thread's open transaction."""
@@ -332,8 +368,9 @@ class Store:
                 raise Conflict(f"{doc.KIND} {doc.name!r} already exists", field="metadata.name")
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM objects WHERE kind=?", (doc.KIND,)).fetchone()[0]
             db.execute(
-                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid),
+                "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid, queue, priority_class) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid, *_queue_of(doc)),
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
@@ -381,8 +418,8 @@ class Store:
             if expected_version is not None and rv != expected_version:
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed (version {rv}, expected {expected_version}); re-read and retry")
             db.execute(
-                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=? WHERE kind=? AND name=?",
-                (body, _state_of(doc), rv + 1, now, doc.KIND, doc.name),
+                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=?, queue=?, priority_class=? WHERE kind=? AND name=?",
+                (body, _state_of(doc), rv + 1, now, *_queue_of(doc), doc.KIND, doc.name),
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message, data or {})
@@ -436,12 +473,48 @@ class Store:
         rows = rows[:limit]
         return self._decode_all(kind, [r[1:] for r in rows]), (rows[-1][0] if more and rows else None)
 
-    def count(self, kind: str, states: list[str] | None = None) -> int:
+    def count(self, kind: str, states: list[str] | None = None, *, queue: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM objects WHERE kind=?", [kind]
         if states:
             q += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(states)
+        if queue is not None:
+            q += " AND queue=?"
+            args.append(queue)
         return self._q(q, args)[0][0]
+
+    # ------------------------------------------------------------ queue heads
+
+    def queue_groups(self, kind: str, state: str) -> builtins.list[tuple[str, str]]:
+        """The (queue, priority class) pairs that have objects of ``kind`` in ``state``: a skip walk
+        of the ``objects_by_queue`` index, one seek per pair, however many objects each pair holds."""
+        # one column's range at a time: SQLite seeks a row-value range by its first column only
+        base = "SELECT {col} FROM objects INDEXED BY objects_by_queue WHERE kind=? AND state=? AND "
+        out: builtins.list[tuple[str, str]] = []
+        queue = self._q(base.format(col="queue") + "queue IS NOT NULL ORDER BY queue LIMIT 1", (kind, state))
+        while queue:
+            q = queue[0][0]
+            pclass = self._q(base.format(col="priority_class") + "queue=? ORDER BY priority_class LIMIT 1", (kind, state, q))
+            while pclass:
+                out.append((q, pclass[0][0]))
+                pclass = self._q(base.format(col="priority_class") + "queue=? AND priority_class>? ORDER BY priority_class LIMIT 1",
+                                 (kind, state, q, pclass[0][0]))
+            queue = self._q(base.format(col="queue") + "queue>? ORDER BY queue LIMIT 1", (kind, state, q))
+        return out
+
+    def queue_heads(self, kind: str, state: str, queue: str, priority_class: str, *, after: int,
+                    limit: int) -> builtins.list[tuple[int, str | None, tuple]]:
+        """The first ``limit`` objects of one (queue, priority class) pair in ``state`` after seq
+        ``after``, in submission order, as (seq, uid, row) not yet decoded (:meth:`decode`; the
+        row's [0] is the name, [3] the resource version)."""
+        return [(r[0], r[1], r[2:]) for r in self._q(
+            f"SELECT seq, uid, {self._COLS} FROM objects INDEXED BY objects_by_queue "
+            "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
+            (kind, state, queue, priority_class, after, limit))]
+
+    def decode(self, kind: str, row: tuple) -> Record | None:
+        """A row of :meth:`queue_heads` as a Record (None: it did not decode and was quarantined)."""
+        return self._decode(kind, row)
 
     # ------------------------------------------------------------ events
 

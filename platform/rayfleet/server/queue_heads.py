@@ -1,0 +1,124 @@
+"""Which queued jobs a controller pass offers to quota: the heads of each queue, not the backlog.
+
+Kueue's scheduler looks at the head workloads of each ClusterQueue per cycle, in the queue's order
+(priority, then creation time); so does a pass here. Per queue, the first ``per_queue`` QUEUED jobs
+in that order are read from the store through its ``(kind, state, queue, priority class, seq)``
+index (:meth:`~rayfleet.server.store.Store.queue_heads`, a few rows per priority class, merged by
+the class's priority value) and only those are decoded (a job decoded or written by the controller
+before, at the same uid and resource version, is not decoded again); the jobs behind them are not
+read at all, so a pass costs the same with 50 or 5,000 jobs queued.
+
+BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
+at and told to wait are *parked*, as Kueue parks inadmissible heads: the next pass reads the jobs
+behind them instead (a cursor per queue and priority class), until quota changes in a way that may
+admit them (a release of quota anywhere, or the quota schedule changing the quotas in force) or a
+job goes back to its queue (requeued after a preemption or disruption, at its old place, which may
+be behind a cursor); then every queue is read from its head again. A parked job keeps the waiting message it was given.
+Nothing is parked past a head quota did not look at (backing off, or waiting for a calendar window),
+so no job is hidden once it becomes eligible. StrictFIFO queues are never parked: their head blocks
+the jobs behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..api import JobState, TrainJob
+from .store import Store
+
+#: Heads per queue and pass (the controller's ``heads_per_queue``): what one pass may admit from a
+#: queue at most; the jobs behind come up in the next passes.
+HEADS_PER_QUEUE = 16
+
+#: Queued jobs kept decoded between passes (heads, and jobs the controller just wrote).
+DECODED_MEMO = 4096
+
+QUEUED = JobState.QUEUED.value
+
+
+@dataclass(frozen=True)
+class Head:
+    job: TrainJob
+    seq: int
+    group: tuple[str, str]  # (queue, priority class or '')
+
+
+class QueueHeads:
+    """``priority``: a priority class name (None: none given) to its value now; ``strict``: whether
+    a queue is StrictFIFO."""
+
+    def __init__(self, store: Store, priority: Callable[[str | None], int], strict: Callable[[str], bool],
+                 per_queue: int = HEADS_PER_QUEUE):
+        if per_queue < 1:
+            raise ValueError("heads_per_queue must be at least 1")
+        self.store = store
+        self.priority = priority
+        self.strict = strict
+        self.per_queue = per_queue
+        self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
+        self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
+        self._stale = False   # unparked since the last read
+
+    def unpark(self) -> None:
+        """Quota changed, or a job went back to its queue: every queue is read from its head again
+        (and heads read before this are not parked: the pass that read them saw an older queue)."""
+        self._after.clear()
+        self._stale = True
+
+    def read(self) -> list[Head]:
+        """The heads of every queue with QUEUED jobs, each queue's in its order."""
+        self._stale = False
+        by_queue: dict[str, list[tuple[int, int, str, str | None, tuple]]] = {}
+        k = self.per_queue
+        for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
+            prio = self.priority(pclass or None)
+            found = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
+            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, uid, row) for seq, uid, row in found)
+        heads: list[Head] = []
+        for queue, rows in by_queue.items():
+            rows.sort(key=lambda r: (r[0], r[1]))
+            for _, seq, pclass, uid, row in rows[:k]:
+                name, rv = row[0], row[3]
+                hit = self._jobs.get(name)
+                if hit is not None and hit[0] == uid and hit[1] == rv:
+                    job = hit[2]
+                else:
+                    rec = self.store.decode("TrainJob", row)
+                    if rec is None:
+                        continue
+                    job = rec.doc  # type: ignore[assignment]
+                    self._remember(job, rv)
+                heads.append(Head(job, seq, (queue, pclass)))
+        return heads
+
+    def forget(self) -> None:
+        """Writes the controller reported were rolled back: decode everything again."""
+        self._jobs.clear()
+
+    def wrote(self, job: TrainJob, resource_version: int) -> None:
+        """The controller stored ``job`` at this version: keep it decoded if it is still queued."""
+        if job.status.state == JobState.QUEUED:
+            self._remember(job, resource_version)
+        else:
+            self._jobs.pop(job.name, None)
+
+    def _remember(self, job: TrainJob, rv: int) -> None:
+        if len(self._jobs) >= DECODED_MEMO and job.name not in self._jobs:
+            self._jobs.clear()
+        self._jobs[job.name] = (job.metadata.uid, rv, job)
+
+    def park(self, heads: Iterable[Head], decided: set[str]) -> None:
+        """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over
+        its leading heads quota decided (admitted or told to wait), stopping at the first it did not
+        look at. Nothing is parked if the queues were unparked since the heads were read."""
+        if self._stale:
+            return
+        stopped: set[tuple[str, str]] = set()
+        for h in sorted(heads, key=lambda h: (h.group, h.seq)):
+            if h.group in stopped or self.strict(h.group[0]):
+                continue
+            if h.job.name in decided:
+                self._after[h.group] = h.seq
+            else:
+                stopped.add(h.group)
