@@ -1,4 +1,5 @@
 """``rayfleet simulate fleet --config CONFIG --scenario SCENARIO.yaml [--until DURATION] [--json] [--plot DIR]``
+[--policy static|kueue|rayfleet|all]
 and ``rayfleet simulate trace --gpus N --teams N --days D --seed N [-o DIR]``."""
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ def fleet_cmd(
     until: str | None = typer.Option(None, "--until", help="Simulated time to run (e.g. 6h, 2d); default: the scenario's `until`, else until every job has ended."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as one JSON object."),
     plot: Path | None = typer.Option(None, "--plot", help="Write PNG pictures of the report into this directory (utilisation per accelerator, queue depth per team, wait times per priority; docs/scale.md)."),
+    policy: str = typer.Option("rayfleet", "--policy", help="Scheduling policy: static (no borrowing, no quota schedules, no capacity fallback), kueue (Kueue semantics, one head per queue per cycle), rayfleet (the platform as configured), or all (each in turn on the same scenario, side by side; JSON keyed by policy). docs/scale.md."),
 ) -> None:
     """Run the real store, quota, controller and service manager over the simulated backend on
     simulated time, and report per job (state, attempts, restarts, disruptions by kind, every
     flavor tried, wait, run time, cost), per service (replicas over time), per queue (usage over
     time) and the cost by team and provisioning mode, with reservations' idle hours."""
     from ..config import load_config
-    from ..fleetsim import load_fleet_scenario, simulate_fleet
+    from ..fleetsim import POLICIES, load_fleet_scenario, simulate_policies
 
+    if policy not in (*POLICIES, "all"):
+        _fail([f"--policy: {policy!r} is not one of {', '.join((*POLICIES, 'all'))}"])
+    chosen = list(POLICIES) if policy == "all" else [policy]
     horizon = None
     if until is not None:
         try:
@@ -53,21 +58,23 @@ def fleet_cmd(
     try:
         platform = load_config([str(p) for p in config])
         spec = load_fleet_scenario(scenario)
-        report = simulate_fleet(platform, spec, until=horizon, file=str(scenario))
+        reports = simulate_policies(platform, spec, chosen, until=horizon, file=str(scenario))
     except SpecError as e:
         _fail(list(e.problems))
     if plot is not None:
         from ..fleetsim.plots import write_plots
 
         try:
-            written = write_plots({"rayfleet": report}, plot, platform)
+            written = write_plots(reports, plot, platform)
         except OSError as e:
             _fail([f"--plot: cannot write to {plot}: {e.strerror or e}"])
         err_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     if as_json:
-        print_json(report)
+        print_json(reports if policy == "all" else reports[policy])
         return
-    print_tables(report)
+    if policy != "all":
+        print_tables(reports[policy])
+    print_figures(reports)
 
 
 @app.command("trace")
@@ -142,3 +149,35 @@ def print_tables(report: dict[str, Any]) -> None:
     console.print(f"total ${report['cost']['totalUsd']:.2f}; by mode: " + ", ".join(f"{k} ${v:.2f}" for k, v in report["cost"]["byMode"].items()))
     for note in report["notes"]:
         console.print(f"note: {note}")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def print_figures(reports: dict[str, dict[str, Any]]) -> None:
+    """The policies' figures side by side (one column a policy)."""
+    figs = {p: r["figures"] for p, r in reports.items()}
+    table = Table(title="Policies" if len(figs) > 1 else f"Figures ({next(iter(figs))})")
+    table.add_column("figure")
+    for p in figs:
+        table.add_column(p)
+    classes = sorted({c for f in figs.values() for c in f["waitSeconds"]})
+    accels = sorted({a for f in figs.values() for a in f["utilisationWhileBacklog"]["byAccelerator"]})
+    teams = sorted({t for f in figs.values() for t in f["costByTeam"]})
+    rows: list[tuple[str, list[str]]] = [
+        ("utilisation while backlog", [_pct(f["utilisationWhileBacklog"]["overall"]) for f in figs.values()])]
+    rows += [(f"  {a}", [_pct(f["utilisationWhileBacklog"]["byAccelerator"].get(a)) for f in figs.values()]) for a in accels]
+    for c in classes:
+        for q in ("p50", "p99"):
+            rows.append((f"wait {q} {c}", [_fmt_s(f["waitSeconds"].get(c, {}).get(q)) for f in figs.values()]))
+    rows += [("preemptions", [str(f["preemptions"]) for f in figs.values()]),
+             ("goodput", [_pct(f["goodput"]["ratio"]) for f in figs.values()]),
+             ("useful / held accelerator-hours", [f"{f['goodput']['usefulAcceleratorHours']:.0f} / {f['goodput']['heldAcceleratorHours']:.0f}"
+                                                  for f in figs.values()]),
+             ("reservation idle host-hours", [f"{f['reservationIdleHostHours']:.1f}" for f in figs.values()]),
+             ("cost total $", [f"{r['cost']['totalUsd']:.2f}" for r in reports.values()])]
+    rows += [(f"  cost {t} $", [f"{f['costByTeam'].get(t, 0.0):.2f}" for f in figs.values()]) for t in teams]
+    for name, cells in rows:
+        table.add_row(name, *cells)
+    console.print(table)

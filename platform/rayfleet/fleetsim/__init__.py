@@ -4,7 +4,8 @@ over the simulated backend on simulated time, driven by a scenario of capacity a
 
 from __future__ import annotations
 
-from .driver import simulate_fleet
+from .driver import simulate_fleet, simulate_policies
+from .policies import POLICIES, apply_policy
 from .scenario import FleetScenario, JobStream, ServiceEntry, load_fleet_scenario, parse_fleet_scenario
 
-__all__ = ["FleetScenario", "JobStream", "ServiceEntry", "load_fleet_scenario", "parse_fleet_scenario", "simulate_fleet"]
+__all__ = ["POLICIES", "FleetScenario", "JobStream", "ServiceEntry", "load_fleet_scenario", "parse_fleet_scenario", "apply_policy", "simulate_fleet", "simulate_policies"]

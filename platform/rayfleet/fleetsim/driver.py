@@ -32,6 +32,7 @@ from typing import cast
 
 from ..api import JobState, Service, TrainJob
 from ..backends.sim import SimBackend
+from ..backends.sim.scenario import RunScript
 from ..capacity import fallback, provisioning
 from ..config import PlatformConfig
 from ..server.auth import Principal
@@ -40,6 +41,8 @@ from ..server.main import assemble
 from ..server.services import ACTIVE as SERVICE_ACTIVE
 from ..server.store import Event
 from ..server.transitions import NOTICE_LEAD_S
+from .figures import policy_figures
+from .policies import POLICIES, apply_policy
 from .report import Recorder, build_report
 from .scenario import FleetScenario, Submission, submissions
 
@@ -75,12 +78,33 @@ def build_sim(config: PlatformConfig, scenario: FleetScenario, clock: SimClock, 
                      default_runtime=settings.default_runtime if settings else 30.0)
     scenario.check_against({p: sim.pool(p).hosts() for p in pools}, file=file)
     sim.apply(scenario, start=None)
+    for name, script in entry_scripts(scenario).items():
+        sim.script_run(name, script)
+    return sim
+
+
+def entry_scripts(scenario: FleetScenario) -> dict[str, RunScript]:
+    """The run scripts of the jobs whose scenario entries set run-script fields themselves."""
+    out = {}
     for entry in scenario.jobs:
         fields = entry.run_fields()
         for name in entry.names() if fields else []:
             base = scenario.run_script(name) or scenario.defaults.run
-            sim.script_run(name, base.model_copy(update=fields))
-    return sim
+            out[name] = base.model_copy(update=fields)
+    return out
+
+
+def job_work(config: PlatformConfig, scenario: FleetScenario) -> dict[str, tuple[float, float]]:
+    """Each scenario job's scripted work: (runtime seconds, seconds a step), for the goodput figure."""
+    settings = config.cluster.spec.sim if config.cluster else None
+    default_runtime = settings.default_runtime if settings else 30.0
+    own = entry_scripts(scenario)
+    out = {}
+    for entry in scenario.jobs:
+        for name in entry.names():
+            s = own.get(name) or scenario.run_script(name) or scenario.defaults.run
+            out[name] = (s.runtime if s.runtime is not None else default_runtime, s.step_time)
+    return out
 
 
 def failed_requests(sim: SimBackend, scenario: FleetScenario, name: str) -> int | None:
@@ -196,10 +220,14 @@ class _Loop:
             now = min(c for c in candidates if c > now + 1e-9)
 
 
-def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: float | None = None, file: str | None = None) -> dict:
+def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: float | None = None, file: str | None = None,
+                   policy: str = "rayfleet") -> dict:
     """Run the scenario's stream through the real control service on the sim and report what
     happened (JSON-ready; see ``docs/capacity.md``). ``until``: seconds of simulated time
-    (default: the scenario's ``until``, else until every job ended and nothing is scheduled)."""
+    (default: the scenario's ``until``, else until every job ended and nothing is scheduled).
+    ``policy``: one of :data:`.policies.POLICIES`, applied to the config first (docs/scale.md)."""
+    applied = apply_policy(config, policy)
+    config = applied.config
     subs = submissions(config, scenario, file=file)
     t0 = scenario.start_epoch()
     clock = SimClock(t0)
@@ -210,13 +238,23 @@ def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: fl
     # synchronous=FULL commits are only there for crash safety.
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="rayfleet-fleetsim-", dir=scratch) as data_dir:
-        fleet = assemble(config, sim, data_dir, clock=clock, controller_interval=CONTROLLER_INTERVAL)
+        fleet = assemble(config, sim, data_dir, clock=clock, controller_interval=CONTROLLER_INTERVAL,
+                         heads_per_queue=applied.heads_per_queue)
         try:
             recorder = Recorder(fleet, t0, scenario.sample_every, lambda name: failed_requests(sim, scenario, name), sim.hosts)
             loop = _Loop(fleet, sim, clock, subs, t0, t0 + (horizon if horizon is not None else LIMIT_S), horizon is not None,
                          scenario.max_step, recorder, calendar_times(config))
             stopped_by = loop.run()
             seed = scenario.seed if scenario.seed is not None else (config.cluster.spec.sim.seed if config.cluster else 0)
-            return build_report(fleet, recorder, clock.t, stopped_by=stopped_by, seed=seed)
+            report = build_report(fleet, recorder, clock.t, stopped_by=stopped_by, seed=seed)
         finally:
             fleet.close()
+    report["policy"] = applied.describe()
+    report["figures"] = policy_figures(report, config, job_work(config, scenario))
+    return report
+
+
+def simulate_policies(config: PlatformConfig, scenario: FleetScenario, policies: Iterable[str] = POLICIES, *,
+                      until: float | None = None, file: str | None = None) -> dict[str, dict]:
+    """The same scenario under each policy, one report each, keyed by policy."""
+    return {p: simulate_fleet(config, scenario, until=until, file=file, policy=p) for p in policies}
