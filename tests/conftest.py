@@ -7,7 +7,7 @@ and resources). Its pools:
 - ``tpu``: one v5e 2x4 slice, 2 hosts x 4 chips (multi-host Train and entry-point gangs);
 - ``grow``: 1 to 2 CPU hosts, idle ones given back after 3 s, a new host ready 2 s after it is
   asked for (the cluster's scenario): a pool that grows for a gang and shrinks after;
-- ``spot``: one CPU spot host, 12 s of reclaim notice;
+- ``spot``: one CPU spot host, 8 s of reclaim notice;
 - ``l4``: 3 hosts x 1 fake L4 GPU (Serve leader-worker groups: 3 hosts, so a lost host can be
   replaced by a group on the other two).
 
@@ -121,7 +121,7 @@ spec: {machineType: n2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplic
 ---
 kind: Pool
 metadata: {name: spot}
-spec: {machineType: n2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 1, maxReplicas: 1, provisioning: {mode: spot, reclaimNotice: 12}}
+spec: {machineType: n2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 1, maxReplicas: 1, provisioning: {mode: spot, reclaimNotice: 8}}
 ---
 kind: Pool
 metadata: {name: tpu}
