@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..api import JobState, TrainJob
-from .store import Store
+from .store import HeadRow, Store
 
 #: Heads per queue and pass (the controller's ``heads_per_queue``): what one pass may admit from a
 #: queue at most; the jobs behind come up in the next passes.
@@ -69,27 +69,26 @@ class QueueHeads:
     def read(self) -> list[Head]:
         """The heads of every queue with QUEUED jobs, each queue's in its order."""
         self._stale = False
-        by_queue: dict[str, list[tuple[int, int, str, str | None, tuple]]] = {}
+        by_queue: dict[str, list[tuple[int, str, HeadRow]]] = {}
         k = self.per_queue
         for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
             prio = self.priority(pclass or None)
             found = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
-            by_queue.setdefault(queue, []).extend((-prio, seq, pclass, uid, row) for seq, uid, row in found)
+            by_queue.setdefault(queue, []).extend((-prio, pclass, r) for r in found)
         heads: list[Head] = []
         for queue, rows in by_queue.items():
-            rows.sort(key=lambda r: (r[0], r[1]))
-            for _, seq, pclass, uid, row in rows[:k]:
-                name, rv = row[0], row[3]
-                hit = self._jobs.get(name)
-                if hit is not None and hit[0] == uid and hit[1] == rv:
+            rows.sort(key=lambda r: (r[0], r[2].seq))
+            for _, pclass, r in rows[:k]:
+                hit = self._jobs.get(r.name)
+                if hit is not None and hit[0] == r.uid and hit[1] == r.resource_version:
                     job = hit[2]
                 else:
-                    rec = self.store.decode("TrainJob", row)
+                    rec = self.store.decode("TrainJob", r.row)
                     if rec is None:
                         continue
                     job = rec.doc  # type: ignore[assignment]
-                    self._remember(job, rv)
-                heads.append(Head(job, seq, (queue, pclass)))
+                    self._remember(job, r.resource_version)
+                heads.append(Head(job, r.seq, (queue, pclass)))
         return heads
 
     def forget(self) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
@@ -171,6 +171,22 @@ class Record:
     @property
     def name(self) -> str:
         return self.doc.name
+
+
+class HeadRow(NamedTuple):
+    """A row of :meth:`Store.queue_heads`, not yet decoded (:meth:`Store.decode` takes ``row``)."""
+
+    seq: int
+    uid: str | None
+    row: tuple  # the columns of ``Store._COLS``
+
+    @property
+    def name(self) -> str:
+        return self.row[0]
+
+    @property
+    def resource_version(self) -> int:
+        return self.row[3]
 
 
 @dataclass(frozen=True)
@@ -503,11 +519,10 @@ class Store:
         return out
 
     def queue_heads(self, kind: str, state: str, queue: str, priority_class: str, *, after: int,
-                    limit: int) -> builtins.list[tuple[int, str | None, tuple]]:
+                    limit: int) -> builtins.list[HeadRow]:
         """The first ``limit`` objects of one (queue, priority class) pair in ``state`` after seq
-        ``after``, in submission order, as (seq, uid, row) not yet decoded (:meth:`decode`; the
-        row's [0] is the name, [3] the resource version)."""
-        return [(r[0], r[1], r[2:]) for r in self._q(
+        ``after``, in submission order, not yet decoded (:meth:`decode`)."""
+        return [HeadRow(r[0], r[1], r[2:]) for r in self._q(
             f"SELECT seq, uid, {self._COLS} FROM objects INDEXED BY objects_by_queue "
             "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
             (kind, state, queue, priority_class, after, limit))]
