@@ -109,7 +109,6 @@ class Controller:
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
-        self._quota_seen: tuple[int, object] = (-1, None)     # (releases, quotas in force) at the last cycle
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._restore()
 
@@ -424,10 +423,7 @@ class Controller:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
         for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
-        changed = (self.quota.releases, self.quota.state.effective_config)
-        if changed[0] != self._quota_seen[0] or changed[1] is not self._quota_seen[1]:
-            self.heads.unpark()
-        self._quota_seen = changed
+        self.heads.quota_now(self.quota.releases, self.quota.state.effective_config)
         heads = self.heads.read()
         pending = [h.job for h in heads if transitions.eligible(h.job, now)]
         workloads = []

@@ -59,12 +59,20 @@ class QueueHeads:
         self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
         self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
         self._stale = False   # unparked since the last read
+        self._quota: tuple[int, object] = (-1, None)   # (releases, quotas in force) last seen
 
     def unpark(self) -> None:
         """Quota changed, or a job went back to its queue: every queue is read from its head again
         (and heads read before this are not parked: the pass that read them saw an older queue)."""
         self._after.clear()
         self._stale = True
+
+    def quota_now(self, releases: int, quotas_in_force: object) -> None:
+        """Before a cycle: quota's release count and the quotas in force (the schedule's current
+        config object); a release or a new config since the last cycle may admit parked heads."""
+        if releases != self._quota[0] or quotas_in_force is not self._quota[1]:
+            self.unpark()
+        self._quota = (releases, quotas_in_force)
 
     def read(self) -> list[Head]:
         """The heads of every queue with QUEUED jobs, each queue's in its order."""
