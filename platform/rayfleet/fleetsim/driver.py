@@ -32,7 +32,6 @@ from typing import cast
 
 from ..api import JobState, Service, TrainJob
 from ..backends.sim import SimBackend
-from ..backends.sim.scenario import RunScript
 from ..capacity import fallback, provisioning
 from ..config import PlatformConfig
 from ..server.auth import Principal
@@ -78,33 +77,18 @@ def build_sim(config: PlatformConfig, scenario: FleetScenario, clock: SimClock, 
                      default_runtime=settings.default_runtime if settings else 30.0)
     scenario.check_against({p: sim.pool(p).hosts() for p in pools}, file=file)
     sim.apply(scenario, start=None)
-    for name, script in entry_scripts(scenario).items():
-        sim.script_run(name, script)
-    return sim
-
-
-def entry_scripts(scenario: FleetScenario) -> dict[str, RunScript]:
-    """The run scripts of the jobs whose scenario entries set run-script fields themselves."""
-    out = {}
     for entry in scenario.jobs:
         fields = entry.run_fields()
         for name in entry.names() if fields else []:
             base = scenario.run_script(name) or scenario.defaults.run
-            out[name] = base.model_copy(update=fields)
-    return out
+            sim.script_run(name, base.model_copy(update=fields))
+    return sim
 
 
-def job_work(config: PlatformConfig, scenario: FleetScenario) -> dict[str, tuple[float, float]]:
-    """Each scenario job's scripted work: (runtime seconds, seconds a step), for the goodput figure."""
-    settings = config.cluster.spec.sim if config.cluster else None
-    default_runtime = settings.default_runtime if settings else 30.0
-    own = entry_scripts(scenario)
-    out = {}
-    for entry in scenario.jobs:
-        for name in entry.names():
-            s = own.get(name) or scenario.run_script(name) or scenario.defaults.run
-            out[name] = (s.runtime if s.runtime is not None else default_runtime, s.step_time)
-    return out
+def job_work(sim: SimBackend, scenario: FleetScenario) -> dict[str, tuple[float, float]]:
+    """Each scenario job's scripted work, (runtime seconds, seconds a step), as the sim runs it:
+    for the goodput figure."""
+    return {name: sim.scripted_work(name) for entry in scenario.jobs for name in entry.names()}
 
 
 def failed_requests(sim: SimBackend, scenario: FleetScenario, name: str) -> int | None:
@@ -250,7 +234,7 @@ def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: fl
         finally:
             fleet.close()
     report["policy"] = applied.describe()
-    report["figures"] = policy_figures(report, config, job_work(config, scenario))
+    report["figures"] = policy_figures(report, config, job_work(sim, scenario))
     return report
 
 

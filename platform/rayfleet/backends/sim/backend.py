@@ -299,10 +299,18 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
         self._release(run.gang)
 
     def _script_for(self, job: str) -> RunScript:
+        """The script a run of ``job`` follows: its own (:meth:`script_run`), else the scenario's
+        rule for it, else the default."""
         if job in self._run_scripts:
             return self._run_scripts[job]
         rule = self.scenario.run_script(job) if self.scenario else None
         return rule or self._default_run
+
+    def scripted_work(self, job: str) -> tuple[float, float]:
+        """(runtime seconds, seconds a step) a run of ``job`` is scripted to take (the runtime's
+        jitter aside)."""
+        script = self._script_for(job)
+        return script.runtime or self.default_runtime, script.step_time
 
     # ------------------------------------------------------------ Backend protocol
 
