@@ -8,12 +8,15 @@ finished jobs are added."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rayfleet.api import JobState, TrainJob
 from rayfleet.backends.sim import from_config
 from rayfleet.config import load_config
 from rayfleet.server.auth import Principal
+from rayfleet.server.fleet import Fleet
 from rayfleet.server.main import assemble
 from rayfleet.server.store import Store
 
@@ -51,37 +54,42 @@ def _pass_cost(store: Store, run_pass) -> tuple[int, int]:
     return decoded[0], steps[0]
 
 
-def test_a_pass_does_not_read_finished_jobs(tmp_path):
+@contextmanager
+def _full_fleet(tmp_path) -> Iterator[tuple[Fleet, Callable[[], None]]]:
+    """A fleet over the sim whose quota is full (9 long jobs: some run, the rest queue), and one
+    controller pass at the current time."""
     t = [float(int(time.time()))]
     sim = from_config(CONFIG, clock=lambda: t[0])
     sim.up()
     fleet = assemble(CONFIG, sim, tmp_path, clock=lambda: t[0])
     try:
-        for i in range(9):  # more than the quota holds: some run, the rest queue
+        for i in range(9):
             sim.script_run(f"live-{i}", runtime=10_000)
             fleet.submit_job(_job(f"live-{i}"), ADMIN)
         for _ in range(3):
             t[0] += 1
             fleet.controller.run_once(t[0])
+        yield fleet, lambda: fleet.controller.run_once(t[0])
+    finally:
+        fleet.close()
+
+
+def test_a_pass_does_not_read_finished_jobs(tmp_path):
+    with _full_fleet(tmp_path) as (fleet, run_pass):
         states = {r.doc.status.state for r in fleet.store.list("TrainJob")}  # type: ignore[attr-defined]
         assert JobState.RUNNING in states and JobState.QUEUED in states
-
-        def run_pass() -> None:
-            fleet.controller.run_once(t[0])
-
+        now = fleet.clock()
         before = _pass_cost(fleet.store, run_pass)
         for i in range(1000):
             done = _job(f"done-{i}")
             done.metadata.uid = f"uid-{i}"
             done.status.state = JobState.SUCCEEDED
-            fleet.store.create(done, team="team-a", event=None, now=t[0])
+            fleet.store.create(done, team="team-a", event=None, now=now)
         after = _pass_cost(fleet.store, run_pass)
         assert fleet.store.count("TrainJob", [JobState.SUCCEEDED.value]) == 1000
         assert after[0] == before[0] > 0
         # a walk over 1,000 more rows costs tens of thousands of instructions; a deeper index a few dozen
         assert after[1] - before[1] < 1000 // STEP, (before, after)
-    finally:
-        fleet.close()
 
 
 def _backlog(store: Store, n: int, now: float, *, start: int = 0) -> None:
@@ -99,24 +107,11 @@ def _backlog(store: Store, n: int, now: float, *, start: int = 0) -> None:
 
 
 def test_a_pass_reads_the_heads_of_a_queue_not_its_backlog(tmp_path):
-    t = [float(int(time.time()))]
-    sim = from_config(CONFIG, clock=lambda: t[0])
-    sim.up()
-    fleet = assemble(CONFIG, sim, tmp_path, clock=lambda: t[0])
-    try:
-        for i in range(9):  # more than the quota holds: it is full, the rest queue
-            sim.script_run(f"live-{i}", runtime=10_000)
-            fleet.submit_job(_job(f"live-{i}"), ADMIN)
-        for _ in range(3):
-            t[0] += 1
-            fleet.controller.run_once(t[0])
-
-        def run_pass() -> None:
-            fleet.controller.run_once(t[0])
-
-        _backlog(fleet.store, 50, t[0])
+    with _full_fleet(tmp_path) as (fleet, run_pass):
+        now = fleet.clock()
+        _backlog(fleet.store, 50, now)
         small = _pass_cost(fleet.store, run_pass)
-        _backlog(fleet.store, 4950, t[0], start=50)
+        _backlog(fleet.store, 4950, now, start=50)
         big = _pass_cost(fleet.store, run_pass)
         assert fleet.store.count("TrainJob", [JobState.QUEUED.value], queue="team-a") >= 5000
         k = fleet.controller.heads.per_queue
@@ -125,5 +120,3 @@ def test_a_pass_reads_the_heads_of_a_queue_not_its_backlog(tmp_path):
         assert big[1] - small[1] < 500, (small, big)   # no walk over 4,950 more rows
         # the queue's status counts the whole backlog, not only the heads the cycle looked at
         assert fleet.queue_view("team-a")["status"]["pending"] >= 5000
-    finally:
-        fleet.close()
