@@ -224,7 +224,7 @@ class Controller:
     def _sync(self, now: float) -> None:
         hosts = self._host_health(now)
         out = health.out_of_service(hosts, self.health)
-        for rec in self.store.list("TrainJob", states=LAUNCHED):
+        for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             status: RunStatus | None = self.backend.run_status(self._run_id(job))
             lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
@@ -239,7 +239,7 @@ class Controller:
             if job.status.state == JobState.RUNNING and status is not None:
                 self._notices(job, status, out, now)
             self._capacity_fallback(job, now)
-        for rec in self.store.list("TrainJob", states=LAUNCHED):
+        for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
             self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
 
     def _capacity_fallback(self, job: TrainJob, now: float) -> None:
@@ -414,7 +414,7 @@ class Controller:
         return job
 
     def _finish_stops(self, now: float) -> None:
-        for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value]):
+        for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value], shared=True):
             self._apply(rec.doc, transitions.finish_stop(rec.doc, now), now)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ 3. quota
@@ -493,7 +493,7 @@ class Controller:
         """Launch every ADMITTED attempt, then record the launches in one transaction: a crash
         before the commit leaves them ADMITTED, and their relaunch is idempotent per run id."""
         launched: list[tuple[TrainJob, Transition]] = []
-        for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value]):
+        for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value], shared=True):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
             try:
