@@ -138,8 +138,12 @@ class HealthSim:
         return tuple(out)
 
     def hosts(self: SimBackend) -> list[HostInfo]:
+        """Every host that is not absent. Built again only after a host changed what it shows
+        (``Host.shown_changes``): the controller asks once a pass, and most passes change no host."""
         with self._lock:
             self._advance()
+            if self._hosts_view is not None and self._hosts_view[0] == Host.shown_changes:
+                return list(self._hosts_view[1])
             out = []
             for pool, ph in self.pools.items():
                 for h in ph.hosts:
@@ -149,4 +153,5 @@ class HealthSim:
                     out.append(HostInfo(name=h.name, pool=pool, phase=HostPhase(h.state),
                                         node_id=None if h.state == PROVISIONING else h.node_id, since=h.since,
                                         expires_at=h.expires_at, healthy=h.unhealthy is None, message=message))
-            return out
+            self._hosts_view = (Host.shown_changes, out)
+            return list(out)
