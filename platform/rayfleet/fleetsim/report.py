@@ -76,8 +76,9 @@ class Recorder:
         cfg = self.fleet.config
         jobs = Counter((j.spec.queue, j.status.state.value) for j in open_jobs)
         in_use: Counter[str] = Counter()
+        usages = self.fleet.controller.quota.usages()
         for name, series in self.queues.items():
-            u = self.fleet.controller.quota.usage(name)
+            u = usages[name]
             usage: dict[str, dict[str, str | int]] = {}
             for (flavor, res), v in sorted(u.usage.items()):
                 if v:
