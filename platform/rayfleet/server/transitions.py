@@ -486,6 +486,11 @@ def service_deleted(st: ServiceStatus) -> Transition:
 def service_observed(st: ServiceStatus, granted: int, rs: ServiceRunStatus | None, message: str) -> Transition:
     """The deployment as Serve reports it (None: nothing deployed yet). RUNNING/DEGRADED/DEPLOYING come
     from the backend; PENDING from it means Serve has not listed the app yet (the state is kept)."""
+    state = rs.state if rs is not None and rs.state is not None and rs.state != ServiceState.PENDING else st.state
+    seen = (st.replicas_granted, st.state) if rs is None else \
+        (st.replicas_wanted, st.replicas_running, st.url, st.message, st.replicas_granted, st.state)
+    if seen == ((granted, state) if rs is None else (rs.replicas_wanted, rs.replicas_running, rs.url, message, granted, state)):
+        return Transition(st, None, st.message)   # nothing new (most passes): no copy of the status
     new = st.model_copy(deep=True)
     if rs is not None:
         new.replicas_wanted, new.replicas_running, new.url = rs.replicas_wanted, rs.replicas_running, rs.url
