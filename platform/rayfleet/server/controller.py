@@ -209,7 +209,7 @@ class Controller:
             self.backend.stop(run_id, reason=job.status.stop_reason or t.event or "stopped")
         if Action.RELEASE_QUOTA in t.actions:
             self.quota.release(job.name)
-        if t.status == job.status and t.event is None:
+        if t.event is None and (t.status is job.status or t.status == job.status):
             return job
         before = job.status.state
         job = job.model_copy(update={"status": t.status})
