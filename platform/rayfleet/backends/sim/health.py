@@ -128,6 +128,11 @@ class HealthSim:
     # ------------------------------------------------------------ views
 
     def _notices(self: SimBackend, run: SimRun) -> tuple[Notice, ...]:
+        """The notices on the run's hosts; worked out again only when its gang's hosts or what any
+        host shows changed (the controller asks for every launched run each pass)."""
+        seen = run.notices_seen
+        if seen is not None and seen[0] == Host.shown_changes and seen[1] is run.gang.hosts:
+            return seen[2]
         out: list[Notice] = []
         for name in dict.fromkeys(h.name for h in run.gang.hosts):
             h = self._host(name)
@@ -135,7 +140,8 @@ class HealthSim:
                 out.append(h.notice)
             if h.state == CORDONED:
                 out.append(Notice(NoticeKind.UNHEALTHY, name, None, h.cordon_reason))
-        return tuple(out)
+        run.notices_seen = (Host.shown_changes, run.gang.hosts, tuple(out))
+        return run.notices_seen[2]
 
     def hosts(self: SimBackend) -> list[HostInfo]:
         """Every host that is not absent. Built again only after a host changed what it shows
