@@ -478,3 +478,26 @@ def test_from_config_takes_the_clusters_repair_time(tmp_path):
                    "kind: Pool\nmetadata: {name: cpu}\nspec: {machineType: n2-standard-8, maxReplicas: 1}\n")
     sim = from_config(load_config([cfg]), clock=Clock())
     assert sim.repair_time == 42
+
+
+def test_the_host_list_is_rebuilt_after_every_change_a_host_shows():
+    """``hosts()`` keeps its list while no host changes what it shows (most controller passes)."""
+    clock = Clock()
+    spec = l4(minReplicas=1, maxReplicas=2, provisioning={"mode": "on-demand"})
+    sim = make({"gpu": spec}, clock, provisioning_delay=10, repair_time=300)
+    sim.up()
+    assert phases(sim) == {"gpu-0": "ready"} == phases(sim)
+    sim.script_run("a", runtime=1000)
+    sim.script_run("b", runtime=1000)
+    sim.launch(request("a", "gpu", spec))
+    sim.launch(request("b", "gpu", spec))            # a second host is provisioned
+    assert phases(sim) == {"gpu-0": "ready", "gpu-1": "provisioning"}
+    clock.t = T0 + 10
+    assert phases(sim) == {"gpu-0": "ready", "gpu-1": "ready"}
+    sim.cordon("gpu-1", "suspect")
+    info = {h.name: h for h in sim.hosts()}
+    assert info["gpu-1"].phase == HostPhase.CORDONED and info["gpu-1"].message == "suspect"
+    sim.uncordon("gpu-1")
+    assert phases(sim)["gpu-1"] == "ready"
+    sim.lose_host("gpu-0")                           # gone: no longer listed
+    assert phases(sim) == {"gpu-1": "ready"}

@@ -163,6 +163,8 @@ def check_invariants(state: QuotaState) -> None:
         for r, v in a.usage.items():
             per[(a.flavor, r)] = per.get((a.flavor, r), 0) + v
     by_cohort: dict[str, list] = {}
+    # every queue's usage at once (lending worked out once a tree) is each queue's usage
+    assert state.queue_usages() == {qc.name: state.queue_usage(qc.name) for qc in eff.queues}
     for qc in eff.queues:
         u = state.queue_usage(qc.name)
         assert {k: v for k, v in u.usage.items() if v} == {k: v for k, v in expected.get(qc.name, {}).items() if v}

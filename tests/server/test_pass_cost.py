@@ -32,13 +32,13 @@ def _job(name: str) -> TrainJob:
 
 
 def _pass_cost(store: Store, run_pass) -> tuple[int, int]:
-    """(records decoded, VM instructions / STEP) of one pass."""
+    """(records decoded or read again from the decode memo, VM instructions / STEP) of one pass."""
     decoded, steps = [0], [0]
     inner = store._decode
 
-    def counting(kind, row):
+    def counting(kind, row, **kw):   # a record a shared read takes from the store's memo counts too
         decoded[0] += 1
-        return inner(kind, row)
+        return inner(kind, row, **kw)
 
     def tick() -> int:
         steps[0] += 1

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from ..api import JobState, Service, TrainJob
@@ -115,25 +115,32 @@ def controller_deadlines(config: PlatformConfig, jobs: Iterable[TrainJob]) -> li
     """Times at which the controller decides something about a stored job by the clock alone."""
     out = []
     for job in jobs:
-        st = job.status
-        if st.state == JobState.QUEUED and st.not_before is not None:
-            out.append(st.not_before.timestamp())
-        if st.state == JobState.STARTING and st.launched_at is not None:
-            step = fallback.step_of(config, job.spec.queue, st.flavor)
-            launched = st.launched_at.timestamp()
-            if step is not None:
-                cw = st.capacity_wait
-                since = cw.since.timestamp() if cw is not None and cw.flavor == st.flavor else launched
-                if step.wait_for_capacity is not None:
-                    out.append(since + step.wait_for_capacity)
-                if step.resubmit_after is not None:
-                    out.append(launched + step.resubmit_after)
-        if st.state in (JobState.STARTING, JobState.RUNNING) and job.spec.max_run_duration and st.started_at is not None:
-            out.append(st.started_at.timestamp() + job.spec.max_run_duration + 1e-3)
-        notice = st.notice
-        if notice is not None and notice.deadline is not None:
-            # the controller stops the gang NOTICE_LEAD_S before the deadline if no newer checkpoint came
-            out += [notice.deadline.timestamp() - NOTICE_LEAD_S, notice.deadline.timestamp()]
+        out += job_deadlines(config, job)
+    return out
+
+
+def job_deadlines(config: PlatformConfig, job: TrainJob) -> list[float]:
+    """:func:`controller_deadlines` of one job (they depend on the job and the config alone)."""
+    out: list[float] = []
+    st = job.status
+    if st.state == JobState.QUEUED and st.not_before is not None:
+        out.append(st.not_before.timestamp())
+    if st.state == JobState.STARTING and st.launched_at is not None:
+        step = fallback.step_of(config, job.spec.queue, st.flavor)
+        launched = st.launched_at.timestamp()
+        if step is not None:
+            cw = st.capacity_wait
+            since = cw.since.timestamp() if cw is not None and cw.flavor == st.flavor else launched
+            if step.wait_for_capacity is not None:
+                out.append(since + step.wait_for_capacity)
+            if step.resubmit_after is not None:
+                out.append(launched + step.resubmit_after)
+    if st.state in (JobState.STARTING, JobState.RUNNING) and job.spec.max_run_duration and st.started_at is not None:
+        out.append(st.started_at.timestamp() + job.spec.max_run_duration + 1e-3)
+    notice = st.notice
+    if notice is not None and notice.deadline is not None:
+        # the controller stops the gang NOTICE_LEAD_S before the deadline if no newer checkpoint came
+        out += [notice.deadline.timestamp() - NOTICE_LEAD_S, notice.deadline.timestamp()]
     return out
 
 
@@ -150,6 +157,21 @@ class _Loop:
     recorder: Recorder
     calendar: list[float]
     last_event: int = 0
+    # job name -> (the stored job, its deadlines): a job read again unchanged is the store's same
+    # document (its decode memo), so its deadlines are not worked out again
+    _deadlines: dict[str, tuple[TrainJob, list[float]]] = field(default_factory=dict)
+
+    def _open_deadlines(self, jobs: list[TrainJob]) -> list[float]:
+        """:func:`controller_deadlines` of the open jobs, worked out only for jobs changed since the last pass."""
+        memo: dict[str, tuple[TrainJob, list[float]]] = {}
+        out: list[float] = []
+        for job in jobs:
+            hit = self._deadlines.get(job.name)
+            times = hit[1] if hit is not None and hit[0] is job else job_deadlines(self.fleet.config, job)
+            memo[job.name] = (job, times)
+            out += times
+        self._deadlines = memo
+        return out
 
     def _submit(self, s: Submission) -> None:
         if s.kind == "job":
@@ -177,9 +199,9 @@ class _Loop:
                 self._submit(self.subs[i])
                 i += 1
             self.fleet.controller.run_once(now)
-            open_jobs: list[TrainJob] = [r.doc for r in self.fleet.store.list("TrainJob", states=_OPEN)]  # type: ignore[misc]
-            services: list[Service] = [r.doc for r in self.fleet.store.list("Service", states=SERVICE_ACTIVE + ["DELETING"])]  # type: ignore[misc]
-            self.recorder.observe(now, services)
+            open_jobs: list[TrainJob] = [r.doc for r in self.fleet.store.list("TrainJob", states=_OPEN, shared=True)]  # type: ignore[misc]
+            services: list[Service] = [r.doc for r in self.fleet.store.list("Service", states=SERVICE_ACTIVE + ["DELETING"], shared=True)]  # type: ignore[misc]
+            self.recorder.observe(now, services, open_jobs)
             changed = self._new_events()
             nxt_sim = self.sim.next_event_at()
             if now >= self.end:
@@ -195,7 +217,7 @@ class _Loop:
                 candidates.append(self.t0 + self.subs[i].at)
             if nxt_sim is not None:
                 candidates.append(nxt_sim)
-            candidates += controller_deadlines(self.fleet.config, open_jobs)
+            candidates += self._open_deadlines(open_jobs)
             candidates += [t for t in self.calendar if t > now]
             if changed:
                 candidates.append(now + CONTROLLER_INTERVAL)

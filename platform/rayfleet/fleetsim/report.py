@@ -53,7 +53,10 @@ class Recorder:
         self._failed_requests = failed_requests
         self._last: dict[str, tuple] = {}
 
-    def observe(self, now: float, services: list[Service]) -> None:
+    def observe(self, now: float, services: list[Service], jobs: list[TrainJob]) -> None:
+        """``jobs``: the jobs not yet ended (the queued and launched ones a sample counts; the
+        ended ones count in no sample), so a sample costs what is in flight, not every job ever
+        submitted."""
         for svc in services:
             st = svc.status
             failed = self._failed_requests(svc.name)
@@ -66,15 +69,16 @@ class Recorder:
                     {"t": _r(now - self.t0), "state": key[0], "wanted": key[1], "granted": key[2], "running": key[3], "flavor": key[4],
                      "failedRequests": key[5]})
         while self.next_sample <= now + 1e-9:
-            self.sample(self.next_sample)
+            self.sample(self.next_sample, jobs)
             self.next_sample += self.sample_every
 
-    def sample(self, t: float) -> None:
+    def sample(self, t: float, open_jobs: list[TrainJob]) -> None:
         cfg = self.fleet.config
-        jobs = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in self.fleet.store.list("TrainJob"))  # type: ignore[attr-defined]
+        jobs = Counter((j.spec.queue, j.status.state.value) for j in open_jobs)
         in_use: Counter[str] = Counter()
+        usages = self.fleet.controller.quota.usages()
         for name, series in self.queues.items():
-            u = self.fleet.controller.quota.usage(name)
+            u = usages[name]
             usage: dict[str, dict[str, str | int]] = {}
             for (flavor, res), v in sorted(u.usage.items()):
                 if v:
@@ -89,11 +93,11 @@ class Recorder:
             series.append({"t": _r(t - self.t0), "hostsUp": up.get(pool, 0), "accelerators": up.get(pool, 0) * spec.accelerators_per_host,
                            "acceleratorsInUse": in_use.get(pool, 0), "acceleratorsMax": spec.max_hosts * spec.accelerators_per_host})
 
-    def finish(self, now: float, services: list[Service]) -> None:
-        """A last sample at the end, and the services' counts as they end."""
-        self.observe(now, services)
+    def finish(self, now: float, services: list[Service], jobs: list[TrainJob]) -> None:
+        """A last sample at the end, and the services' counts as they end (``jobs``: those not ended)."""
+        self.observe(now, services, jobs)
         if not any(s and s[-1]["t"] == _r(now - self.t0) for s in self.queues.values()):
-            self.sample(now)
+            self.sample(now, jobs)
 
 
 def _attempts(fleet: Fleet, job: TrainJob, events: list[Event], t0: float, now: float) -> list[dict[str, Any]]:
@@ -195,10 +199,11 @@ def cost_report(book: CostBook, t0: float, now: float) -> dict[str, Any]:
 def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: str, seed: int) -> dict[str, Any]:
     t0 = recorder.t0
     services = [r for r in fleet.store.list("Service")]
-    recorder.finish(now, [r.doc for r in services])  # type: ignore[misc]
+    records = fleet.store.list("TrainJob")
+    recorder.finish(now, [r.doc for r in services], [r.doc for r in records if not r.doc.status.state.terminal])  # type: ignore[misc, attr-defined]
     book = CostBook(fleet.config)
     jobs = [job_report(fleet, r.team or "", r.doc, fleet.store.all_events("TrainJob", r.name, uid=r.doc.metadata.uid), book, t0, now)  # type: ignore[arg-type, attr-defined]
-            for r in fleet.store.list("TrainJob")]
+            for r in records]
     svcs = [service_report(r.team or "", r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), book,  # type: ignore[arg-type, attr-defined]
                            recorder.replicas.get(r.name, []), now, recorder.failed.get(r.name)) for r in services]
     states = Counter(j["state"] for j in jobs)

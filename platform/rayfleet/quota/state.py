@@ -420,14 +420,30 @@ class QuotaState:
     def queue_usage(self, name: str) -> QueueUsage:
         """Nominal quota, usage, borrowed and lent amounts of a queue, by (flavor, resource)."""
         q = self._queues[name]
-        node = q.node
+        return self._usage_of(q, self._lent(q.tree))
+
+    def queue_usages(self) -> dict[str, QueueUsage]:
+        """:meth:`queue_usage` of every queue, in name order, with each cohort tree's lending worked
+        out once (not once per queue of the tree)."""
+        lent: dict[int, dict[str, dict[int, int]]] = {}
+        out: dict[str, QueueUsage] = {}
+        for name in sorted(self._queues):
+            q = self._queues[name]
+            by_queue = lent.get(id(q.tree))
+            if by_queue is None:
+                by_queue = lent[id(q.tree)] = self._lent(q.tree)
+            out[name] = self._usage_of(q, by_queue)
+        return out
+
+    def _usage_of(self, q: QueueRt, lent_in_tree: dict[str, dict[int, int]]) -> QueueUsage:
+        name, node = q.name, q.node
         fr = self._fr_list
         nominal = {fr[k]: rq.nominal for k, rq in sorted(node.quotas.items())}
         usage = {fr[k]: node.usage[k] for k in sorted(node.quotas) if node.usage[k]}
         borrowed = {
             fr[k]: node.usage[k] - node.subtree[k] for k in sorted(node.quotas) if node.usage[k] > node.subtree[k]
         }
-        lent = self._lent(q.tree).get(name, {})
+        lent = lent_in_tree.get(name, {})
         pending = len(q.pend)
         return QueueUsage(name, q.cfg.cohort, nominal, usage, borrowed, {fr[k]: v for k, v in lent.items()}, pending, len(q.admitted))
 

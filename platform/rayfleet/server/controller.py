@@ -237,7 +237,7 @@ class Controller:
             self.backend.stop(run_id, reason=job.status.stop_reason or t.event or "stopped")
         if Action.RELEASE_QUOTA in t.actions:
             self.quota.release(job.name)
-        if t.status == job.status and t.event is None:
+        if t.event is None and (t.status is job.status or t.status == job.status):
             return job
         write = _Write(job.model_copy(update={"status": t.status}), job.status.state, t, version, now)
         if self._writes is not None:
@@ -286,10 +286,10 @@ class Controller:
         hosts = self._host_health(now)
         out = health.out_of_service(hosts, self.health)
         with self._batched():
-            for rec in self.store.list("TrainJob", states=LAUNCHED):
+            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
                 self._sync_one(rec.doc, rec.resource_version, out, now)  # type: ignore[arg-type]
         with self._batched():
-            for rec in self.store.list("TrainJob", states=LAUNCHED):
+            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
                 self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
 
     def _sync_one(self, job: TrainJob, version: int, out: set[str], now: float) -> None:
@@ -481,7 +481,7 @@ class Controller:
 
     def _finish_stops(self, now: float) -> None:
         with self._batched():
-            for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value]):
+            for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value], shared=True):
                 self._apply(rec.doc, transitions.finish_stop(rec.doc, now), now)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ 3. quota
@@ -559,7 +559,7 @@ class Controller:
         """Launch every ADMITTED attempt, then record the launches in one transaction: a crash
         before the commit leaves them ADMITTED, and their relaunch is idempotent per run id."""
         launched: list[tuple[TrainJob, Transition]] = []
-        for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value]):
+        for rec in self.store.list("TrainJob", states=[JobState.ADMITTED.value], shared=True):
             job: TrainJob = rec.doc  # type: ignore[assignment]
             req = self.launch_request(job)
             try:

@@ -67,9 +67,19 @@ class ServiceManager:
         self._wanted: dict[str, int] = {}
         self._requested_at: dict[str, float] = {}
         self._moves_wanted: dict[str, dict[int, tuple[tuple[str, ...], int]]] = {}  # service -> group -> (flavors, priority)
+        self._flavors: dict[str, tuple[object, tuple[str, ...]]] = {}   # service -> (its spec, the flavors it may use)
+
+    def _placement_flavors(self, svc: Service) -> tuple[str, ...]:
+        """``admission.check_service``'s flavors, worked out again only when the service's spec
+        object changed (a stored service read again unchanged shares its spec; the config does
+        not change while the manager runs)."""
+        hit = self._flavors.get(svc.name)
+        if hit is None or hit[0] is not svc.spec:
+            hit = self._flavors[svc.name] = (svc.spec, admission.check_service(self.config, svc).flavors)
+        return hit[1]
 
     def _records(self) -> list[Record]:
-        return self.store.list("Service", states=ACTIVE + [ServiceState.DELETING.value])
+        return self.store.list("Service", states=ACTIVE + [ServiceState.DELETING.value], shared=True)
 
     def _active(self) -> list[Service]:
         return [r.doc for r in self._records()]  # type: ignore[misc]
@@ -129,7 +139,7 @@ class ServiceManager:
                 continue
             created = rec.created_at
             if not quota.is_admitted(base_id(svc.name)):
-                flavors = admission.check_service(self.config, svc).flavors
+                flavors = self._placement_flavors(svc)
                 out.append(self._workload(quota, svc, base_id(svc.name), base_replicas(svc), flavors, created))
                 continue
             wanted = min(max(self._wanted.get(svc.name, 0), base_replicas(svc)), svc.spec.autoscaling.max_replicas)
@@ -311,7 +321,7 @@ class ServiceManager:
             self._event(svc, "Moving", f"{same.why}: a replacement comes up on other hosts of the pool, traffic moves when it is "
                         "ready, then the old group drains", {"groups": list(same.groups), "hosts": sorted(same.hosts)}, now)
         wanted = self._moves_wanted.setdefault(name, {})
-        candidates = admission.check_service(self.config, svc).flavors
+        candidates = self._placement_flavors(svc)
         priority = self.quota.priority(svc.spec.priority_class)
         for i in service_moves.window_moves(groups, rs.notices, moves):
             flavors = service_moves.other_flavors(candidates, moves.get(str(i), home))

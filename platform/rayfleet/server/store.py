@@ -132,6 +132,10 @@ MIGRATIONS: list[str] = [
 
 log = logging.getLogger("rayfleet.store")
 
+#: Documents decoded by shared reads (``Store.list(shared=True)``) the store keeps, by (kind, name),
+#: with the stored text they came from; the memo is emptied when it grows past this.
+DECODED_MEMO = 20_000
+
 
 class Quarantined(Conflict):
     """The stored record of this name did not decode and was moved to the quarantine (admins see it
@@ -257,6 +261,7 @@ class Store:
         self._lock = threading.RLock()
         self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
         self._batch_owner: int | None = None   # that holder's thread
+        self._decoded: dict[tuple[str, str], tuple[str, Document]] = {}  # (kind, name) -> (body, its document)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -376,17 +381,30 @@ class Store:
 
     _COLS = "name, team, body, resource_version, created_at, updated_at"
 
-    def _decode(self, kind: str, row: tuple) -> Record | None:
-        """A stored row as a Record; a row that no longer decodes is quarantined (None)."""
+    def _decode(self, kind: str, row: tuple, *, shared: bool = False) -> Record | None:
+        """A stored row as a Record; a row that no longer decodes is quarantined (None).
+
+        ``shared``: the caller treats the document as read-only, so a row whose stored text is the
+        same as at an earlier shared read gives that read's document again instead of parsing and
+        validating it again (the controller reads every launched job each pass, most unchanged)."""
         name, team, body, rv, created, updated = row
+        if shared:
+            hit = self._decoded.get((kind, name))
+            if hit is not None and hit[0] == body:   # the same text decodes to the same document
+                return Record(hit[1], team, rv, created, updated)
         try:
-            return Record(ALL_KINDS[kind].model_validate_json(body), team, rv, created, updated)
+            doc = ALL_KINDS[kind].model_validate_json(body)
         except (pydantic.ValidationError, ValueError) as e:
             self._quarantine(kind, name, body, str(e))
             return None
+        if shared:
+            if len(self._decoded) >= DECODED_MEMO:
+                self._decoded.clear()
+            self._decoded[(kind, name)] = (body, doc)
+        return Record(doc, team, rv, created, updated)
 
-    def _decode_all(self, kind: str, rows: list[tuple]) -> list[Record]:
-        return [rec for rec in (self._decode(kind, r) for r in rows) if rec is not None]
+    def _decode_all(self, kind: str, rows: list[tuple], *, shared: bool = False) -> list[Record]:
+        return [rec for rec in (self._decode(kind, r, shared=shared) for r in rows) if rec is not None]
 
     def _quarantine(self, kind: str, name: str, body: str, error: str) -> None:
         """Move an undecodable row aside (raw body kept) with an event; everything else goes on."""
@@ -526,10 +544,13 @@ class Store:
         states: list[str] | None = None,
         after: int = 0,
         limit: int | None = None,
+        shared: bool = False,
     ) -> list[Record]:
         """Objects of a kind in submission order; ``after`` is the paging cursor (a seq). Records
-        that do not decode are quarantined and left out."""
-        return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit)])
+        that do not decode are quarantined and left out. ``shared``: the caller never changes the
+        documents in place, and gets the same document object for a record unchanged since an
+        earlier shared read (no decoding: see ``_decode``)."""
+        return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit)], shared=shared)
 
     def page(self, kind: str, *, team: str | None, states: list[str] | None, limit: int, cursor: int) -> tuple[list[Record], int | None]:
         """One page and the cursor of the next one (None at the end)."""

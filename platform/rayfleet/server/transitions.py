@@ -154,12 +154,19 @@ def _disrupted(job: TrainJob, st: TrainJobStatus, what: str, message: str, now: 
     return Transition(st, "Requeued", msg, {**data, "state": st.state.value}, actions)
 
 
+#: A run in this state leaves a job in that state as it is (no event) when no newer checkpoint came.
+_STILL = {RunState.PENDING: JobState.STARTING, RunState.RUNNING: JobState.RUNNING}
+
+
 def observe(job: TrainJob, rs: RunStatus | None, now: float, *, next_flavor: str | None = None,
             flavor_exhausted: bool = False) -> Transition:
     """A launched attempt (STARTING or RUNNING) as the backend reports it (None: the backend does not know the run).
 
     ``next_flavor``: the flavor quota would try after this one (a stockout goes there at once);
     ``flavor_exhausted``: the flavor has nothing left for the gang (a LOST run with a notice out skips it)."""
+    if rs is not None and rs.state in _STILL and job.status.state == _STILL[rs.state] and (
+            rs.last_checkpoint_step is None or rs.last_checkpoint_step == job.status.last_checkpoint_step):
+        return Transition(job.status)   # nothing new (most attempts, most passes): no copy of the status
     st = job.status.model_copy(deep=True)
     if rs is None:
         rs = RunStatus(st.ray_job_id or "", RunState.LOST, "the run is gone from the backend (cluster restarted or removed)")
@@ -479,6 +486,11 @@ def service_deleted(st: ServiceStatus) -> Transition:
 def service_observed(st: ServiceStatus, granted: int, rs: ServiceRunStatus | None, message: str) -> Transition:
     """The deployment as Serve reports it (None: nothing deployed yet). RUNNING/DEGRADED/DEPLOYING come
     from the backend; PENDING from it means Serve has not listed the app yet (the state is kept)."""
+    state = rs.state if rs is not None and rs.state is not None and rs.state != ServiceState.PENDING else st.state
+    seen = (st.replicas_granted, st.state) if rs is None else \
+        (st.replicas_wanted, st.replicas_running, st.url, st.message, st.replicas_granted, st.state)
+    if seen == ((granted, state) if rs is None else (rs.replicas_wanted, rs.replicas_running, rs.url, message, granted, state)):
+        return Transition(st, None, st.message)   # nothing new (most passes): no copy of the status
     new = st.model_copy(deep=True)
     if rs is not None:
         new.replicas_wanted, new.replicas_running, new.url = rs.replicas_wanted, rs.replicas_running, rs.url

@@ -29,7 +29,7 @@ from typing import Any
 from ...api import PoolSpec
 from ...capacity.provisioning import reclaim_notice
 from ...errors import NotFound
-from ..base import ClusterInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
+from ..base import ClusterInfo, HostInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
 from ..placement import feasibility_problems, plan_request
 from .health import HealthSim
 from .hosts import ABSENT, Host, PoolHosts
@@ -108,6 +108,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
         self._requests: dict[int, DwsRequest] = {}   # queued DWS requests out, by id
         self._gang_request: dict[str, int] = {}      # gang key -> its queued DWS request
         self._faults: dict[str, list[Fault]] = {}    # host -> scripted faults
+        self._hosts_view: tuple[int, list[HostInfo]] | None = None   # (Host.shown_changes, hosts()) last built
         if scenario is not None:
             self.apply(scenario, start=None)
 

@@ -128,6 +128,11 @@ class HealthSim:
     # ------------------------------------------------------------ views
 
     def _notices(self: SimBackend, run: SimRun) -> tuple[Notice, ...]:
+        """The notices on the run's hosts; worked out again only when its gang's hosts or what any
+        host shows changed (the controller asks for every launched run each pass)."""
+        seen = run.notices_seen
+        if seen is not None and seen[0] == Host.shown_changes and seen[1] is run.gang.hosts:
+            return seen[2]
         out: list[Notice] = []
         for name in dict.fromkeys(h.name for h in run.gang.hosts):
             h = self._host(name)
@@ -135,11 +140,16 @@ class HealthSim:
                 out.append(h.notice)
             if h.state == CORDONED:
                 out.append(Notice(NoticeKind.UNHEALTHY, name, None, h.cordon_reason))
-        return tuple(out)
+        run.notices_seen = (Host.shown_changes, run.gang.hosts, tuple(out))
+        return run.notices_seen[2]
 
     def hosts(self: SimBackend) -> list[HostInfo]:
+        """Every host that is not absent. Built again only after a host changed what it shows
+        (``Host.shown_changes``): the controller asks once a pass, and most passes change no host."""
         with self._lock:
             self._advance()
+            if self._hosts_view is not None and self._hosts_view[0] == Host.shown_changes:
+                return list(self._hosts_view[1])
             out = []
             for pool, ph in self.pools.items():
                 for h in ph.hosts:
@@ -149,4 +159,5 @@ class HealthSim:
                     out.append(HostInfo(name=h.name, pool=pool, phase=HostPhase(h.state),
                                         node_id=None if h.state == PROVISIONING else h.node_id, since=h.since,
                                         expires_at=h.expires_at, healthy=h.unhealthy is None, message=message))
-            return out
+            self._hosts_view = (Host.shown_changes, out)
+            return list(out)

@@ -34,6 +34,10 @@ CORDONED, REPAIRING = "cordoned", "repairing"
 ALIVE = (READY, DRAINING, CORDONED)        # up, with a Ray node (runs keep running)
 
 
+#: The fields of a Host that its ``HostInfo`` shows (``SimBackend.hosts``).
+SHOWN = frozenset({"state", "generation", "since", "expires_at", "notice", "cordon_reason", "unhealthy"})
+
+
 @dataclass(eq=False)
 class Host:
     name: str
@@ -56,6 +60,15 @@ class Host:
     idle_since: float | None = None  # ready and empty since
     idle_token: int = 0              # bumped each time it becomes idle (keys its scale-down check)
     repair_token: int = 0            # bumped at each cordon / uncordon (keys its repair event)
+
+    #: Bumped whenever a field of :data:`SHOWN` is set on any host: the backend's host list is
+    #: rebuilt only after such a change (class-wide, so across sims it only rebuilds more often).
+    shown_changes = 0
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if name in SHOWN:
+            Host.shown_changes += 1
 
     @property
     def node_id(self) -> str:

@@ -41,6 +41,8 @@ class SimRun:
     max_run_duration: float | None = None
     hosts: tuple[str, ...] = ()               # the gang's host names (once placed), in worker order
     requested_checkpoint: int | None = None   # step of the checkpoint saved on request_checkpoint
+    # (Host.shown_changes, the gang's host list, the notices on those hosts) last worked out
+    notices_seen: tuple[int, list, tuple] | None = None
 
 
 @dataclass(eq=False)
