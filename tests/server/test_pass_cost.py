@@ -116,7 +116,8 @@ def test_a_pass_reads_the_heads_of_a_queue_not_its_backlog(tmp_path):
         assert fleet.store.count("TrainJob", [JobState.QUEUED.value], queue="team-a") >= 5000
         k = fleet.controller.heads.per_queue
         launched = fleet.store.count("TrainJob", [JobState.STARTING.value, JobState.RUNNING.value])
-        assert big[0] == small[0] <= 2 * launched + k, (small, big)
+        # (no more: a queue whose heads all waited offers fewer of them the next pass, queue_heads.MIN_HEADS)
+        assert big[0] <= small[0] <= 2 * launched + k, (small, big)
         assert big[1] - small[1] < 500, (small, big)   # no walk over 4,950 more rows
         # the queue's status counts the whole backlog, not only the heads the cycle looked at
         assert fleet.queue_view("team-a")["status"]["pending"] >= 5000

@@ -155,3 +155,58 @@ def test_a_preempted_job_requeued_behind_the_parked_heads_is_read_again(fleet_of
     _passes(fleet, t, 2)
     # back in the queue ahead of the cursor: quota looks at them again and says why they wait
     assert "cpu on cpu: requests" in fleet.store.get("TrainJob", "hold").doc.status.message
+
+
+def _two_queues(tmp_path, per_queue: int, jobs: int):
+    from rayfleet.server import transitions
+    from rayfleet.server.queue_heads import QueueHeads
+    from rayfleet.server.store import Store
+
+    store = Store(tmp_path / "s.db")
+    for q in ("a", "b"):
+        for i in range(jobs):
+            job = TrainJob.model_validate({"metadata": {"name": f"{q}{i}", "uid": f"u-{q}{i}"}, "spec": {
+                "entrypoint": "true", "queue": q, "gang": {"workers": 1, "resourcesPerWorker": {"cpu": 1}}}})
+            job.status = transitions.submitted(q, 0, 1000.0 + i)
+            store.create(job, team="t", now=1000.0 + i)
+    return QueueHeads(store, lambda pclass: 0, lambda queue: False, per_queue=per_queue, tree=lambda queue: f"tree-{queue}")
+
+
+def test_a_queue_whose_heads_all_wait_offers_fewer_and_more_again_as_they_are_admitted(tmp_path):
+    from rayfleet.server.queue_heads import MIN_HEADS
+
+    heads = _two_queues(tmp_path, per_queue=8, jobs=20)
+    heads.quota_now({}, None)
+    first = heads.read()
+    assert sorted(h.job.name for h in first if h.group[0] == "a") == sorted(f"a{i}" for i in range(8))
+    names = {h.job.name for h in first}
+    heads.park(first, names, admitted={"b0", "b1", "b2", "b3", "b4"})   # a: all wait; b: 5 of 8 admitted
+    second = heads.read()
+    per_queue = {q: [h.job.name for h in second if h.group[0] == q] for q in ("a", "b")}
+    assert per_queue["a"] == [f"a{i}" for i in range(8, 8 + MIN_HEADS)]   # the next ones behind, MIN_HEADS of them
+    assert len(per_queue["b"]) == 8                                         # 2 x 5 admitted, at most per_queue
+    heads.park(second, {h.job.name for h in second}, admitted=set(per_queue["a"]))
+    third = heads.read()
+    assert len([h for h in third if h.group[0] == "a"]) == 2 * MIN_HEADS   # a's heads were admitted: it offers more
+
+
+def test_a_release_unparks_only_the_queues_of_its_own_cohort_tree(tmp_path):
+    """Quota is shared within a cohort tree only: a release in queue a's tree takes a's parked heads
+    up again, and leaves b's (another tree) parked; new quotas in force take up every queue."""
+    heads = _two_queues(tmp_path, per_queue=2, jobs=4)
+    quotas = object()
+    heads.quota_now({"tree-a": 0, "tree-b": 0}, quotas)
+
+    def names() -> list[str]:
+        return sorted(h.job.name for h in heads.read())
+
+    first = heads.read()
+    assert sorted(h.job.name for h in first) == ["a0", "a1", "b0", "b1"]
+    heads.park(first, {h.job.name for h in first})          # quota told all four to wait
+    assert names() == ["a2", "a3", "b2", "b3"]               # the jobs behind them come up
+    heads.quota_now({"tree-a": 0, "tree-b": 0}, quotas)      # nothing released: still parked
+    assert names() == ["a2", "a3", "b2", "b3"]
+    heads.quota_now({"tree-a": 1, "tree-b": 0}, quotas)      # a release in a's tree only
+    assert names() == ["a0", "a1", "b2", "b3"]
+    heads.quota_now({"tree-a": 1, "tree-b": 0}, object())    # new quotas in force: every queue
+    assert names() == ["a0", "a1", "b0", "b1"]

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+)
 from pydantic.alias_generators import to_camel
 
 from . import limits
@@ -49,10 +57,23 @@ class Model(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+#: The validation context of a document read back from the store (``model_validate_json(body,
+#: context=STORED)``): it passed these checks when it was accepted, so the checks that only bound
+#: what a client may send (sizes, name syntax) are not run again; its shape still is (an unknown or
+#: missing field, a wrong type: the store quarantines the record).
+STORED: Final = {"stored": True}
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context) and info.context.get("stored") is True  # type: ignore[union-attr]
+
+
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _check_name(value: Any) -> Any:
+def _check_name(value: Any, info: ValidationInfo) -> Any:
+    if _stored(info):
+        return value
     if isinstance(value, str) and (len(value) > 63 or not _NAME_RE.fullmatch(value)):
         raise ValueError(
             "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', "
@@ -72,7 +93,9 @@ def json_size(value: Any) -> int:
         raise ValueError("numbers must be finite (no Infinity or NaN)") from None
 
 
-def _check_object(value: dict[str, Any]) -> dict[str, Any]:
+def _check_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    if _stored(info):
+        return value
     size = json_size(value)
     if size > limits.OBJECT_MAX_BYTES:
         raise ValueError(f"is {size} bytes as JSON; at most {limits.OBJECT_MAX_BYTES} bytes")
@@ -83,7 +106,9 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_check_object)]
 """A free-form object (runtime_env, args, config): finite numbers, at most OBJECT_MAX_BYTES as JSON."""
 
 
-def _check_labels(value: dict[str, str]) -> dict[str, str]:
+def _check_labels(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    if _stored(info):
+        return value
     if len(value) > limits.LABELS_MAX_ENTRIES:
         raise ValueError(f"has {len(value)} entries; at most {limits.LABELS_MAX_ENTRIES}")
     for k, v in value.items():
@@ -98,7 +123,9 @@ Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 """Labels: at most LABELS_MAX_ENTRIES entries, keys 1-253 characters, values at most 1024."""
 
 
-def _check_annotations(value: dict[str, str]) -> dict[str, str]:
+def _check_annotations(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    if _stored(info):
+        return value
     size = json_size(value)
     if size > limits.ANNOTATIONS_MAX_BYTES:
         raise ValueError(f"are {size} bytes as JSON; at most {limits.ANNOTATIONS_MAX_BYTES} bytes")
@@ -120,7 +147,9 @@ class ObjectMeta(Model):
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _check_job_id(value: Any) -> Any:
+def _check_job_id(value: Any, info: ValidationInfo) -> Any:
+    if _stored(info):
+        return value
     if isinstance(value, str) and not _JOB_ID_RE.fullmatch(value):
         raise ValueError("must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return value

@@ -33,7 +33,7 @@ class Adm:
 class TreeRt:
     """One cohort tree (or a queue without a cohort): the unit within which quota is shared."""
 
-    __slots__ = ("name", "root", "nodes_bottom_up", "queues", "pending", "gen", "pgen", "cache", "parked")
+    __slots__ = ("name", "root", "nodes_bottom_up", "queues", "pending", "gen", "pgen", "cache", "parked", "releases")
 
     def __init__(self, name: str, root: Node) -> None:
         self.name = name
@@ -45,6 +45,7 @@ class TreeRt:
         self.pgen = 0  # bumped on every change of the tree's pending set
         self.cache: tuple[tuple[int, int], list[Any]] | None = None
         self.parked: set[str] = set()  # one-head mode: heads set aside until quota is freed
+        self.releases = 0  # quota given back in the tree so far
 
 
 def _order_key(w: Workload) -> tuple[int, float, str]:

@@ -328,9 +328,21 @@ class QuotaState:
         del self._admitted[a.wl.id]
         t = q.tree
         t.gen += 1
+        t.releases += 1
         # Freed capacity: heads set aside in one-head mode get another look (Kueue requeues
         # inadmissible workloads when a workload finishes).
         t.parked.clear()
+
+    def releases_by_tree(self) -> dict[tuple[str, bool], int]:
+        """Quota given back so far in each cohort tree, by its root (name, is a queue): only a release
+        in a queue's own tree can let what waited in that queue in. Counted from the last change of
+        the quotas in force (the trees are built again then)."""
+        return {(t.root.name, t.root.is_queue): t.releases for t in self._trees}
+
+    def tree_of(self, queue: str) -> tuple[str, bool] | None:
+        """The root (name, is a queue) of ``queue``'s cohort tree; None for a queue quota does not know."""
+        q = self._queues.get(queue)
+        return None if q is None else (q.tree.root.name, q.tree.root.is_queue)
 
     def release(self, workload_id: str) -> AdmittedWorkload:
         """A workload finished (or was stopped): give its quota back."""

@@ -122,7 +122,7 @@ class Controller:
         policy = config.cluster.spec.host_health if config.cluster is not None else None
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
-        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
+        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=quota.state.tree_of)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._restore()
@@ -276,7 +276,7 @@ class Controller:
             raise
         for w, rv in zip(writes, versions, strict=True):
             if w.job.status.state == JobState.QUEUED and w.before != JobState.QUEUED:
-                self.heads.unpark()   # requeued (preempted, disrupted) at its old place: maybe behind a cursor
+                self.heads.unpark([w.job.spec.queue])   # requeued (preempted, disrupted) at its old place: maybe behind its cursor
             self.heads.wrote(w.job, rv)
 
     # ------------------------------------------------------------ 1. sync
@@ -490,7 +490,7 @@ class Controller:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
         for preempt in reclaims + self.quota.tick(now):
             self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
-        self.heads.quota_now(self.quota.releases, self.quota.state.effective_config)
+        self.heads.quota_now(self.quota.state.releases_by_tree(), self.quota.state.effective_config)
         heads = self.heads.read()
         pending = [h.job for h in heads if transitions.eligible(h.job, now)]
         workloads = []
@@ -522,7 +522,8 @@ class Controller:
                 continue
             decisions.append((got, transitions.waiting(got, w.reason)))
         self._write_decisions(decisions, now)
-        self.heads.park(heads, {a.workload_id for a in result.admitted} | {w.workload_id for w in result.waiting})
+        admitted = {a.workload_id for a in result.admitted}
+        self.heads.park(heads, admitted | {w.workload_id for w in result.waiting}, admitted)
         self.waiting = {w.workload_id: w for w in result.waiting}
 
     def _write_decisions(self, decisions: list[tuple[TrainJob, Transition | None]], now: float) -> None:

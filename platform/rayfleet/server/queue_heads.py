@@ -11,9 +11,15 @@ read at all, so a pass costs the same with 50 or 5,000 jobs queued.
 BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
 at and told to wait are *parked*, as Kueue parks inadmissible heads: the next pass reads the jobs
 behind them instead (a cursor per queue and priority class), until quota changes in a way that may
-admit them (a release of quota anywhere, or the quota schedule changing the quotas in force) or a
-job goes back to its queue (requeued after a preemption or disruption, at its old place, which may
-be behind a cursor); then every queue is read from its head again. A parked job keeps the waiting message it was given.
+admit them: a release of quota in the queue's own cohort tree (quota is shared within a tree only,
+so a release elsewhere cannot admit them), or the quota schedule changing the quotas in force
+(every queue); or a job goes back to its queue (requeued after a preemption or disruption, at its
+old place, which may be behind a cursor). Then those queues are read from their heads again. A
+parked job keeps the waiting message it was given.
+How many heads a queue offers adapts to what quota makes of them: ``per_queue`` at first and while
+the queue's heads are admitted, down to ``MIN_HEADS`` while quota tells all of them to wait (a
+saturated queue offers what Kueue's cycle offers, instead of reading, decoding and offering 16
+heads a pass to hear "wait" 16 times), doubling again with each pass that admits from the queue.
 Nothing is parked past a head quota did not look at (backing off, or waiting for a calendar window),
 so no job is hidden once it becomes eligible. StrictFIFO queues are never parked: their head blocks
 the jobs behind it.
@@ -21,7 +27,7 @@ the jobs behind it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..api import JobState, TrainJob
@@ -30,6 +36,9 @@ from .store import HeadRow, Store
 #: Heads per queue and pass (the controller's ``heads_per_queue``): what one pass may admit from a
 #: queue at most; the jobs behind come up in the next passes.
 HEADS_PER_QUEUE = 16
+
+#: The fewest heads a queue offers a pass (while all its heads wait).
+MIN_HEADS = 2
 
 #: Queued jobs kept decoded between passes (heads, and jobs the controller just wrote).
 DECODED_MEMO = 4096
@@ -46,47 +55,63 @@ class Head:
 
 class QueueHeads:
     """``priority``: a priority class name (None: none given) to its value now; ``strict``: whether
-    a queue is StrictFIFO."""
+    a queue is StrictFIFO; ``tree``: the cohort tree a queue's quota is shared in (its root)."""
 
     def __init__(self, store: Store, priority: Callable[[str | None], int], strict: Callable[[str], bool],
-                 per_queue: int = HEADS_PER_QUEUE):
+                 per_queue: int = HEADS_PER_QUEUE, tree: Callable[[str], Hashable] = lambda queue: None):
         if per_queue < 1:
             raise ValueError("heads_per_queue must be at least 1")
         self.store = store
         self.priority = priority
         self.strict = strict
         self.per_queue = per_queue
+        self.tree = tree
         self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
         self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
-        self._stale = False   # unparked since the last read
-        self._quota: tuple[int, object] = (-1, None)   # (releases, quotas in force) last seen
+        self._stale_all = False                 # every queue unparked since the last read
+        self._stale: set[str] = set()           # these queues unparked since the last read
+        self._releases: Mapping[Hashable, int] = {}   # quota's releases per tree, last seen
+        self._quotas: object = None                    # the quotas in force, last seen
+        self._k: dict[str, int] = {}            # heads a queue offers the next pass (default per_queue)
 
-    def unpark(self) -> None:
-        """Quota changed, or a job went back to its queue: every queue is read from its head again
-        (and heads read before this are not parked: the pass that read them saw an older queue)."""
-        self._after.clear()
-        self._stale = True
+    def unpark(self, queues: Iterable[str] | None = None) -> None:
+        """Quota changed, or a job went back to its queue: these queues (None: every queue) are read
+        from their heads again (and their heads read before this are not parked: the pass that read
+        them saw an older queue)."""
+        if queues is None:
+            self._after.clear()
+            self._stale_all = True
+            return
+        qs = set(queues)
+        for key in [k for k in self._after if k[0] in qs]:
+            del self._after[key]
+        self._stale |= qs
 
-    def quota_now(self, releases: int, quotas_in_force: object) -> None:
-        """Before a cycle: quota's release count and the quotas in force (the schedule's current
-        config object); a release or a new config since the last cycle may admit parked heads."""
-        if releases != self._quota[0] or quotas_in_force is not self._quota[1]:
+    def quota_now(self, releases: Mapping[Hashable, int], quotas_in_force: object) -> None:
+        """Before a cycle: quota's releases per cohort tree and the quotas in force (the schedule's
+        current config object). New quotas in force may admit any parked head; a release, the
+        parked heads of its own tree."""
+        if quotas_in_force is not self._quotas:
             self.unpark()
-        self._quota = (releases, quotas_in_force)
+        else:
+            freed = {t for t, n in releases.items() if self._releases.get(t) != n}
+            if freed:
+                self.unpark({q for q, _ in self._after if self.tree(q) in freed})
+        self._releases, self._quotas = dict(releases), quotas_in_force
 
     def read(self) -> list[Head]:
         """The heads of every queue with QUEUED jobs, each queue's in its order."""
-        self._stale = False
+        self._stale_all, self._stale = False, set()
         by_queue: dict[str, list[tuple[int, str, HeadRow]]] = {}
-        k = self.per_queue
         for queue, pclass in self.store.queue_groups("TrainJob", QUEUED):
             prio = self.priority(pclass or None)
-            found = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0), limit=k)
+            found = self.store.queue_heads("TrainJob", QUEUED, queue, pclass, after=self._after.get((queue, pclass), 0),
+                                           limit=self._k.get(queue, self.per_queue))
             by_queue.setdefault(queue, []).extend((-prio, pclass, r) for r in found)
         heads: list[Head] = []
         for queue, rows in by_queue.items():
             rows.sort(key=lambda r: (r[0], r[2].seq))
-            for _, pclass, r in rows[:k]:
+            for _, pclass, r in rows[:self._k.get(queue, self.per_queue)]:
                 hit = self._jobs.get(r.name)
                 if hit is not None and hit[0] == r.uid and hit[1] == r.resource_version:
                     job = hit[2]
@@ -115,17 +140,35 @@ class QueueHeads:
             self._jobs.clear()
         self._jobs[job.name] = (job.metadata.uid, rv, job)
 
-    def park(self, heads: Iterable[Head], decided: set[str]) -> None:
+    def park(self, heads: Iterable[Head], decided: set[str], admitted: set[str] | None = None) -> None:
         """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over
         its leading heads quota decided (admitted or told to wait), stopping at the first it did not
-        look at. Nothing is parked if the queues were unparked since the heads were read."""
-        if self._stale:
+        look at. Nothing is parked in a queue unparked since the heads were read. ``admitted``: the
+        heads quota admitted, which size each queue's next offer."""
+        heads = list(heads)
+        if admitted is not None:
+            self._size(heads, decided, admitted)
+        if self._stale_all:
             return
         stopped: set[tuple[str, str]] = set()
         for h in sorted(heads, key=lambda h: (h.group, h.seq)):
-            if h.group in stopped or self.strict(h.group[0]):
+            if h.group in stopped or h.group[0] in self._stale or self.strict(h.group[0]):
                 continue
             if h.job.name in decided:
                 self._after[h.group] = h.seq
             else:
                 stopped.add(h.group)
+
+    def _size(self, heads: list[Head], decided: set[str], admitted: set[str]) -> None:
+        """A queue quota admitted n heads of offers 2n the next pass (at most ``per_queue``); one whose
+        offered heads were all told to wait offers ``MIN_HEADS``."""
+        took: dict[str, int] = {}   # queue -> heads admitted, for the queues quota decided on
+        for h in heads:
+            if h.job.name in decided:
+                took[h.group[0]] = took.get(h.group[0], 0) + (h.job.name in admitted)
+        for queue in took:
+            k = min(self.per_queue, max(MIN_HEADS, 2 * took[queue]))
+            if k == self.per_queue:
+                self._k.pop(queue, None)
+            else:
+                self._k[queue] = k

@@ -22,7 +22,6 @@ class QuotaBridge:
         self.config = config
         fair = bool(config.cluster and config.cluster.spec.fair_sharing)
         self.state = QuotaState(from_platform(config, fair_sharing=fair), time.time() if now is None else now)
-        self.releases = 0  # quota given back so far (a change that may admit what waited)
 
     def workload(self, job: TrainJob, flavors: tuple[str, ...]) -> Workload:
         created = job.status.submitted_at.timestamp() if job.status.submitted_at else 0.0
@@ -51,7 +50,6 @@ class QuotaBridge:
     def release(self, workload_id: str) -> None:
         if self.state.is_admitted(workload_id):
             self.state.release(workload_id)
-            self.releases += 1
 
     def tick(self, now: float) -> list[Preempt]:
         return self.state.tick(now)

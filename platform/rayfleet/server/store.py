@@ -28,6 +28,7 @@ from urllib.parse import quote
 import pydantic
 
 from ..api import ALL_KINDS, Document
+from ..api.base import STORED
 from ..errors import Conflict, NotFound
 from .group_commit import GroupCommit
 from .storage_guard import StorageGuard
@@ -393,7 +394,7 @@ class Store:
             if hit is not None and hit[0] == body:   # the same text decodes to the same document
                 return Record(hit[1], team, rv, created, updated)
         try:
-            doc = ALL_KINDS[kind].model_validate_json(body)
+            doc = ALL_KINDS[kind].model_validate_json(body, context=STORED)   # checked when accepted: only its shape is checked again
         except (pydantic.ValidationError, ValueError) as e:
             self._quarantine(kind, name, body, str(e))
             return None
