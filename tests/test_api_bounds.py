@@ -227,3 +227,20 @@ def test_config_files_are_input_too(tmp_path, field, value, where):
     with pytest.raises(ConfigError) as err:
         load_config([path])
     assert any(p.field.startswith(where) for p in err.value.problems), err.value.problems
+
+
+def test_a_stored_document_is_decoded_with_its_shape_checked_but_not_the_client_bounds():
+    """``STORED`` (the store's decoding): what a client may not send (an oversized runtime_env, a
+    name that is not a DNS label) was refused when it came in; read back, it is not checked again,
+    while a wrong shape still fails (the store quarantines that record)."""
+    from rayfleet.api.base import STORED
+
+    job = TrainJob.model_validate({"metadata": {"name": "ok"}, "spec": {"entrypoint": "true", "queue": "q"}})
+    body = job.model_dump_json(by_alias=True)
+    big = body.replace('"runtimeEnv":{}', '"runtimeEnv":{"env_vars":{"X":"' + "x" * (limits.OBJECT_MAX_BYTES + 10) + '"}}')
+    assert big != body
+    with pytest.raises(ValidationError, match="bytes as JSON"):
+        TrainJob.model_validate_json(big)
+    assert TrainJob.model_validate_json(big, context=STORED).spec.runtime_env["env_vars"]["X"].startswith("xxx")
+    with pytest.raises(ValidationError):
+        TrainJob.model_validate_json(body.replace('"entrypoint"', '"entryPoint2"'), context=STORED)
