@@ -48,6 +48,7 @@ from ..backends.base import (
     PoolCapacity,
     RunState,
     RunStatus,
+    WatchingBackend,
     run_id_for,
 )
 from ..backends.placement import gang_fit
@@ -129,6 +130,8 @@ class Controller:
 
     def start(self) -> None:
         if self._thread is None:
+            if isinstance(self.backend, WatchingBackend):
+                self.backend.start_watching(self.wake)   # run states from watches; a change wakes a pass
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="rayfleet-controller", daemon=True)
             self._thread.start()
@@ -139,6 +142,8 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if isinstance(self.backend, WatchingBackend):
+            self.backend.stop_watching()
 
     def wake(self) -> None:
         self._wake.set()
