@@ -47,10 +47,8 @@ from typing import Any
 from fake_apiserver import FakeApiServer
 
 from rayfleet.api import PoolSpec
-from rayfleet.backends.kuberay.manifests import pool_placement
+from rayfleet.backends.kuberay.manifests import ANN_JOB_ID, ANN_RUN_ID, pool_placement
 
-ANN_RUN_ID = "rayfleet.io/run-id"
-ANN_JOB_ID = "rayfleet.io/job"
 SYSTEM_NODE = "fake-system-node"
 
 
@@ -114,7 +112,7 @@ class FakeKubeRayOperator:
         self.api = api
         self.namespace = namespace
         self.init_delay, self.start_delay, self.runtime, self.ttl_s = init_delay, start_delay, runtime, ttl_s
-        self.scripts: dict[str, Script] = {}        # job id (rayfleet.io/job) -> script
+        self.scripts: dict[str, Script] = {}        # job id (the RayJob's rayfleet.io/job-id) -> script
         self.created: Counter[str] = Counter()      # run id -> RayJob creations seen
         self.completed = self.failed = self.peak_running = 0
         self._jobs: dict[str, _Job] = {}            # RayJob name -> what was made for it

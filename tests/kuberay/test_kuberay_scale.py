@@ -42,6 +42,8 @@ def test_a_gang_waits_for_free_nodes_of_its_pool(backend, fake_api, gke_cfg, ope
     operator.add_pool_nodes("t4", gke_cfg.pools["t4"].spec, count=2)
     operator.add_pool_nodes("cpu", gke_cfg.pools["cpu"].spec, count=4)   # nodes of another pool do not count
     first, second = (m.launch_request_for(train_job(n, workers=2, per_worker={"nvidia.com/gpu": 1}), gke_cfg, "t4") for n in ("a", "b"))
+    for n in ("a", "b"):
+        operator.script(n, 1.5)   # long enough to be seen running, even on a loaded machine
     backend.launch(first)
     assert _until(lambda: backend.run_status(first.run_id).state == RunState.RUNNING)
     backend.launch(second)

@@ -1,7 +1,8 @@
 """The controller loop: the one owner of workload status.
 
 Woken by a submission, a stop, or a tick, one pass does, in order:
-1. sync: read each launched run's state from the backend and move jobs on, recording interruptions
+1. sync: read each launched run's state from the backend (a ``WatchingBackend``, KubeRay, answers
+   from its watches, started with the controller, whose changes wake a pass) and move jobs on, recording interruptions
    and recoveries, and stop jobs past their deadline; on a backend whose capacity comes and goes
    (``CapacityBackend``): cordon faulty hosts (``capacity.health``), record notices and ask for a
    checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
