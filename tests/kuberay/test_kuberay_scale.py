@@ -75,7 +75,7 @@ def test_deleting_a_rayjob_deletes_its_cluster_and_pods(backend, fake_api, gke_c
 
 
 def test_jobs_through_the_controller_and_the_kuberay_backend(tmp_path):
-    run = start(tmp_path, jobs=30, cpu_hosts=8, t4_hosts=2, queues=2, runtime=(0.05, 0.15))
+    run = start(tmp_path, jobs=30, cpu_hosts=16, t4_hosts=4, queues=2, runtime=(0.05, 0.15))
     try:
         submit_all(run)
         assert wait_done(run, 60) == 30
@@ -88,7 +88,7 @@ def test_jobs_through_the_controller_and_the_kuberay_backend(tmp_path):
         assert sum(calls.values()) <= CALLS_PER_ATTEMPT * attempts, calls
         # no read per running job: RayJobs, pods and nodes come from the watches
         assert calls.get(("get", "rayjobs"), 0) == 0 and calls.get(("list", "pods"), 0) <= 2, calls
-        assert run.operator.peak_running <= 8 + 2                                 # the pools' hosts bound the clusters at once
+        assert run.operator.peak_running <= 16 + 4                               # the pools' hosts bound the clusters at once
         assert run.fleet.controller.last_error is None
     finally:
         run.close()

@@ -534,9 +534,12 @@ class KubeRayBackend:
             pass
         try:
             created = self.kube.create(objs.rayjob)
-        except Conflict:
+        except Conflict:  # made meanwhile (another replica, an interrupted launch): adopt it if it is this run
             current = self.kube.get("RayJob", name, self.namespace)
-            return self._same_run(current, req.run_id)
+            run_id = self._same_run(current, req.run_id)
+            if inf is not None:
+                inf.seen(current, created=True)
+            return run_id
         if inf is not None:
             inf.seen(created, created=True)   # known before its watch event: never reported missing
         return req.run_id
