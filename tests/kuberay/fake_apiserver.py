@@ -1,7 +1,8 @@
 """A fake Kubernetes API server on 127.0.0.1 for the KubeRay backend's tests.
 
-It is a fake: one process, objects in memory, no controllers (nothing reconciles a RayJob; tests
-write status through the ``/status`` subresource, as KubeRay would). What it does do, it does the
+It is a fake: one process, objects in memory, no controllers of its own (tests write status
+through the ``/status`` subresource, as KubeRay would, or run :mod:`fake_kuberay_operator`, which
+reconciles RayJobs onto fake Nodes). What it does do, it does the
 way kube-apiserver does, so that the official ``kubernetes`` client talks to it unchanged:
 
 - ``/version/``, ``/api``, ``/apis``, ``/apis/GROUP/VERSION`` and ``/api/v1`` discovery;
