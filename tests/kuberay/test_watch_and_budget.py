@@ -246,3 +246,27 @@ def test_watched_statuses_carry_the_notices_run_status_has(gke_cfg, fake_api):
             seen = st
             break
     assert seen == polled
+
+
+def test_a_watched_dws_run_reads_its_request_from_the_watch_and_stop_deletes_it(watched, fake_api, gke_cfg):
+    req = _req(gke_cfg, pool="h100-flex")
+    watched.launch(req)
+    name = watched.run_name(req.run_id)
+    assert _until(lambda: watched.cache.provreqs.get(name) is not None)
+    gets = fake_api.count("get")
+    st = watched.run_status(req.run_id)
+    assert st.state == RunState.PENDING and "DWS" in st.message
+    assert [h for h in watched.hosts() if h.name.startswith(name)]              # the hosts the request waits for
+    assert fake_api.count("get") == gets
+    watched.stop(req.run_id)
+    assert fake_api.get("ProvisioningRequest", name, NS) is None and fake_api.get("PodTemplate", f"{name}-workers", NS) is None
+    assert watched.cache.provreqs.get(name) is None
+
+
+def test_a_watched_stop_of_a_plain_run_sends_no_dws_deletes(watched, fake_api, gke_cfg):
+    req = _req(gke_cfg)
+    watched.launch(req)
+    before = dict(fake_api.counts)
+    watched.stop(req.run_id)
+    sent = {k: n - before.get(k, 0) for k, n in fake_api.counts.items() if n != before.get(k, 0)}
+    assert sent == {("delete", "rayjobs"): 1, ("delete", "configmaps"): 1}

@@ -362,7 +362,8 @@ class KubeRayBackend:
         inf = self._informer("Node")
         if inf is None:
             return self.kube.list_nodes(), None
-        return inf.items(), inf.generation
+        version = inf.generation   # read before the items: a change in between makes the next read work it out again
+        return inf.items(), version
 
     # ------------------------------------------------------------ capacity
 
@@ -585,15 +586,19 @@ class KubeRayBackend:
             inf = self._informer("RayJob")
             if inf is not None:
                 inf.forget(name)
-        if self._may_have_dws(job):
+        if self._may_have_dws(name, job):
             self.kube.delete("ProvisioningRequest", name, self.namespace)
             self.kube.delete_core("PodTemplate", f"{name}-workers", self.namespace)
+            dws = self._informer("ProvisioningRequest")
+            if dws is not None:
+                dws.forget(name)
         self.kube.delete_core("ConfigMap", notice_configmap_name(name), self.namespace)
 
-    def _may_have_dws(self, job: dict[str, Any] | None) -> bool:
-        """Whether a run may have a PodTemplate + ProvisioningRequest: its pool is queued DWS, or
-        the run (its RayJob gone) or its pool is not known."""
-        if job is None:
+    def _may_have_dws(self, name: str, job: dict[str, Any] | None) -> bool:
+        """Whether a run may have a PodTemplate + ProvisioningRequest: its pool is queued DWS, the
+        watch holds its request, or the run (its RayJob gone) or its pool is not known."""
+        dws = self._informer("ProvisioningRequest")
+        if job is None or (dws is not None and dws.get(name) is not None):
             return True
         pool = ((job.get("metadata") or {}).get("labels") or {}).get("rayfleet.io/pool", "")
         return pool not in self.config.pools or is_queued_dws(self.config.pools[pool].spec)
