@@ -1,7 +1,8 @@
 """A fake Kubernetes API server on 127.0.0.1 for the KubeRay backend's tests.
 
-It is a fake: one process, objects in memory, no controllers (nothing reconciles a RayJob; tests
-write status through the ``/status`` subresource, as KubeRay would). What it does do, it does the
+It is a fake: one process, objects in memory, no controllers of its own (tests write status
+through the ``/status`` subresource, as KubeRay would, or run :mod:`fake_kuberay_operator`, which
+reconciles RayJobs onto fake Nodes). What it does do, it does the
 way kube-apiserver does, so that the official ``kubernetes`` client talks to it unchanged:
 
 - ``/version/``, ``/api``, ``/apis``, ``/apis/GROUP/VERSION`` and ``/api/v1`` discovery;
@@ -13,7 +14,12 @@ way kube-apiserver does, so that the official ``kubernetes`` client talks to it 
 - ``resourceVersion`` on every object and list, optimistic concurrency (409 on a stale
   ``resourceVersion``), 409 AlreadyExists, 404 NotFound and 422 Invalid as ``Status`` objects;
 - the status subresource: the main resource ignores status changes, ``/status`` ignores the rest;
-- label selectors (``k=v``, ``k!=v``, ``k``, ``!k``), watches from a resourceVersion (chunked);
+- label selectors (``k=v``, ``k!=v``, ``k``, ``!k``), watches from a resourceVersion (chunked),
+  ``allowWatchBookmarks`` (a BOOKMARK with the current resourceVersion when a watch times out), and
+  a bounded event history (``max_events``, as etcd compacts): a watch from a resourceVersion older
+  than what is kept gets the ``410 Expired`` ERROR event kube-apiserver sends;
+- every request counted by verb and resource (``counts``, ``request_times``), as kube-apiserver's
+  ``apiserver_request_total`` does;
 - request bodies validated against the CRD schemas vendored in the package with the same code as
   rayfleet's runtime validation (:mod:`rayfleet.backends.kuberay.crd_schema`);
 - the API server's service proxy to a RayCluster's head service, answered by a fake Ray dashboard
@@ -23,11 +29,14 @@ way kube-apiserver does, so that the official ``kubernetes`` client talks to it 
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import secrets
 import threading
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,21 +201,26 @@ class FakeDashboard:
 class FakeApiServer:
     """Start with ``with FakeApiServer() as api:``; ``api.api_client()`` is a configured client."""
 
-    def __init__(self, resources: list[Resource] | None = None):
+    def __init__(self, resources: list[Resource] | None = None, *, max_events: int | None = None, validate: bool = True):
         self.resources = {(r.group, r.version, r.plural): r for r in (resources or default_resources())}
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.events: list[tuple[int, str, Resource, str, dict[str, Any]]] = []
+        self.validate = validate       # False: skip the CRD schemas (a benchmark whose client validates already)
+        self.max_events = max_events   # None: keep every event
+        self.compacted = 0             # watches from a resourceVersion below this get 410
         self.rv = 100
         self.lock = threading.Condition()
         self.dashboards: dict[tuple[str, str], FakeDashboard] = {}
         self.requests: list[tuple[str, str]] = []   # (method, path) of every request
+        self.counts: Counter[tuple[str, str]] = Counter()   # (verb, resource) -> requests
+        self.request_times: list[float] = []                # time.monotonic() of every API request
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> FakeApiServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server = _Server(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="fake-apiserver", daemon=True)
@@ -273,6 +287,27 @@ class FakeApiServer:
             new["status"] = status
             return self._store(r, namespace, name, new, "MODIFIED", validate=True)
 
+    def mutate(self, kind: str, name: str, namespace: str, change: Any, *, validate: bool = True) -> dict[str, Any] | None:
+        """Change an object in place, as its controller would (``change(obj)`` edits a copy; None
+        if the object is gone). Spec and status alike: the fake's own controllers use it."""
+        r = self.resource_of(kind)
+        with self.lock:
+            current = self.objects.get((r.group, r.plural, namespace, name))
+            if current is None:
+                return None
+            new = copy.deepcopy(current)
+            change(new)
+            return self._store(r, namespace, name, new, "MODIFIED", validate=validate)
+
+    def remove(self, kind: str, name: str, namespace: str) -> bool:
+        """Delete an object if it is there (a watch sees DELETED); whether it was."""
+        r = self.resource_of(kind)
+        with self.lock:
+            if (r.group, r.plural, namespace, name) not in self.objects:
+                return False
+            self.delete(r, namespace, name)
+            return True
+
     def dashboard(self, namespace: str, raycluster: str) -> FakeDashboard:
         with self.lock:
             return self.dashboards.setdefault((namespace, raycluster), FakeDashboard())
@@ -290,7 +325,7 @@ class FakeApiServer:
         return obj
 
     def _validate(self, r: Resource, obj: dict[str, Any]) -> None:
-        if not r.validate:
+        if not r.validate or not self.validate:
             return
         errors = crd_schema.validate(obj)
         if errors:
@@ -305,9 +340,27 @@ class FakeApiServer:
         rv = self._next_rv()
         obj["metadata"]["resourceVersion"] = str(rv)
         self.objects[(r.group, r.plural, ns, name)] = obj
-        self.events.append((rv, event, r, ns, copy.deepcopy(obj)))
-        self.lock.notify_all()
+        self._event(rv, event, r, ns, copy.deepcopy(obj))
         return copy.deepcopy(obj)
+
+    def _event(self, rv: int, event: str, r: Resource, ns: str, obj: dict[str, Any]) -> None:
+        """Record a change for watches; past ``max_events`` the oldest are compacted away."""
+        self.events.append((rv, event, r, ns, obj))
+        if self.max_events is not None and len(self.events) > self.max_events * 1.1:
+            drop = len(self.events) - self.max_events
+            self.compacted = self.events[drop][0]
+            del self.events[:drop]
+        self.lock.notify_all()
+
+    def compact(self) -> None:
+        """Forget every event so far (etcd compaction): watches from an older version get 410."""
+        with self.lock:
+            self.compacted = self.rv + 1
+            self.events.clear()
+
+    def count(self, verb: str | None = None, resource: str | None = None) -> int:
+        """Requests counted, of one verb and/or resource."""
+        return sum(n for (v, res), n in self.counts.items() if verb in (None, v) and resource in (None, res))
 
     def create(self, r: Resource, ns: str, body: Any, *, keep_status: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -397,8 +450,7 @@ class FakeApiServer:
             rv = self._next_rv()
             gone = copy.deepcopy(obj)
             gone["metadata"]["resourceVersion"] = str(rv)
-            self.events.append((rv, "DELETED", r, ns, gone))
-            self.lock.notify_all()
+            self._event(rv, "DELETED", r, ns, gone)
             return status_object(200, "", "", {"name": name, "group": r.group, "kind": r.plural, "uid": obj["metadata"].get("uid")})
 
     def list(self, r: Resource, ns: str | None, selector: str | None) -> dict[str, Any]:
@@ -410,12 +462,15 @@ class FakeApiServer:
             ]
             return {"apiVersion": r.api_version, "kind": f"{r.kind}List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
 
-    def watch_events(self, r: Resource, ns: str | None, selector: str | None, since: int | None, timeout: float, closed: threading.Event):
-        """Events after ``since`` (or ADDED for what exists, then changes), until ``timeout``."""
-        import time
-
+    def watch_events(self, r: Resource, ns: str | None, selector: str | None, since: int | None, timeout: float, closed: threading.Event,
+                     bookmarks: bool = False):
+        """Events after ``since`` (or ADDED for what exists, then changes), until ``timeout``; then a
+        BOOKMARK if asked for. ``since`` older than the kept history: one 410 ERROR event."""
         deadline = time.monotonic() + timeout
         with self.lock:
+            if since is not None and since + 1 < self.compacted:
+                yield {"type": "ERROR", "object": status_object(410, "Expired", f"too old resource version: {since} ({self.compacted - 1})")}
+                return
             if since is None:
                 for (g, p, ons, _), o in sorted(self.objects.items()):
                     if (g, p) == (r.group, r.plural) and ns in (None, ons) and _match_labels((o.get("metadata") or {}).get("labels") or {}, selector):
@@ -424,10 +479,16 @@ class FakeApiServer:
         sent = since
         while not closed.is_set():
             with self.lock:
-                pending = [e for e in self.events if e[0] > sent]
+                if sent + 1 < self.compacted:   # fell behind the history while sending
+                    yield {"type": "ERROR", "object": status_object(410, "Expired", f"too old resource version: {sent} ({self.compacted - 1})")}
+                    return
+                pending = self.events[bisect.bisect_right(self.events, sent, key=lambda e: e[0]):]
                 if not pending:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._server is None:
+                        if bookmarks and self._server is not None:
+                            yield {"type": "BOOKMARK", "object": {"kind": r.kind, "apiVersion": r.api_version,
+                                                                   "metadata": {"resourceVersion": str(self.rv)}}}
                         return
                     self.lock.wait(min(remaining, 0.2))
                     continue
@@ -495,9 +556,34 @@ class FakeApiServer:
         return 404, {"message": f"no route {path}"}
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client closed its connection (a watch stopped): nothing to report
+        super().handle_error(request, client_address)
+
+
+def _verb_resource(method: str, parts: list[str], query: dict[str, str]) -> tuple[str, str]:
+    """A request as kube-apiserver's metrics name it: (verb, resource[/subresource])."""
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:] if parts[:1] == ["apis"] else []
+    if len(rest) >= 2 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return method.lower(), "discovery" if method == "GET" else "-"
+    resource = rest[0] if len(rest) < 3 else f"{rest[0]}/{rest[2]}"
+    if method == "GET":
+        verb = "get" if len(rest) >= 2 else "watch" if query.get("watch") in ("true", "1") else "list"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+    return verb, resource
+
+
 def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True   # headers and body go as two writes: no 40 ms delayed-ACK wait between them
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
@@ -527,6 +613,8 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             parts = [unquote(p) for p in url.path.split("/") if p]
             api.requests.append((method, url.path))
+            api.counts[_verb_resource(method, parts, query)] += 1
+            api.request_times.append(time.monotonic())
             try:
                 self._dispatch(method, parts, query)
             except ApiError as e:
@@ -627,7 +715,8 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             closed = threading.Event()
             try:
-                for event in api.watch_events(r, ns, query.get("labelSelector"), since, timeout, closed):
+                bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+                for event in api.watch_events(r, ns, query.get("labelSelector"), since, timeout, closed, bookmarks):
                     line = (json.dumps(event) + "\n").encode()
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()

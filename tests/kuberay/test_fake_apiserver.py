@@ -113,3 +113,34 @@ def test_list_label_selectors_and_watch(fake_api):
             w.stop()
     t.join()
     assert events == [("MODIFIED", "b"), ("DELETED", "a")]
+
+
+def test_requests_are_counted_by_verb_and_resource(fake_api):
+    co = k8s.CustomObjectsApi(fake_api.api_client())
+    co.create_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs", _rayjob())
+    co.get_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs", "j1")
+    co.list_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs")
+    co.patch_namespaced_custom_object_status("ray.io", "v1", "ns", "rayjobs", "j1", {"status": {"jobStatus": "RUNNING"}})
+    co.delete_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs", "j1")
+    assert {k: v for k, v in fake_api.counts.items() if k[1].startswith("rayjobs")} == {
+        ("create", "rayjobs"): 1, ("get", "rayjobs"): 1, ("list", "rayjobs"): 1, ("patch", "rayjobs/status"): 1, ("delete", "rayjobs"): 1}
+    assert fake_api.count(resource="rayjobs") == 4 and len(fake_api.request_times) == len(fake_api.requests)
+
+
+def test_a_bounded_history_answers_old_watches_with_410_and_ends_watches_with_a_bookmark():
+    from fake_apiserver import FakeApiServer
+
+    with FakeApiServer(max_events=10) as api:
+        co = k8s.CustomObjectsApi(api.api_client())
+        start = co.list_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs")["metadata"]["resourceVersion"]
+        for i in range(20):
+            co.create_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs", _rayjob(f"j{i}"))
+        w = watch.Watch()
+        with pytest.raises(ApiException) as e:
+            list(w.stream(co.list_namespaced_custom_object, "ray.io", "v1", "ns", "rayjobs", resource_version=start, timeout_seconds=1))
+        assert e.value.status == 410
+        now = co.list_namespaced_custom_object("ray.io", "v1", "ns", "rayjobs")["metadata"]["resourceVersion"]
+        events = list(w.stream(co.list_namespaced_custom_object, "ray.io", "v1", "ns", "rayjobs", resource_version=now,
+                               timeout_seconds=1, allow_watch_bookmarks=True))
+        assert [ev["type"] for ev in events] == ["BOOKMARK"]
+        assert events[0]["raw_object"]["metadata"]["resourceVersion"] == now

@@ -20,6 +20,7 @@ from .base import (
     parse_quantity,
 )
 from .cluster import (
+    ClientConnection,
     Cluster,
     ClusterSpec,
     ClusterStatus,
@@ -68,7 +69,7 @@ ALL_KINDS: dict[str, type[Document]] = {**CONFIG_KINDS, **WORKLOAD_KINDS}
 __all__ = [
     "API_VERSION", "CPU", "GPU", "MEMORY", "TPU", "RESOURCE_NAMES", "Document", "Model", "ObjectMeta",
     "format_quantity", "parse_duration", "parse_quantity",
-    "Cluster", "ClusterSpec", "ClusterStatus", "HostHealthPolicy", "KubeRaySpec", "LocalBackendSpec", "SimSpec",
+    "ClientConnection", "Cluster", "ClusterSpec", "ClusterStatus", "HostHealthPolicy", "KubeRaySpec", "LocalBackendSpec", "SimSpec",
     "ActiveMigration", "ComputeClass", "ComputeClassSpec", "ComputeClassStep", "Flavor", "FlavorSpec",
     "CapacityWait", "CheckpointSpec", "FailurePolicy", "GangSpec", "Interruption", "JobState", "NoticeRecord", "PlacementStrategy",
     "TrainAppRef", "TrainJob", "TrainJobSpec", "TrainJobStatus",

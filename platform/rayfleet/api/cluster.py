@@ -20,6 +20,15 @@ class LocalBackendSpec(Model):
     scenario: str | None = Field(default=None, description="Path of a scenario file (docs/sim.md format: pools and hosts) scripting provisioning delays, stockouts and reclaims of the local hosts, so they show on real Ray.")
 
 
+class ClientConnection(Model):
+    """The Kubernetes client's request budget, as Kueue's `clientConnection` (and client-go's rest
+    config): a token bucket refilled at `qps` tokens a second holding at most `burst`; every API
+    request, a watch included, takes one token."""
+
+    qps: float = Field(default=300.0, gt=0, le=100_000, description="Sustained API requests per second the KubeRay backend may send (Kueue's default: 300); more than 0, at most 100000.")
+    burst: int = Field(default=500, ge=1, le=100_000, description="Requests that may go at once after a quiet spell (Kueue's default: 500); at least 1, at most 100000.")
+
+
 class KubeRaySpec(Model):
     namespace: Name = Field(default="rayfleet", description="Namespace the RayClusters live in.")
     kubeconfig: Text | None = Field(default=None, description="Path of a kubeconfig; empty uses in-cluster config or the default kubeconfig.")
@@ -30,6 +39,7 @@ class KubeRaySpec(Model):
     ttl_seconds_after_finished: int = Field(default=300, ge=0, le=int(limits.DURATION_MAX_S), description="RayJob ttlSecondsAfterFinished; at most 90 days.")
     head_cpu: str = Field(default="4", max_length=64, description="Head pod CPU.")
     head_memory: str = Field(default="16Gi", max_length=64, description="Head pod memory.")
+    client_connection: ClientConnection = Field(default_factory=ClientConnection, description="The API request budget of rayfleet's Kubernetes client (qps, burst), as Kueue's clientConnection.")
 
 
 class SimSpec(Model):

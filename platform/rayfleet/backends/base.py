@@ -12,6 +12,7 @@ uid is the job's server-set metadata.uid, so a new job with an old name never me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -286,6 +287,19 @@ class TimedBackend(Protocol):
     def next_event_at(self) -> float | None:
         """When the next scheduled change is due (it may turn out to change nothing), on the
         backend's clock; None when nothing is scheduled."""
+
+
+@runtime_checkable
+class WatchingBackend(Protocol):
+    """A backend that keeps its runs' state from watches (KubeRay: list once, then watch the API
+    server) instead of being asked per run: the controller starts the watches when it starts, and
+    each change wakes it. Local and sim answer ``run_status`` from memory already."""
+
+    def start_watching(self, on_change: Callable[[], None] | None = None) -> None:
+        """Start the watches (idempotent); ``on_change`` is called when a run's state may have changed."""
+
+    def stop_watching(self) -> None:
+        """Stop the watches (idempotent); reads go to the cluster again."""
 
 
 @runtime_checkable

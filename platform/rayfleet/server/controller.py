@@ -1,7 +1,8 @@
 """The controller loop: the one owner of workload status.
 
 Woken by a submission, a stop, or a tick, one pass does, in order:
-1. sync: read each launched run's state from the backend and move jobs on, recording interruptions
+1. sync: read each launched run's state from the backend (a ``WatchingBackend``, KubeRay, answers
+   from its watches, started with the controller, whose changes wake a pass) and move jobs on, recording interruptions
    and recoveries, and stop jobs past their deadline; on a backend whose capacity comes and goes
    (``CapacityBackend``): cordon faulty hosts (``capacity.health``), record notices and ask for a
    checkpoint, move noticed attempts once it is saved, and plan migrations back to a preferred
@@ -49,6 +50,7 @@ from ..backends.base import (
     RunState,
     RunStatus,
     TimedBackend,
+    WatchingBackend,
     run_id_for,
 )
 from ..backends.placement import gang_fit
@@ -144,6 +146,8 @@ class Controller:
 
     def start(self) -> None:
         if self._thread is None:
+            if isinstance(self.backend, WatchingBackend):
+                self.backend.start_watching(self.wake)   # run states from watches; a change wakes a pass
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="rayfleet-controller", daemon=True)
             self._thread.start()
@@ -154,6 +158,8 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if isinstance(self.backend, WatchingBackend):
+            self.backend.stop_watching()
 
     def wake(self) -> None:
         self._wake.set()

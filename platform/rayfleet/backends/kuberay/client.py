@@ -63,6 +63,7 @@ from .manifests import (
     cluster_kuberay,
     cluster_pools,
     fleet_raycluster,
+    is_queued_dws,
     k8s_name,
     package_mount,
     rayservice,
@@ -72,6 +73,8 @@ from .manifests import (
 )
 from .nodes import cordon_patch, epoch, host_notices, node_hosts, uncordon_patch
 from .provisioning import apply_provisioning, pending_hosts
+from .ratelimit import TokenBucket
+from .watch_cache import ClusterCache, Informer
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,12 @@ class KubeRayBackend:
     (:mod:`.nodes`), plus the hosts queued DWS ProvisioningRequests still wait for; cordon is a
     Kubernetes cordon; a checkpoint request is written to the run's notice ConfigMap
     (:mod:`.checkpoint_request`).
+
+    Requests: every API request waits for a token of the Cluster's ``kuberay.clientConnection``
+    budget (:mod:`.ratelimit`; 300 QPS, burst 500 by default, as Kueue's). Reads: once
+    :meth:`start_watching` is called (the controller does when it starts) the backend's run, pod,
+    node and DWS reads answer from watches (:mod:`.watch_cache`); ``watch=False`` keeps asking the
+    API server every time (the polling baseline of ``benchmarks/kuberay_scale.py``).
     """
 
     name = "kuberay"
@@ -175,12 +184,17 @@ class KubeRayBackend:
         serve_app: ServeAppBuilder | None = None,
         http_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        watch: bool = True,
     ):
         self.config = config
         self.clock = clock
         self.cluster, self.kuberay = cluster_kuberay(config)
         self.namespace = self.kuberay.namespace
-        self.kube = KubeClient(api_client or api_client_for(self.kuberay))
+        budget = self.kuberay.client_connection
+        self.kube = KubeClient(api_client or api_client_for(self.kuberay), TokenBucket(budget.qps, budget.burst))
+        self.cache: ClusterCache | None = None   # the watches (start_watching); None: every read asks the API server
+        self._watch = watch
+        self._hosts_memo: tuple[int, int, list[HostInfo]] | None = None
         self._dashboard_url = dashboard_url
         self._serve_app = serve_app
         self._http_timeout = http_timeout
@@ -309,6 +323,48 @@ class KubeRayBackend:
         self.kube.delete_core("Secret", self.auth_secret, self.namespace)
         self._token = None
 
+    # ------------------------------------------------------------ watches
+
+    def start_watching(self, on_change: Callable[[], None] | None = None, *, timeout_seconds: int = 30,
+                       sync_timeout: float = 30.0) -> None:
+        """Keep this cluster's RayJobs, run worker pods, Nodes and DWS ProvisioningRequests from
+        watches (:mod:`.watch_cache`) from now on: ``run_status``, ``hosts``, ``capacity`` and the
+        run lookups of ``launch``, ``stop`` and ``logs`` answer from memory, so a controller pass
+        costs no API call per running job. ``on_change`` is called when a RayJob, Node or
+        ProvisioningRequest changes (the control service passes its controller's wake). Waits up
+        to ``sync_timeout`` for the first lists; a kind not listed yet is read as before."""
+        if self.cache is not None or not self._watch:
+            return
+        self.cache = ClusterCache(
+            self.kube, self.namespace, run_selector=self._selector("run"),
+            pod_selector=f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker", dws_selector=self._selector("dws"),
+            run_label=LABEL_RUN, on_change=on_change, timeout_seconds=timeout_seconds,
+        )
+        self.cache.start()
+        if not self.cache.wait_synced(sync_timeout):
+            log.warning("the KubeRay backend's watches did not list within %.0fs; reading the API server until they do", sync_timeout)
+
+    def stop_watching(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
+            self.cache = None
+
+    def _informer(self, kind: str) -> Informer | None:
+        """The kind's informer once it has listed, else None (read the API server)."""
+        if self.cache is None:
+            return None
+        inf = {"RayJob": self.cache.rayjobs, "Pod": self.cache.pods, "Node": self.cache.nodes,
+               "ProvisioningRequest": self.cache.provreqs}[kind]
+        return inf if inf.synced.is_set() else None
+
+    def _nodes(self) -> tuple[list[dict[str, Any]], int | None]:
+        """The Nodes, and the version of what was read (None: read from the API server)."""
+        inf = self._informer("Node")
+        if inf is None:
+            return self.kube.list_nodes(), None
+        version = inf.generation   # read before the items: a change in between makes the next read work it out again
+        return inf.items(), version
+
     # ------------------------------------------------------------ capacity
 
     def _pool_specs(self) -> dict[str, PoolSpec]:
@@ -316,7 +372,8 @@ class KubeRayBackend:
 
     def _busy_nodes(self) -> set[str]:
         """Nodes holding a gang or a service replica: a Running rayfleet run/service worker pod."""
-        pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker")
+        inf = self._informer("Pod")
+        pods = inf.items() if inf is not None else self.kube.list_core("Pod", self.namespace, f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker")
         busy = set()
         for pod in pods:
             labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -329,7 +386,8 @@ class KubeRayBackend:
         """The hosts queued DWS requests still wait for, one PROVISIONING entry per pod of each request
         (no Node exists for them yet; they count as provisioning capacity until the nodes register)."""
         out = []
-        for pr in self.kube.list("ProvisioningRequest", self.namespace, self._selector("dws")):
+        inf = self._informer("ProvisioningRequest")
+        for pr in inf.items() if inf is not None else self.kube.list("ProvisioningRequest", self.namespace, self._selector("dws")):
             meta = pr.get("metadata") or {}
             pool = (meta.get("labels") or {}).get("rayfleet.io/pool")
             if pool is None:
@@ -342,7 +400,17 @@ class KubeRayBackend:
     def hosts(self) -> list[HostInfo]:
         """The pools' Nodes, with their phase (:mod:`.nodes`), and the hosts queued DWS requests
         still wait for (PROVISIONING, no node yet)."""
-        return node_hosts(self.kube.list_nodes(), self._pool_specs()) + self._awaited_hosts()
+        return self._node_hosts() + self._awaited_hosts()
+
+    def _node_hosts(self) -> list[HostInfo]:
+        """The pools' Nodes as hosts; worked out once per change of the watched Nodes."""
+        nodes, version = self._nodes()
+        if version is not None and self._hosts_memo is not None and self._hosts_memo[:2] == (id(self.cache), version):
+            return list(self._hosts_memo[2])
+        hosts = node_hosts(nodes, self._pool_specs())
+        if version is not None:
+            self._hosts_memo = (id(self.cache), version, hosts)
+        return list(hosts)
 
     def capacity(self) -> dict[str, PoolCapacity]:
         """Per pool, from its Nodes: hosts configured (``maxReplicas`` x hosts per slice), alive
@@ -405,7 +473,11 @@ class KubeRayBackend:
 
     def _run_hosts(self, run_id: str) -> tuple[str, ...]:
         """Nodes the run's worker pods are on."""
-        pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_RUN}={run_label(run_id)},ray.io/node-type=worker")
+        inf = self._informer("Pod")
+        if inf is not None:
+            pods = inf.by_label(run_label(run_id))
+        else:
+            pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_RUN}={run_label(run_id)},ray.io/node-type=worker")
         return tuple(sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}))
 
     def _host_notices(self, pool: str, hosts: tuple[str, ...]) -> tuple[Notice, ...]:
@@ -413,7 +485,7 @@ class KubeRayBackend:
             return ()
         spec = self.config.pools[pool].spec
         now = self.clock()
-        known = {h.name: h for h in node_hosts(self.kube.list_nodes(), self._pool_specs())}
+        known = {h.name: h for h in self._node_hosts()}
         return tuple(n for h in hosts if h in known for n in host_notices(known[h], spec, now))
 
     # ------------------------------------------------------------ runs
@@ -430,7 +502,9 @@ class KubeRayBackend:
         """Create the run's PodTemplate + ProvisioningRequest (queued DWS pools) and RayJob.
         Idempotent: a RayJob that already carries this run id is the launch."""
         name = self.run_name(req.run_id)
-        existing = self.kube.find("RayJob", name, self.namespace)
+        inf = self._informer("RayJob")
+        # watched: a RayJob the watch does not hold is created (a Conflict below finds one that exists)
+        existing = inf.get(name) if inf is not None else self.kube.find("RayJob", name, self.namespace)
         if existing is not None:
             return self._same_run(existing, req.run_id)
         packages = self._packages(req.runtime_env)
@@ -460,10 +534,15 @@ class KubeRayBackend:
         except Conflict:
             pass
         try:
-            self.kube.create(objs.rayjob)
-        except Conflict:
+            created = self.kube.create(objs.rayjob)
+        except Conflict:  # made meanwhile (another replica, an interrupted launch): adopt it if it is this run
             current = self.kube.get("RayJob", name, self.namespace)
-            return self._same_run(current, req.run_id)
+            run_id = self._same_run(current, req.run_id)
+            if inf is not None:
+                inf.seen(current, created=True)
+            return run_id
+        if inf is not None:
+            inf.seen(created, created=True)   # known before its watch event: never reported missing
         return req.run_id
 
     @staticmethod
@@ -473,8 +552,23 @@ class KubeRayBackend:
             raise Conflict(f"RayJob {obj['metadata']['name']} belongs to run {have!r}, not {run_id!r}")
         return run_id
 
+    def _run_job_object(self, name: str) -> dict[str, Any] | None:
+        """The RayJob ``name``: from the watch when it knows it; a run it has not seen (nor seen
+        deleted) is asked for once, so a run is never reported missing on the cache's word alone."""
+        inf = self._informer("RayJob")
+        if inf is None:
+            return self.kube.find("RayJob", name, self.namespace)
+        job = inf.get(name)
+        if job is None and not inf.gone(name):
+            job = self.kube.find("RayJob", name, self.namespace)
+            if job is None:
+                inf.forget(name)
+            else:
+                inf.seen(job)
+        return job
+
     def _run_job(self, run_id: str) -> dict[str, Any] | None:
-        job = self.kube.find("RayJob", self.run_name(run_id), self.namespace)
+        job = self._run_job_object(self.run_name(run_id))
         if job is None:
             return None
         if ((job.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID) != run_id:
@@ -485,17 +579,46 @@ class KubeRayBackend:
         """Delete the run's RayJob (KubeRay stops the Ray job and deletes its RayCluster) and its
         DWS request. No-op for a run that is gone."""
         name = self.run_name(run_id)
-        if self._run_job(run_id) is not None:
+        job = self._run_job(run_id)
+        if job is not None:
             log.info("stopping run %s (%s)", run_id, reason)
             self.kube.delete("RayJob", name, self.namespace)
-        self.kube.delete("ProvisioningRequest", name, self.namespace)
-        self.kube.delete_core("PodTemplate", f"{name}-workers", self.namespace)
+            inf = self._informer("RayJob")
+            if inf is not None:
+                inf.forget(name)
+        if self._may_have_dws(name, job):
+            self.kube.delete("ProvisioningRequest", name, self.namespace)
+            self.kube.delete_core("PodTemplate", f"{name}-workers", self.namespace)
+            dws = self._informer("ProvisioningRequest")
+            if dws is not None:
+                dws.forget(name)
         self.kube.delete_core("ConfigMap", notice_configmap_name(name), self.namespace)
+
+    def _may_have_dws(self, name: str, job: dict[str, Any] | None) -> bool:
+        """Whether a run may have a PodTemplate + ProvisioningRequest: its pool is queued DWS, the
+        watch holds its request, or the run (its RayJob gone) or its pool is not known."""
+        dws = self._informer("ProvisioningRequest")
+        if job is None or (dws is not None and dws.get(name) is not None):
+            return True
+        pool = ((job.get("metadata") or {}).get("labels") or {}).get("rayfleet.io/pool", "")
+        return pool not in self.config.pools or is_queued_dws(self.config.pools[pool].spec)
 
     def run_status(self, run_id: str) -> RunStatus | None:
         job = self._run_job(run_id)
         if job is None:
             return None
+        return self._status_of(run_id, job)
+
+    def _provisioning_request(self, run_id: str) -> dict[str, Any] | None:
+        name = self.run_name(run_id)
+        inf = self._informer("ProvisioningRequest")
+        if inf is not None:
+            return inf.get(name)
+        return self.kube.find("ProvisioningRequest", name, self.namespace)
+
+    def _status_of(self, run_id: str, job: dict[str, Any]) -> RunStatus:
+        """A run's status from its RayJob, its worker pods' nodes, its DWS request and those nodes'
+        notices: the one rule of ``run_status`` and ``watch_runs``."""
         status = job.get("status") or {}
         state, message = map_rayjob_status(status)
         pool = ((job.get("metadata") or {}).get("labels") or {}).get("rayfleet.io/pool", "")
@@ -503,7 +626,7 @@ class KubeRayBackend:
         notices: tuple[Notice, ...] = ()
         if not state.terminal:
             hosts = self._run_hosts(run_id)
-            provreq = self.kube.find("ProvisioningRequest", self.run_name(run_id), self.namespace)
+            provreq = self._provisioning_request(run_id)
             if provreq is not None and pool in self.config.pools:
                 outcome = apply_provisioning(
                     provreq, state, message if status.get("message") or state != RunState.PENDING else "",
@@ -522,14 +645,16 @@ class KubeRayBackend:
 
     def list_runs(self) -> list[str]:
         out = []
-        for job in self.kube.list("RayJob", self.namespace, self._selector("run")):
+        inf = self._informer("RayJob")
+        for job in inf.items() if inf is not None else self.kube.list("RayJob", self.namespace, self._selector("run")):
             run_id = ((job.get("metadata") or {}).get("annotations") or {}).get(ANN_RUN_ID)
             if run_id:
                 out.append(run_id)
         return sorted(out)
 
     def watch_runs(self, *, timeout_seconds: int = 30, resource_version: str | None = None) -> Iterator[tuple[str, RunStatus | None]]:
-        """(run id, status) as RayJobs change; status None when a RayJob is deleted."""
+        """(run id, status) as RayJobs change; status None when a RayJob is deleted. A status is what
+        ``run_status`` would answer for that RayJob: hosts, DWS outcome and notices included."""
         for event_type, obj in self.kube.watch(
             "RayJob", self.namespace, label_selector=self._selector("run"), resource_version=resource_version, timeout_seconds=timeout_seconds
         ):
@@ -539,8 +664,7 @@ class KubeRayBackend:
             if event_type == "DELETED":
                 yield run_id, None
                 continue
-            state, message = map_rayjob_status(obj.get("status"))
-            yield run_id, RunStatus(run_id=run_id, state=state, message=message)
+            yield run_id, self._status_of(run_id, obj)
 
     # ------------------------------------------------------------ dashboard
 

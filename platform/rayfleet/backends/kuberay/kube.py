@@ -11,11 +11,12 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from ...api import KubeRaySpec
 from ...errors import BackendError, Conflict, NotFound
+from .ratelimit import TokenBucket, limit_api_client
 
 #: kind -> (group, version, plural) of the custom objects this backend manages.
 CUSTOM_KINDS: dict[str, tuple[str, str, str]] = {
@@ -43,6 +44,11 @@ def api_client_for(kuberay: KubeRaySpec) -> k8s.ApiClient:
     return k8s.ApiClient(configuration)
 
 
+class Expired(BackendError):
+    """410 Gone: the resourceVersion a watch started from is older than the API server keeps
+    (etcd compacted it). List again and watch from the list's resourceVersion."""
+
+
 def error_of(e: ApiException, what: str) -> Exception:
     """An ApiException as a rayfleet error carrying the API server's Status message."""
     message = e.reason or ""
@@ -55,15 +61,21 @@ def error_of(e: ApiException, what: str) -> Exception:
         return NotFound(f"{what}: not found ({message})")
     if e.status == 409:
         return Conflict(f"{what}: {message}")
+    if e.status == 410:
+        return Expired(f"{what}: {message}")
     return BackendError(f"{what}: HTTP {e.status}: {message}")
 
 
 class KubeClient:
     """create / get / replace / patch / delete / list / watch of custom and core objects,
-    with Kubernetes errors mapped to NotFound (404), Conflict (409) and BackendError."""
+    with Kubernetes errors mapped to NotFound (404), Conflict (409), Expired (410) and BackendError.
 
-    def __init__(self, api_client: k8s.ApiClient):
+    ``bucket``: the request budget (:mod:`.ratelimit`); every request of ``api_client`` waits for a
+    token (an ApiClient already limited keeps its own bucket)."""
+
+    def __init__(self, api_client: k8s.ApiClient, bucket: TokenBucket | None = None):
         self.api_client = api_client
+        self.bucket = limit_api_client(api_client, bucket) if bucket is not None else None
         self.custom = k8s.CustomObjectsApi(api_client)
         self.core = k8s.CoreV1Api(api_client)
 
@@ -128,31 +140,69 @@ class KubeClient:
     def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         return self.list_with_version(kind, namespace, label_selector)[0]
 
+    def _lister(self, kind: str, namespace: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """The list function of a kind (custom objects, pods, ProvisioningRequests; nodes are
+        cluster-scoped: ``namespace`` unused) and its leading arguments."""
+        if kind in CUSTOM_KINDS:
+            g, v, p = CUSTOM_KINDS[kind]
+            return self.custom.list_namespaced_custom_object, (g, v, namespace, p)
+        if kind == "Node":
+            return self.core.list_node, ()
+        fn = {"Pod": self.core.list_namespaced_pod, "PodTemplate": self.core.list_namespaced_pod_template,
+              "ConfigMap": self.core.list_namespaced_config_map}.get(kind)
+        if fn is None:
+            raise ValueError(f"unknown kind {kind!r}")
+        return fn, (namespace,)
+
     def list_with_version(self, kind: str, namespace: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        """Items and the list's resourceVersion (to watch from)."""
-        g, v, p = self._gvp(kind)
+        """Items and the list's resourceVersion (to watch from), as raw JSON."""
+        fn, args = self._lister(kind, namespace)
+        kwargs: dict[str, Any] = {"_preload_content": False}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
         try:
-            out = self.custom.list_namespaced_custom_object(g, v, namespace, p, label_selector=label_selector)
+            resp = fn(*args, **kwargs)
         except ApiException as e:
             raise error_of(e, f"list {kind}") from None
+        out = json.loads(resp.data or b"null") or {}
         return list(out.get("items") or []), str((out.get("metadata") or {}).get("resourceVersion", ""))
 
     def watch(
-        self, kind: str, namespace: str, *, label_selector: str | None = None, resource_version: str | None = None, timeout_seconds: int = 30
+        self, kind: str, namespace: str, *, label_selector: str | None = None, resource_version: str | None = None,
+        timeout_seconds: int = 30, bookmarks: bool = False, on_open: Callable[[Any], None] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(event type, object) pairs: ADDED, MODIFIED, DELETED, until the server ends the watch."""
-        g, v, p = self._gvp(kind)
-        w = k8s_watch.Watch()
-        kwargs: dict[str, Any] = {"label_selector": label_selector, "timeout_seconds": timeout_seconds}
+        """(event type, raw object) pairs: ADDED, MODIFIED, DELETED (and BOOKMARK with ``bookmarks``),
+        until the server ends the watch after ``timeout_seconds``. A watch from a resourceVersion the
+        server no longer keeps raises :class:`Expired` (410), whether the server refuses the request
+        or sends the ERROR event. ``on_open`` gets the open response (so another thread can close it)."""
+        fn, args = self._lister(kind, namespace)
+        kwargs: dict[str, Any] = {"watch": True, "timeout_seconds": timeout_seconds, "_preload_content": False}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
         if resource_version:
             kwargs["resource_version"] = resource_version
+        if bookmarks:
+            kwargs["allow_watch_bookmarks"] = True
         try:
-            for event in w.stream(self.custom.list_namespaced_custom_object, g, v, namespace, p, **kwargs):
-                yield event["type"], event["raw_object"]
+            resp = fn(*args, **kwargs)
         except ApiException as e:
             raise error_of(e, f"watch {kind}") from None
+        if on_open is not None:
+            on_open(resp)
+        try:
+            for line in iter_resp_lines(resp):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    e = ApiException(status=int(obj.get("code") or 500), reason=obj.get("reason") or "")
+                    e.body = json.dumps(obj)
+                    raise error_of(e, f"watch {kind}") from None
+                yield event["type"], obj
         finally:
-            w.stop()
+            resp.close()
+            resp.release_conn()
 
     def api_resources(self, group: str, version: str) -> list[str]:
         """Resource names the API server serves for group/version (discovery)."""
