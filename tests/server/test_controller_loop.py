@@ -98,3 +98,39 @@ def test_a_caller_waiting_for_the_lock_goes_before_the_next_pass(tmp_path):
     finally:
         controller.stop()
         fleet.close()
+
+
+def test_the_loop_wakes_when_a_simulated_run_ends_not_at_its_next_tick(tmp_path):
+    """TimedBackend: with a 5 s tick, a 0.3 s run is seen SUCCEEDED (its quota given back) within a
+    fraction of a second of its end; and a clock that stands still never makes the loop spin."""
+    sim = from_config(CONFIG)
+    sim.up()
+    sim.script_run("short", runtime=0.3)
+    fleet = assemble(CONFIG, sim, tmp_path, controller_interval=5.0)
+    small = TrainJob.model_validate({"metadata": {"name": "short"}, "spec": {
+        "entrypoint": "python train.py", "queue": "team-a", "gang": {"workers": 1, "resourcesPerWorker": {"cpu": 1}}}})
+    fleet.controller.start()
+    try:
+        t0 = time.monotonic()
+        fleet.submit_job(small, ADMIN)
+        while time.monotonic() - t0 < 4.5 and fleet.store.get("TrainJob", "short").doc.status.state != JobState.SUCCEEDED:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+    finally:
+        fleet.close()
+    assert fleet_state(tmp_path) == JobState.SUCCEEDED and took < 2.0, took   # a tick would have taken 5 s
+
+    frozen = from_config(CONFIG, clock=lambda: 1000.0)
+    frozen.up()
+    frozen.script_run("short", runtime=0.3)
+    still = assemble(CONFIG, frozen, tmp_path / "still", clock=lambda: 1000.0, controller_interval=5.0)
+    still.submit_job(small, ADMIN)
+    still.controller.run_once(1000.0)
+    assert still.controller._idle_s() <= 5.0
+    assert still.controller._idle_s() == 5.0   # the clock did not move: wait the tick, not 1 ms again and again
+    still.close()
+
+
+def fleet_state(data: Path) -> JobState:
+    from rayfleet.server.store import Store
+    return Store(data / "rayfleet.db").get("TrainJob", "short").doc.status.state  # type: ignore[attr-defined]

@@ -127,6 +127,8 @@ class Controller:
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=quota.state.tree_of)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
+        self._idle_at: float | None = None                      # the clock when the loop last waited for a backend's change
+        self._due_seen: float | None = None                     # a change already due then
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -173,29 +175,39 @@ class Controller:
             except Exception as e:  # keep the loop alive; the error is visible in /healthz and logs
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("controller pass failed")
-            woken = self._wake.wait(self._idle_s())
+            start, idle = time.monotonic(), self._idle_s()
+            woken = self._wake.wait(idle)
             self._wake.clear()
             if woken:
-                self._settle()
+                self._settle(start + idle if idle < self.interval else None)
 
     def _idle_s(self) -> float:
         """How long the loop may wait for a wake: the tick (``interval``), or less when the backend
         knows its next change is due sooner (``TimedBackend``: the simulated backend's next run end),
         so an ended run's quota is given back when it ends, not at the next tick. A change already
-        due (not yet applied by the backend) does not shorten the wait: the loop would spin on it."""
+        due (the backend applies it when next asked) gets one prompt pass; if it is still due after
+        that pass it concerns nothing the controller reads, and the loop waits its tick (never spins)."""
         if not isinstance(self.backend, TimedBackend):
             return self.interval
-        due = self.backend.next_event_at()
-        if due is None:
+        due, now = self.backend.next_event_at(), self.clock()
+        if due is None or now == self._idle_at:   # nothing due, or a clock that stands still (a test's)
             return self.interval
-        left = due - self.clock()
-        return min(self.interval, max(left, MIN_WAIT_S)) if left > 0 else self.interval
+        self._idle_at = now
+        if due > now:
+            return min(self.interval, max(due - now, MIN_WAIT_S))
+        if due == self._due_seen:   # already due at the last wait, and the pass since left it: nothing it reads
+            return self.interval
+        self._due_seen = due        # due, not yet applied: the next pass's reads apply it
+        return MIN_WAIT_S
 
-    def _settle(self) -> None:
+    def _settle(self, due: float | None = None) -> None:
         """After a wake, wait while more wakes keep coming (``SETTLE_S`` apart), at most ``interval``
-        and not past the backend's next change: a burst of API calls (200 stops) is served between
-        passes and followed by one pass, instead of each call waking a pass the next call then waits for."""
-        deadline = time.monotonic() + self._idle_s()
+        and not past ``due`` (monotonic: the backend's next change): a burst of API calls (200 stops)
+        is served between passes and followed by one pass, instead of each call waking a pass the
+        next call then waits for."""
+        deadline = time.monotonic() + self.interval
+        if due is not None:
+            deadline = min(deadline, due)
         while not self._stop.is_set() and time.monotonic() < deadline and self._wake.wait(min(SETTLE_S, max(deadline - time.monotonic(), 0.0))):
             self._wake.clear()
 
