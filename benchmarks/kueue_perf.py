@@ -117,7 +117,7 @@ def generator(shape: Shape, cohorts: int) -> list[tuple[float, str, WorkloadSet,
     return out
 
 
-def run_set(name: str, scale: float, interval: float, timeout: float) -> dict:
+def run_set(name: str, scale: float, interval: float, timeout: float, clients: int) -> dict:
     shape = SETS[name]
     cohorts = max(1, round(shape.cohorts * scale))
     work = Path(tempfile.mkdtemp(prefix=f"rf-kueue-{name}-"))
@@ -142,8 +142,8 @@ def run_set(name: str, scale: float, interval: float, timeout: float) -> dict:
 
     quit_ = threading.Event()
 
-    def submit() -> None:
-        for offset, _, _, job in plan:
+    def submit(share: list[tuple[float, str, WorkloadSet, str]]) -> None:
+        for offset, _, _, job in share:
             if quit_.is_set():
                 return
             wait = t0 + offset - time.time()
@@ -152,8 +152,10 @@ def run_set(name: str, scale: float, interval: float, timeout: float) -> dict:
             lag.append(max(0.0, -wait))
             fleet.submit_job(jobs[job], ADMIN)
 
-    submitter = threading.Thread(target=submit, name="kueue-perf-submitter", daemon=True)
-    submitter.start()
+    submitters = [threading.Thread(target=submit, args=(plan[k::clients],), name=f"kueue-perf-client-{k}", daemon=True)
+                  for k in range(clients)]
+    for t in submitters:
+        t.start()
     terminal = [s.value for s in JobState if s.terminal]
     total, done = len(plan), 0
     while time.time() - t0 < timeout:
@@ -164,9 +166,11 @@ def run_set(name: str, scale: float, interval: float, timeout: float) -> dict:
     cpu = time.clock_gettime(cpu_clock) - cpu0
     cycles = fleet.controller.cycles - cycles0
     quit_.set()
-    submitter.join(timeout=30)
+    for t in submitters:
+        t.join(timeout=30)
     fleet.controller.stop()
-    return {"set": name, "scale": scale, "cohorts": cohorts, "queues": cohorts * shape.queues_per_cohort, "workloads": total,
+    gc = fleet.store.creates
+    return {"set": name, "scale": scale, "creates_per_transaction": round(gc.writes / max(gc.transactions, 1), 2), "cohorts": cohorts, "queues": cohorts * shape.queues_per_cohort, "workloads": total,
             "finished": done, **measure(fleet, shape, cohorts, t0), "controller_cpu_s": round(cpu, 2), "passes": cycles,
             "submit_lag_mean_s": round(sum(lag) / len(lag), 2) if lag else None,
             "submit_lag_max_s": round(max(lag), 2) if lag else None, "_fleet": fleet}
@@ -256,12 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of each set's cohorts (targets judged at 1 only)")
     ap.add_argument("--interval", type=float, default=0.05, help="the controller's idle tick in seconds (default 0.05)")
     ap.add_argument("--timeout", type=float, default=150.0, help="give a set up after this many seconds (default 150)")
+    ap.add_argument("--clients", type=int, default=8,
+                    help="submitting threads (default 8): Kueue's generator creates from one goroutine per queue and workload set")
     args = ap.parse_args(argv)
+    if args.clients < 1:
+        ap.error("--clients: must be at least 1")
     names = list(SETS) if args.set == "both" else [args.set]
-    result: dict = {"benchmark": "kueue_perf", "python": sys.version.split()[0], "interval_s": args.interval}
+    result: dict = {"benchmark": "kueue_perf", "python": sys.version.split()[0], "interval_s": args.interval, "clients": args.clients}
     targets: dict = {}
     for name in names:
-        r = run_set(name, args.scale, args.interval, args.timeout)
+        r = run_set(name, args.scale, args.interval, args.timeout, args.clients)
         fleet = r.pop("_fleet")
         fleet.close()
         show(r, SETS[name])

@@ -133,8 +133,9 @@ def test_full_disk_answers_503_full_until_space_is_freed(tmp_path):
 
 def test_full_database_simulated_by_max_page_count(api, fleet, team_a):
     """SQLite's page cap stands in for a full disk where no tmpfs can be mounted."""
-    pages = fleet.store._q("PRAGMA page_count")[0][0]
-    fleet.store._q(f"PRAGMA max_page_count={pages}")
+    with fleet.store._lock:   # on the writer's connection (reads have their own)
+        pages = fleet.store._db.execute("PRAGMA page_count").fetchone()[0]
+        fleet.store._db.execute(f"PRAGMA max_page_count={pages}")
     answers = [api.post("/api/v1/jobs", json=job(f"j{i}") | {"spec": {**job("x")["spec"], "entrypoint": "y" * 5000}},
                         headers=team_a) for i in range(40)]
     refused = [r for r in answers if r.status_code != 201]

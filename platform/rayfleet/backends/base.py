@@ -278,6 +278,17 @@ class CapacityBackend(Protocol):
 
 
 @runtime_checkable
+class TimedBackend(Protocol):
+    """A backend that knows when its next change of its own is due (the simulated backend: a run
+    that ends, a host that comes up): the controller's loop wakes then instead of at its next tick,
+    as a watch event would wake it on a real cluster."""
+
+    def next_event_at(self) -> float | None:
+        """When the next scheduled change is due (it may turn out to change nothing), on the
+        backend's clock; None when nothing is scheduled."""
+
+
+@runtime_checkable
 class ServingBackend(Protocol):
     """A backend that owns Ray Serve itself (KubeRay: RayService objects). On the local backend the
     control service talks to the cluster's Serve REST API instead (``server/serving.py``)."""

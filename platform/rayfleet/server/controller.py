@@ -48,6 +48,7 @@ from ..backends.base import (
     PoolCapacity,
     RunState,
     RunStatus,
+    TimedBackend,
     run_id_for,
 )
 from ..backends.placement import gang_fit
@@ -69,6 +70,8 @@ LAUNCHED = [JobState.STARTING.value, JobState.RUNNING.value]
 HOLDING_QUOTA = [JobState.ADMITTED.value, JobState.STARTING.value, JobState.RUNNING.value, JobState.STOPPING.value]
 #: After a wake, the loop's pass waits until no further wake came for this long (see ``_settle``).
 SETTLE_S = 0.05
+#: The shortest wait for a backend's next change (a change due in 0.1 ms is waited for 1 ms).
+MIN_WAIT_S = 0.001
 #: How long the loop lets API calls waiting for its lock go first before it starts a pass anyway.
 CALLERS_FIRST_S = 1.0
 #: Jobs whose placement flavors the controller keeps between passes.
@@ -81,6 +84,17 @@ def placement_flavors(config: PlatformConfig, job: TrainJob) -> tuple[str, ...]:
         return admission.check_gang(config, job.spec.queue, job.spec.gang, path="spec.gang")
     except (SpecError, KeyError):
         return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Write:
+    """A transition's result to store: the job as it becomes, its state before, the store version
+    it was read at (None: not checked)."""
+    job: TrainJob
+    before: JobState
+    t: Transition
+    version: int | None
+    now: float
 
 
 class Controller:
@@ -110,6 +124,7 @@ class Controller:
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
+        self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._restore()
 
     # ------------------------------------------------------------ lifecycle
@@ -152,17 +167,30 @@ class Controller:
             except Exception as e:  # keep the loop alive; the error is visible in /healthz and logs
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("controller pass failed")
-            woken = self._wake.wait(self.interval)
+            woken = self._wake.wait(self._idle_s())
             self._wake.clear()
             if woken:
                 self._settle()
 
+    def _idle_s(self) -> float:
+        """How long the loop may wait for a wake: the tick (``interval``), or less when the backend
+        knows its next change is due sooner (``TimedBackend``: the simulated backend's next run end),
+        so an ended run's quota is given back when it ends, not at the next tick. A change already
+        due (not yet applied by the backend) does not shorten the wait: the loop would spin on it."""
+        if not isinstance(self.backend, TimedBackend):
+            return self.interval
+        due = self.backend.next_event_at()
+        if due is None:
+            return self.interval
+        left = due - self.clock()
+        return min(self.interval, max(left, MIN_WAIT_S)) if left > 0 else self.interval
+
     def _settle(self) -> None:
-        """After a wake, wait while more wakes keep coming (``SETTLE_S`` apart), at most ``interval``:
-        a burst of API calls (200 stops) is served between passes and followed by one pass, instead
-        of each call waking a pass the next call then waits for."""
-        deadline = time.monotonic() + self.interval
-        while not self._stop.is_set() and time.monotonic() < deadline and self._wake.wait(SETTLE_S):
+        """After a wake, wait while more wakes keep coming (``SETTLE_S`` apart), at most ``interval``
+        and not past the backend's next change: a burst of API calls (200 stops) is served between
+        passes and followed by one pass, instead of each call waking a pass the next call then waits for."""
+        deadline = time.monotonic() + self._idle_s()
+        while not self._stop.is_set() and time.monotonic() < deadline and self._wake.wait(min(SETTLE_S, max(deadline - time.monotonic(), 0.0))):
             self._wake.clear()
 
     def _let_callers_in(self) -> None:
@@ -211,36 +239,74 @@ class Controller:
             self.quota.release(job.name)
         if t.event is None and (t.status is job.status or t.status == job.status):
             return job
-        before = job.status.state
-        job = job.model_copy(update={"status": t.status})
-        rec = self.store.update(job, expected_version=version, event=t.event, message=t.message, data=t.data, now=now)
-        if t.status.state == JobState.QUEUED and before != JobState.QUEUED:
-            self.heads.unpark()   # requeued (preempted, disrupted) at its old place: maybe behind a cursor
-        self.heads.wrote(job, rec.resource_version)
-        return job
+        write = _Write(job.model_copy(update={"status": t.status}), job.status.state, t, version, now)
+        if self._writes is not None:
+            self._writes.append(write)
+        else:
+            self._store_writes([write])
+        return write.job
+
+    @contextmanager
+    def _batched(self) -> Iterator[None]:
+        """The writes of :meth:`_apply` inside the block go to the store in one transaction when
+        it ends (also when an exception leaves it: what was decided before is kept, as it would be
+        written one by one). Actions are carried out at once, as outside a batch: a crash before
+        the commit is the same as one between an action and its write, which the transitions
+        already repair (a run observed again, a stop asked again). Nothing in the block may read
+        back a job it wrote from the store."""
+        if self._writes is not None:   # already batching: the outer block commits
+            yield
+            return
+        self._writes = []
+        try:
+            yield
+        finally:
+            writes, self._writes = self._writes, None
+            self._store_writes(writes)
+
+    def _store_writes(self, writes: list[_Write]) -> None:
+        if not writes:
+            return
+        try:
+            with self.store.batch():
+                versions = [self.store.update(w.job, expected_version=w.version, event=w.t.event, message=w.t.message,
+                                              data=w.t.data, now=w.now).resource_version for w in writes]
+        except Exception:
+            self.heads.forget()   # nothing of it was stored
+            raise
+        for w, rv in zip(writes, versions, strict=True):
+            if w.job.status.state == JobState.QUEUED and w.before != JobState.QUEUED:
+                self.heads.unpark()   # requeued (preempted, disrupted) at its old place: maybe behind a cursor
+            self.heads.wrote(w.job, rv)
 
     # ------------------------------------------------------------ 1. sync
 
     def _sync(self, now: float) -> None:
+        """Each launched job as its run is now (its writes in one transaction), then deadlines."""
         hosts = self._host_health(now)
         out = health.out_of_service(hosts, self.health)
-        for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
-            job: TrainJob = rec.doc  # type: ignore[assignment]
-            status: RunStatus | None = self.backend.run_status(self._run_id(job))
-            lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
-            stockout = status is not None and status.state == RunState.STOCKOUT
-            t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now) if stockout else None,
-                                    flavor_exhausted=lost_noticed and self._exhausted(job, job.status.notice.kind))  # type: ignore[union-attr]
-            tipped = self._count_failure(job, status, now)
-            job = self._apply(job, t, now, version=rec.resource_version)
-            for host in tipped:
-                self._cordon(host, f"{self.health.policy.failures_to_cordon} runs failed on it within "
-                                   f"{self.health.policy.window:.0f}s", now, job=job)
-            if job.status.state == JobState.RUNNING and status is not None:
-                self._notices(job, status, out, now)
-            self._capacity_fallback(job, now)
-        for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
-            self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
+        with self._batched():
+            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
+                self._sync_one(rec.doc, rec.resource_version, out, now)  # type: ignore[arg-type]
+        with self._batched():
+            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
+                self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
+
+    def _sync_one(self, job: TrainJob, version: int, out: set[str], now: float) -> None:
+        """One launched job: its run's report, failures counted against hosts, notices, capacity fallback."""
+        status: RunStatus | None = self.backend.run_status(self._run_id(job))
+        lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
+        stockout = status is not None and status.state == RunState.STOCKOUT
+        t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now) if stockout else None,
+                                flavor_exhausted=lost_noticed and self._exhausted(job, job.status.notice.kind))  # type: ignore[union-attr]
+        tipped = self._count_failure(job, status, now)
+        job = self._apply(job, t, now, version=version)
+        for host in tipped:
+            self._cordon(host, f"{self.health.policy.failures_to_cordon} runs failed on it within "
+                               f"{self.health.policy.window:.0f}s", now, job=job)
+        if job.status.state == JobState.RUNNING and status is not None:
+            self._notices(job, status, out, now)
+        self._capacity_fallback(job, now)
 
     def _capacity_fallback(self, job: TrainJob, now: float) -> None:
         """An attempt still waiting for its hosts: resubmit its request, or give the flavor up, as
@@ -414,8 +480,9 @@ class Controller:
         return job
 
     def _finish_stops(self, now: float) -> None:
-        for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value], shared=True):
-            self._apply(rec.doc, transitions.finish_stop(rec.doc, now), now)  # type: ignore[arg-type]
+        with self._batched():
+            for rec in self.store.list("TrainJob", states=[JobState.STOPPING.value], shared=True):
+                self._apply(rec.doc, transitions.finish_stop(rec.doc, now), now)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ 3. quota
 
@@ -463,7 +530,7 @@ class Controller:
         action (an admitted job is launched by the launch step, from the store), so a crash before
         the commit loses only decisions nothing acted on, and the next pass decides again."""
         try:
-            with self.store.batch():
+            with self._batched():
                 for job, t in decisions:
                     self._apply(job, t, now)
         except Exception:
@@ -471,7 +538,6 @@ class Controller:
             for job, t in decisions:
                 if t is not None and t.status.state == JobState.ADMITTED:
                     self.quota.release(job.name)
-            self.heads.forget()
             raise
 
     def _preempt(self, victim: str, message: str, now: float) -> None:
@@ -504,7 +570,7 @@ class Controller:
                 self._apply(job, transitions.launch_failed(job, f"launch failed: {e}", now), now)
                 continue
             launched.append((job, transitions.launched(job, req.run_id, now)))
-        with self.store.batch():
+        with self._batched():
             for job, t in launched:
                 self._apply(job, t, now)
 

@@ -91,9 +91,9 @@ class Fleet:
         if existing is not None:
             return _resubmitted(existing, "job", job.name, job.spec, principal), False
         now = self.clock()
-        job = job.model_copy(deep=True)
-        job.metadata.uid = str(uuid.uuid4())
-        job.status = transitions.submitted(job.spec.queue, placement.priority, now)
+        # a new object with its own metadata and status (the spec, which nothing here changes, is shared)
+        job = job.model_copy(update={"metadata": job.metadata.model_copy(update={"uid": str(uuid.uuid4())}, deep=True),
+                                     "status": transitions.submitted(job.spec.queue, placement.priority, now)})
         try:
             rec = self.store.create(job, team=team, event="Submitted", message=job.status.message, now=now)
         except Conflict:

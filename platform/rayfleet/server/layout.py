@@ -13,6 +13,7 @@ from ..backends.base import checkpoint_dir
 class DataLayout:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
+        self._made: set[Path] = set()   # log directories made by this process (not made again per attempt)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for sub in ("logs", "packages"):
             (self.data_dir / sub).mkdir(exist_ok=True)
@@ -24,7 +25,11 @@ class DataLayout:
     def log_path(self, job: TrainJob, attempt: int) -> Path:
         """``logs/<name>/<uid>/<attempt>.log``."""
         d = self.data_dir / "logs" / self._key(job)
-        d.mkdir(parents=True, exist_ok=True)
+        if d not in self._made:
+            d.mkdir(parents=True, exist_ok=True)
+            if len(self._made) >= 10_000:
+                self._made.clear()
+            self._made.add(d)
         return d / f"{attempt}.log"
 
     def checkpoint_dir(self, job: TrainJob) -> str | None:

@@ -6,6 +6,7 @@ audit trail, and the source of wait times, MTTR, MTBI and cost). One writer: all
 through this class under one lock; each write is one transaction, committed before it returns
 (``synchronous=FULL``), so an acknowledged submission survives ``kill -9``; or, inside
 :meth:`Store.batch`, part of the batch's one transaction (the controller's decisions of one pass).
+Creates that arrive from several threads at once share one transaction (:mod:`.group_commit`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import builtins
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -21,11 +23,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import pydantic
 
 from ..api import ALL_KINDS, Document
 from ..errors import Conflict, NotFound
+from .group_commit import GroupCommit
 from .storage_guard import StorageGuard
 
 MIGRATIONS: list[str] = [
@@ -256,12 +260,18 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
+        self._batch_owner: int | None = None   # that holder's thread
         self._decoded: dict[tuple[str, str], tuple[str, Document]] = {}  # (kind, name) -> (body, its document)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self.guard = StorageGuard(self.path)  # storage faults -> StorageUnavailable (503)
+        self.creates = GroupCommit(self._lock, self._tx)   # concurrent creates share a transaction
+        self._readers = threading.local()                  # each thread's read connection (``_reader``)
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
         self._migrate()
 
     # ------------------------------------------------------------ schema
@@ -305,6 +315,8 @@ class Store:
                 self.store._lock.release()
                 raise
             self.store._batch = self.batch
+            if self.batch:
+                self.store._batch_owner = threading.get_ident()
             return self.store._db
 
         def __exit__(self, exc_type, exc, tb):
@@ -312,7 +324,7 @@ class Store:
                 self.store._lock.release()
                 return
             try:
-                self.store._batch = False
+                self.store._batch, self.store._batch_owner = False, None
                 self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
@@ -327,12 +339,42 @@ class Store:
         return Store._Tx(self, batch=True)
 
     def _q(self, query: str, args: tuple | list = ()) -> list[tuple]:
-        """A read, under the writer lock so it never sees another thread's open transaction."""
+        """A read of what is committed, on this thread's read connection, beside the writer (WAL):
+        it never waits for a commit's fsync. A thread inside a write transaction reads on the
+        writer's connection, so that it sees its own writes."""
+        if not self._lock._is_owned():  # type: ignore[attr-defined]  # (the C RLock's; a thread holding the writer lock reads its transaction)
+            conn = self._reader()
+            if conn is not None:
+                return conn.execute(query, args).fetchall()
         with self._lock:
             return self._db.execute(query, args).fetchall()
 
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection, opened the first time it reads; None where the
+        writer's connection must answer: the file at the path is gone or is another file (reads go
+        on from the file the store has open; a new connection would open, or create, the other)."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is not None or self._closed:
+            return conn
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != self.guard.identity:
+                return None
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+        except (OSError, sqlite3.Error):
+            return None
+        with self._readers_lock:
+            self._reader_conns.append(conn)
+        self._readers.conn = conn
+        return conn
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            with self._readers_lock:
+                for conn in self._reader_conns:
+                    conn.close()
+                self._reader_conns.clear()
             self._db.close()
 
     # ------------------------------------------------------------ objects
@@ -396,7 +438,8 @@ class Store:
         now = self.clock() if now is None else now
         body = doc.model_dump_json(by_alias=True)
         uid = _uid_of(doc)
-        with self._tx() as db:
+
+        def insert(db: sqlite3.Connection) -> None:
             exists = db.execute("SELECT 1 FROM objects WHERE kind=? AND name=?", (doc.KIND, doc.name)).fetchone()
             if exists:
                 raise Conflict(f"{doc.KIND} {doc.name!r} already exists", field="metadata.name")
@@ -408,6 +451,12 @@ class Store:
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
+
+        if self._batch_owner == threading.get_ident():   # part of this thread's open batch
+            with self._tx() as db:
+                insert(db)
+        else:   # committed before it returns, in one transaction with the creates queued beside it
+            self.creates.run(insert)
         return Record(doc, team, 1, now, now)
 
     def get(self, kind: str, name: str) -> Record:
