@@ -91,14 +91,22 @@ def job_work(sim: SimBackend, scenario: FleetScenario) -> dict[str, tuple[float,
     return {name: sim.scripted_work(name) for entry in scenario.jobs for name in entry.names()}
 
 
-def failed_requests(sim: SimBackend, scenario: FleetScenario, name: str) -> int | None:
-    """The sim's count of the service's failed requests so far; None for a service whose script
-    sends no requests (``requestRate`` 0: nothing is modelled) or that the sim does not run."""
-    script = scenario.service_script(name) or scenario.defaults.service
-    if script.request_rate <= 0:
-        return None
-    st = sim.service_status(name)
-    return st.failed_requests if st is not None else None
+class FailedRequests:
+    """The sim's count of a service's failed requests so far, for the recorder; None for a service
+    whose script sends no requests (``requestRate`` 0: nothing is modelled) or that the sim does
+    not run. Asked for every service each pass, so which services send requests is looked up once
+    per name (the scenario does not change)."""
+
+    def __init__(self, sim: SimBackend, scenario: FleetScenario):
+        self.sim, self.scenario = sim, scenario
+        self._modelled: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> int | None:
+        modelled = self._modelled.get(name)
+        if modelled is None:
+            script = self.scenario.service_script(name) or self.scenario.defaults.service
+            modelled = self._modelled[name] = script.request_rate > 0
+        return self.sim.failed_requests(name) if modelled else None
 
 
 def calendar_times(config: PlatformConfig) -> list[float]:
@@ -247,7 +255,7 @@ def simulate_fleet(config: PlatformConfig, scenario: FleetScenario, *, until: fl
         fleet = assemble(config, sim, data_dir, clock=clock, controller_interval=CONTROLLER_INTERVAL,
                          heads_per_queue=applied.heads_per_queue)
         try:
-            recorder = Recorder(fleet, t0, scenario.sample_every, lambda name: failed_requests(sim, scenario, name), sim.hosts)
+            recorder = Recorder(fleet, t0, scenario.sample_every, FailedRequests(sim, scenario), sim.hosts)
             loop = _Loop(fleet, sim, clock, subs, t0, t0 + (horizon if horizon is not None else LIMIT_S), horizon is not None,
                          scenario.max_step, recorder, calendar_times(config))
             stopped_by = loop.run()

@@ -144,8 +144,9 @@ class HealthSim:
         return run.notices_seen[2]
 
     def hosts(self: SimBackend) -> list[HostInfo]:
-        """Every host that is not absent. Built again only after a host changed what it shows
-        (``Host.shown_changes``): the controller asks once a pass, and most passes change no host."""
+        """Every host that is not absent. The controller asks once a pass and few hosts change
+        between passes: the list is kept while no host changed what it shows
+        (``Host.shown_changes``), and each host's HostInfo while that host did not (``Host.info``)."""
         with self._lock:
             self._advance()
             if self._hosts_view is not None and self._hosts_view[0] == Host.shown_changes:
@@ -155,9 +156,12 @@ class HealthSim:
                 for h in ph.hosts:
                     if h.state == ABSENT:
                         continue
-                    message = h.unhealthy or h.cordon_reason or (h.notice.message if h.notice else "")
-                    out.append(HostInfo(name=h.name, pool=pool, phase=HostPhase(h.state),
-                                        node_id=None if h.state == PROVISIONING else h.node_id, since=h.since,
-                                        expires_at=h.expires_at, healthy=h.unhealthy is None, message=message))
+                    info = h.info
+                    if info is None:   # built again only for a host that changed what it shows
+                        message = h.unhealthy or h.cordon_reason or (h.notice.message if h.notice else "")
+                        info = h.info = HostInfo(name=h.name, pool=pool, phase=HostPhase(h.state),
+                                                 node_id=None if h.state == PROVISIONING else h.node_id, since=h.since,
+                                                 expires_at=h.expires_at, healthy=h.unhealthy is None, message=message)
+                    out.append(info)
             self._hosts_view = (Host.shown_changes, out)
             return list(out)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ...api import PoolSpec
 from ...api.labels import LABEL_HOST, LABEL_TPU_SLICE, node_labels, node_resources
-from ..base import Notice
+from ..base import HostInfo, Notice
 from ..placement import GangPlan
 
 _EPS = 1e-6
@@ -60,6 +60,7 @@ class Host:
     idle_since: float | None = None  # ready and empty since
     idle_token: int = 0              # bumped each time it becomes idle (keys its scale-down check)
     repair_token: int = 0            # bumped at each cordon / uncordon (keys its repair event)
+    info: HostInfo | None = None     # its HostInfo as last built (None: a field it shows changed since)
 
     #: Bumped whenever a field of :data:`SHOWN` is set on any host: the backend's host list is
     #: rebuilt only after such a change (class-wide, so across sims it only rebuilds more often).
@@ -69,6 +70,7 @@ class Host:
         object.__setattr__(self, name, value)
         if name in SHOWN:
             Host.shown_changes += 1
+            object.__setattr__(self, "info", None)
 
     @property
     def node_id(self) -> str:

@@ -273,6 +273,14 @@ class ServingSim:
                                     url=f"http://sim.{self.cluster_name}{svc.route.rstrip('/')}", healthy=True, message="; ".join(why),
                                     groups=groups, notices=notices, failed_requests=self._failed_now(svc, now))
 
+    def failed_requests(self: SimBackend, name: str) -> int | None:
+        """``service_status(name).failed_requests`` without building the whole status (None: no
+        such service)."""
+        with self._lock:
+            now = self._advance()
+            svc = self.services.get(name)
+            return None if svc is None else self._failed_now(svc, now)
+
     def delete_service(self: SimBackend, name: str) -> None:
         with self._lock:
             now = self._advance()
