@@ -15,7 +15,7 @@ import builtins
 import hashlib
 import json
 import logging
-import os
+import queue
 import sqlite3
 import threading
 import time
@@ -132,6 +132,10 @@ MIGRATIONS: list[str] = [
 ]
 
 log = logging.getLogger("rayfleet.store")
+
+#: Read-only connections beside the writer's: reads of that many threads at once run in parallel
+#: with each other and with the writer's transactions (WAL); more wait for the writer's connection.
+READERS = 8
 
 #: Documents decoded by shared reads (``Store.list(shared=True)``) the store keeps, by (kind, name),
 #: with the stored text they came from; the memo is emptied when it grows past this.
@@ -269,11 +273,10 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self.guard = StorageGuard(self.path)  # storage faults -> StorageUnavailable (503)
         self.creates = GroupCommit(self._lock, self._tx)   # concurrent creates share a transaction
-        self._readers = threading.local()                  # each thread's read connection (``_reader``)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()   # read connections not in use
         self._reader_conns: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._closed = False
         self._migrate()
+        self._open_readers()
 
     # ------------------------------------------------------------ schema
 
@@ -340,42 +343,39 @@ class Store:
         return Store._Tx(self, batch=True)
 
     def _q(self, query: str, args: tuple | list = ()) -> list[tuple]:
-        """A read of what is committed, on this thread's read connection, beside the writer (WAL):
-        it never waits for a commit's fsync. A thread inside a write transaction reads on the
-        writer's connection, so that it sees its own writes."""
+        """A read of what is committed, on one of the read connections, beside the writer (WAL): it
+        never waits for a commit's fsync. A thread inside a write transaction reads on the
+        writer's connection, so that it sees its own writes; so does a read that finds every read
+        connection busy, or whose read connection fails (the storage in trouble)."""
         if not self._lock._is_owned():  # type: ignore[attr-defined]  # (the C RLock's; a thread holding the writer lock reads its transaction)
-            conn = self._reader()
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = None
             if conn is not None:
-                return conn.execute(query, args).fetchall()
+                try:
+                    return conn.execute(query, args).fetchall()
+                except sqlite3.OperationalError:
+                    pass   # the writer's connection answers, as it did before there were readers
+                finally:
+                    self._readers.put(conn)
         with self._lock:
             return self._db.execute(query, args).fetchall()
 
-    def _reader(self) -> sqlite3.Connection | None:
-        """This thread's read-only connection, opened the first time it reads; None where the
-        writer's connection must answer: the file at the path is gone or is another file (reads go
-        on from the file the store has open; a new connection would open, or create, the other)."""
-        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
-        if conn is not None or self._closed:
-            return conn
-        try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) != self.guard.identity:
-                return None
-            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-        except (OSError, sqlite3.Error):
-            return None
-        with self._readers_lock:
-            self._reader_conns.append(conn)
-        self._readers.conn = conn
-        return conn
+    def _open_readers(self) -> None:
+        """The read-only connections, opened once, with the writer's, so that the store never opens
+        its file again while it runs (a storage fault later, a file replaced, deleted or remounted,
+        does not change which file the readers read: the one the writer has open)."""
+        for _ in range(READERS):
+            self._reader_conns.append(sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True,
+                                                      check_same_thread=False, timeout=30))
+            self._readers.put(self._reader_conns[-1])
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
-            with self._readers_lock:
-                for conn in self._reader_conns:
-                    conn.close()
-                self._reader_conns.clear()
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
             self._db.close()
 
     # ------------------------------------------------------------ objects
