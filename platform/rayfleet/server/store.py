@@ -367,9 +367,10 @@ class Store:
         its file again while it runs (a storage fault later, a file replaced, deleted or remounted,
         does not change which file the readers read: the one the writer has open)."""
         for _ in range(READERS):
-            self._reader_conns.append(sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True,
-                                                      check_same_thread=False, timeout=30))
-            self._readers.put(self._reader_conns[-1])
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()   # opens the -wal and -shm files now, not at a first read later
+            self._reader_conns.append(conn)
+            self._readers.put(conn)
 
     def close(self) -> None:
         with self._lock:
