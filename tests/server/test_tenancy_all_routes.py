@@ -105,9 +105,11 @@ def app_routes(app) -> set[tuple[str, str]]:
 
 
 def zip_of(text: bytes) -> bytes:
+    """The same bytes for the same text (a fixed timestamp: writestr with a name stamps the current
+    time, at 2-second resolution, so two zips of one text made a moment apart could differ)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("main.py", text)
+        zf.writestr(zipfile.ZipInfo("main.py", date_time=(2020, 1, 1, 0, 0, 0)), text)
     return buf.getvalue()
 
 
