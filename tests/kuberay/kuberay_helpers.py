@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rayfleet.api import Service, TrainJob
@@ -24,3 +25,13 @@ def train_job(name: str, *, queue: str = "training", workers: int = 1, per_worke
 def service(name: str, **spec) -> Service:
     body = {"importPath": "serve_apps.llm:app", "queue": "inference", **spec}
     return Service.model_validate({"metadata": {"name": name}, "spec": body})
+
+
+def until(cond, timeout: float = 5.0) -> bool:
+    """Whether ``cond()`` came true within ``timeout`` seconds (polled every 10 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False

@@ -11,7 +11,7 @@ import time
 import pytest
 from fake_kuberay_operator import FakeKubeRayOperator
 from kuberay_fleet import calls_since, start, submit_all, wait_done
-from kuberay_helpers import train_job
+from kuberay_helpers import train_job, until
 
 from rayfleet.api import JobState
 from rayfleet.backends.base import RunState
@@ -22,14 +22,6 @@ NS = "rayfleet"
 #: through the API server's proxy, plus a share of the watches (list + watch per kind).
 CALLS_PER_ATTEMPT = 4
 
-
-def _until(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -45,7 +37,7 @@ def test_a_gang_waits_for_free_nodes_of_its_pool(backend, fake_api, gke_cfg, ope
     for n in ("a", "b"):
         operator.script(n, 1.5)   # long enough to be seen running, even on a loaded machine
     backend.launch(first)
-    assert _until(lambda: backend.run_status(first.run_id).state == RunState.RUNNING)
+    assert until(lambda: backend.run_status(first.run_id).state == RunState.RUNNING, timeout=10.0)
     backend.launch(second)
     time.sleep(0.15)
     assert backend.run_status(second.run_id).state == RunState.PENDING     # both t4 nodes are taken
@@ -54,8 +46,8 @@ def test_a_gang_waits_for_free_nodes_of_its_pool(backend, fake_api, gke_cfg, ope
                         if p["metadata"]["labels"]["ray.io/node-type"] == "worker")
     hosts = backend.run_status(first.run_id).hosts
     assert hosts == ("gke-t4-0000", "gke-t4-0001")
-    assert _until(lambda: backend.run_status(first.run_id).state == RunState.SUCCEEDED)
-    assert _until(lambda: backend.run_status(second.run_id).state == RunState.RUNNING)   # the first cluster's nodes freed
+    assert until(lambda: backend.run_status(first.run_id).state == RunState.SUCCEEDED, timeout=10.0)
+    assert until(lambda: backend.run_status(second.run_id).state == RunState.RUNNING, timeout=10.0)   # the first cluster's nodes freed
     assert backend.run_status(second.run_id).hosts == hosts
     rc = (fake_api.get("RayJob", backend.run_name(first.run_id), NS) or {})["status"]["rayClusterName"]
     assert fake_api.get("RayCluster", rc, NS) is None                        # shutdownAfterJobFinishes
@@ -66,11 +58,11 @@ def test_deleting_a_rayjob_deletes_its_cluster_and_pods(backend, fake_api, gke_c
     operator.script("long", 60)
     req = m.launch_request_for(train_job("long", per_worker={"nvidia.com/gpu": 1}), gke_cfg, "t4")
     backend.launch(req)
-    assert _until(lambda: backend.run_status(req.run_id).state == RunState.RUNNING)
+    assert until(lambda: backend.run_status(req.run_id).state == RunState.RUNNING, timeout=10.0)
     rc = fake_api.get("RayJob", backend.run_name(req.run_id), NS)["status"]["rayClusterName"]
     assert fake_api.get("RayCluster", rc, NS) is not None
     backend.stop(req.run_id)
-    assert _until(lambda: fake_api.get("RayCluster", rc, NS) is None and not fake_api.all("Pod", NS))
+    assert until(lambda: fake_api.get("RayCluster", rc, NS) is None and not fake_api.all("Pod", NS), timeout=10.0)
     assert backend.capacity()["t4"].free_hosts == 1
 
 

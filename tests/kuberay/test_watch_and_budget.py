@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from kuberay_helpers import train_job
+from kuberay_helpers import train_job, until
 
 from rayfleet.backends.base import NoticeKind, RunState, WatchingBackend
 from rayfleet.backends.kuberay import client as kc
@@ -23,14 +23,6 @@ from rayfleet.errors import ConfigError
 
 NS = "rayfleet"
 
-
-def _until(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _req(cfg, pool="a100-reserved", name="job-a"):
@@ -123,12 +115,12 @@ def test_an_informer_lists_then_watches(backend, fake_api, gke_cfg):
         req = _req(gke_cfg)
         backend.launch(req)
         name = backend.run_name(req.run_id)
-        assert _until(lambda: inf.get(name) is not None)
+        assert until(lambda: inf.get(name) is not None)
         fake_api.set_status("RayJob", name, NS, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
-        assert _until(lambda: (inf.get(name).get("status") or {}).get("jobStatus") == "RUNNING")
+        assert until(lambda: (inf.get(name).get("status") or {}).get("jobStatus") == "RUNNING")
         backend.stop(req.run_id)
-        assert _until(lambda: inf.get(name) is None and inf.gone(name))
-        assert _until(lambda: inf.watches >= 2, 3)   # the watch ended after timeoutSeconds and was opened again
+        assert until(lambda: inf.get(name) is None and inf.gone(name))
+        assert until(lambda: inf.watches >= 2, 3)   # the watch ended after timeoutSeconds and was opened again
         assert inf.lists == 1 and inf.relists == 0
     finally:
         inf.stop()
@@ -147,7 +139,7 @@ def test_an_expired_watch_lists_again(backend, fake_api, gke_cfg):
         inf.watch_once()
     inf.start()
     try:
-        assert _until(lambda: inf.relists == 1 and inf.get(backend.run_name(gone.run_id)) is not None)
+        assert until(lambda: inf.relists == 1 and inf.get(backend.run_name(gone.run_id)) is not None)
         assert inf.get(backend.run_name(old.run_id)) is None and inf.gone(backend.run_name(old.run_id))
     finally:
         inf.stop()
@@ -189,7 +181,7 @@ def test_a_watched_backend_answers_from_memory(watched, fake_api, gke_cfg):
     assert st is not None and st.state == RunState.PENDING
     name = watched.run_name(req.run_id)
     fake_api.set_status("RayJob", name, NS, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
-    assert _until(lambda: watched.run_status(req.run_id).state == RunState.RUNNING)
+    assert until(lambda: watched.run_status(req.run_id).state == RunState.RUNNING)
     watched.capacity()
     watched.hosts()
     assert sum(fake_api.counts.values()) == before               # run_status, capacity, hosts: no request
@@ -209,7 +201,7 @@ def test_a_run_the_watch_has_not_seen_is_asked_for_once(watched, fake_api, gke_c
     st = watched.run_status(req.run_id) if cache.get(name) is None else None
     if st is not None:
         assert st.state == RunState.PENDING and fake_api.count("get", "rayjobs") == gets + 1
-    assert _until(lambda: cache.get(name) is not None)
+    assert until(lambda: cache.get(name) is not None)
     gets = fake_api.count("get", "rayjobs")
     assert watched.run_status(req.run_id).state == RunState.PENDING
     assert watched.run_status("nosuch-1-000000000000") is None    # unknown: asked once, then remembered as gone
@@ -252,7 +244,7 @@ def test_a_watched_dws_run_reads_its_request_from_the_watch_and_stop_deletes_it(
     req = _req(gke_cfg, pool="h100-flex")
     watched.launch(req)
     name = watched.run_name(req.run_id)
-    assert _until(lambda: watched.cache.provreqs.get(name) is not None)
+    assert until(lambda: watched.cache.provreqs.get(name) is not None)
     gets = fake_api.count("get")
     st = watched.run_status(req.run_id)
     assert st.state == RunState.PENDING and "DWS" in st.message
