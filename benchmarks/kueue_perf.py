@@ -17,8 +17,9 @@ reclaimWithinCohort Any, withinClusterQueue LowerPriority; each of its workload 
   workloads. Kueue: 1,179 s wall. Its quota could hold the whole set in under 10 s.
 
 Each workload is a TrainJob (one worker of 1/5/20 cpu, priority class small/medium/large) submitted
-by one thread through ``Fleet.submit_job`` (the service's own submission path: validation,
-authorisation, the store) on the generator's schedule; the controller runs in its own thread
+through ``Fleet.submit_job`` (the service's own submission path: validation, authorisation, the
+store) on the generator's schedule, from ``--clients`` threads (default 8; Kueue's generator creates
+from one goroutine per queue and workload set), whose creates the store commits together; the controller runs in its own thread
 (``--interval``: its idle tick; submissions wake it), on ``SimBackend`` with ``time.time``. One
 pool of 20-cpu hosts, twice the quota's cpu, so quota alone decides.
 
