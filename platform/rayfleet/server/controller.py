@@ -265,21 +265,20 @@ class Controller:
         return write.job
 
     @contextmanager
-    def _batched(self) -> Iterator[None]:
+    def _batched(self) -> Iterator[list[_Write]]:
         """The writes of :meth:`_apply` inside the block go to the store in one transaction when
         it ends (also when an exception leaves it: what was decided before is kept, as it would be
         written one by one). Actions are carried out at once, as outside a batch: a crash before
         the commit is the same as one between an action and its write, which the transitions
         already repair (a run observed again, a stop asked again). Nothing in the block may read
-        back a job it wrote from the store."""
-        if self._writes is not None:   # already batching: the outer block commits
-            yield
-            return
-        self._writes = []
+        back a job it wrote from the store; the block gets the list of its writes, in order."""
+        assert self._writes is None, "store batches do not nest"
+        writes: list[_Write] = []
+        self._writes = writes
         try:
-            yield
+            yield writes
         finally:
-            writes, self._writes = self._writes, None
+            self._writes = None
             self._store_writes(writes)
 
     def _store_writes(self, writes: list[_Write]) -> None:
@@ -303,12 +302,17 @@ class Controller:
         """Each launched job as its run is now (its writes in one transaction), then deadlines."""
         hosts = self._host_health(now)
         out = health.out_of_service(hosts, self.health)
-        with self._batched():
-            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
+        launched = self.store.list("TrainJob", states=LAUNCHED, shared=True)
+        with self._batched() as written:
+            for rec in launched:
                 self._sync_one(rec.doc, rec.resource_version, out, now)  # type: ignore[arg-type]
+        # each job as the phase left it (its last write, else as read), not read from the store again
+        latest: dict[str, TrainJob] = {rec.name: rec.doc for rec in launched}  # type: ignore[misc]
+        latest.update((w.job.name, w.job) for w in written)
         with self._batched():
-            for rec in self.store.list("TrainJob", states=LAUNCHED, shared=True):
-                self._apply(rec.doc, transitions.check_deadline(rec.doc, now), now)  # type: ignore[arg-type]
+            for job in latest.values():
+                if job.status.state.value in LAUNCHED:
+                    self._apply(job, transitions.check_deadline(job, now), now)
 
     def _sync_one(self, job: TrainJob, version: int, out: set[str], now: float) -> None:
         """One launched job: its run's report, failures counted against hosts, notices, capacity fallback."""
