@@ -45,3 +45,20 @@ def test_a_record_replaced_under_the_same_name_is_decoded_again(tmp_path):
     s.create(job)
     new = _shared(s)["a"]
     assert new is not old and new.spec.entrypoint == "echo again"
+
+
+def test_a_shared_write_is_what_shared_reads_give_back_unless_it_was_rolled_back(tmp_path):
+    import pytest
+
+    s = Store(tmp_path / "db.sqlite")
+    s.create(_job("a"))
+    first = _shared(s)["a"]
+    running = first.model_copy(update={"status": first.status.model_copy(update={"state": JobState.RUNNING})})
+    s.update(running, event="Running", shared=True)
+    assert _shared(s)["a"] is running                     # the written document, not decoded again
+    failed = running.model_copy(update={"status": running.status.model_copy(update={"state": JobState.FAILED})})
+    with pytest.raises(RuntimeError), s.batch():
+        s.update(failed, event="Failed", shared=True)
+        raise RuntimeError("rolled back")
+    back = _shared(s)["a"]
+    assert back is not failed and back.status.state == JobState.RUNNING   # the stored text, decoded afresh

@@ -284,17 +284,13 @@ class Controller:
     def _store_writes(self, writes: list[_Write]) -> None:
         if not writes:
             return
-        try:
-            with self.store.batch():
-                versions = [self.store.update(w.job, expected_version=w.version, event=w.t.event, message=w.t.message,
-                                              data=w.t.data, now=w.now).resource_version for w in writes]
-        except Exception:
-            self.heads.forget()   # nothing of it was stored
-            raise
-        for w, rv in zip(writes, versions, strict=True):
+        with self.store.batch():   # the controller never changes a job in place: its writes are shared
+            for w in writes:
+                self.store.update(w.job, expected_version=w.version, event=w.t.event, message=w.t.message,
+                                  data=w.t.data, now=w.now, shared=True)
+        for w in writes:
             if w.job.status.state == JobState.QUEUED and w.before != JobState.QUEUED:
                 self.heads.unpark([w.job.spec.queue])   # requeued (preempted, disrupted) at its old place: maybe behind its cursor
-            self.heads.wrote(w.job, rv)
 
     # ------------------------------------------------------------ 1. sync
 

@@ -4,8 +4,8 @@ Kueue's scheduler looks at the head workloads of each ClusterQueue per cycle, in
 (priority, then creation time); so does a pass here. Per queue, the first ``per_queue`` QUEUED jobs
 in that order are read from the store through its ``(kind, state, queue, priority class, seq)``
 index (:meth:`~rayfleet.server.store.Store.queue_heads`, a few rows per priority class, merged by
-the class's priority value) and only those are decoded (a job decoded or written by the controller
-before, at the same uid and resource version, is not decoded again); the jobs behind them are not
+the class's priority value) and only those are decoded (shared reads: a job the controller decoded
+or wrote before, with the same stored text, is not decoded again); the jobs behind them are not
 read at all, so a pass costs the same with 50 or 5,000 jobs queued.
 
 BestEffortFIFO lets a job behind heads that cannot be admitted go first. Heads that quota looked
@@ -40,9 +40,6 @@ HEADS_PER_QUEUE = 16
 #: The fewest heads a queue offers a pass (while all its heads wait).
 MIN_HEADS = 2
 
-#: Queued jobs kept decoded between passes (heads, and jobs the controller just wrote).
-DECODED_MEMO = 4096
-
 QUEUED = JobState.QUEUED.value
 
 
@@ -67,7 +64,6 @@ class QueueHeads:
         self.per_queue = per_queue
         self.tree = tree
         self._after: dict[tuple[str, str], int] = {}   # parked up to this seq, per (queue, class)
-        self._jobs: dict[str, tuple[str | None, int, TrainJob]] = {}  # name -> (uid, resource version, job)
         self._stale_all = False                 # every queue unparked since the last read
         self._stale: set[str] = set()           # these queues unparked since the last read
         self._releases: Mapping[Hashable, int] = {}   # quota's releases per tree, last seen
@@ -112,33 +108,10 @@ class QueueHeads:
         for queue, rows in by_queue.items():
             rows.sort(key=lambda r: (r[0], r[2].seq))
             for _, pclass, r in rows[:self._k.get(queue, self.per_queue)]:
-                hit = self._jobs.get(r.name)
-                if hit is not None and hit[0] == r.uid and hit[1] == r.resource_version:
-                    job = hit[2]
-                else:
-                    rec = self.store.decode("TrainJob", r.row)
-                    if rec is None:
-                        continue
-                    job = rec.doc  # type: ignore[assignment]
-                    self._remember(job, r.resource_version)
-                heads.append(Head(job, r.seq, (queue, pclass)))
+                rec = self.store.decode("TrainJob", r.row, shared=True)
+                if rec is not None:
+                    heads.append(Head(rec.doc, r.seq, (queue, pclass)))  # type: ignore[arg-type]
         return heads
-
-    def forget(self) -> None:
-        """Writes the controller reported were rolled back: decode everything again."""
-        self._jobs.clear()
-
-    def wrote(self, job: TrainJob, resource_version: int) -> None:
-        """The controller stored ``job`` at this version: keep it decoded if it is still queued."""
-        if job.status.state == JobState.QUEUED:
-            self._remember(job, resource_version)
-        else:
-            self._jobs.pop(job.name, None)
-
-    def _remember(self, job: TrainJob, rv: int) -> None:
-        if len(self._jobs) >= DECODED_MEMO and job.name not in self._jobs:
-            self._jobs.clear()
-        self._jobs[job.name] = (job.metadata.uid, rv, job)
 
     def park(self, heads: Iterable[Head], decided: set[str], admitted: set[str] | None = None) -> None:
         """After a cycle: in each BestEffortFIFO queue, move the cursor of each priority class over

@@ -137,8 +137,9 @@ log = logging.getLogger("rayfleet.store")
 #: with each other and with the writer's transactions (WAL); more wait for the writer's connection.
 READERS = 8
 
-#: Documents decoded by shared reads (``Store.list(shared=True)``) the store keeps, by (kind, name),
-#: with the stored text they came from; the memo is emptied when it grows past this.
+#: Documents decoded by shared reads (``Store.list(shared=True)``), or written by shared writes
+#: (``Store.update(shared=True)``), the store keeps, by (kind, name), with their stored text; the
+#: memo is emptied when it grows past this.
 DECODED_MEMO = 20_000
 
 
@@ -400,10 +401,13 @@ class Store:
             self._quarantine(kind, name, body, str(e))
             return None
         if shared:
-            if len(self._decoded) >= DECODED_MEMO:
-                self._decoded.clear()
-            self._decoded[(kind, name)] = (body, doc)
+            self._share(kind, name, body, doc)
         return Record(doc, team, rv, created, updated)
+
+    def _share(self, kind: str, name: str, body: str, doc: Document) -> None:
+        if len(self._decoded) >= DECODED_MEMO:
+            self._decoded.clear()
+        self._decoded[(kind, name)] = (body, doc)
 
     def _decode_all(self, kind: str, rows: list[tuple], *, shared: bool = False) -> list[Record]:
         return [rec for rec in (self._decode(kind, r, shared=shared) for r in rows) if rec is not None]
@@ -489,8 +493,11 @@ class Store:
         message: str = "",
         data: dict[str, Any] | None = None,
         now: float | None = None,
+        shared: bool = False,
     ) -> Record:
-        """Replace an object (spec and status) and optionally log an event, in one transaction."""
+        """Replace an object (spec and status) and optionally log an event, in one transaction.
+        ``shared``: the caller never changes ``doc`` in place again, so shared reads of the record
+        may give it back as it is (no decoding of what was just written)."""
         now = self.clock() if now is None else now
         body = doc.model_dump_json(by_alias=True)
         with self._tx() as db:
@@ -508,6 +515,8 @@ class Store:
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message, data or {})
+        if shared:   # a rolled-back write leaves the stored text as it was, which this body then does not match
+            self._share(doc.KIND, doc.name, body, doc)
         return Record(doc, team, rv + 1, created, now)
 
     def delete(self, kind: str, name: str, *, event: str | None = "Deleted", now: float | None = None) -> None:
@@ -599,9 +608,10 @@ class Store:
             "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
             (kind, state, queue, priority_class, after, limit))]
 
-    def decode(self, kind: str, row: tuple) -> Record | None:
-        """A row of :meth:`queue_heads` as a Record (None: it did not decode and was quarantined)."""
-        return self._decode(kind, row)
+    def decode(self, kind: str, row: tuple, *, shared: bool = False) -> Record | None:
+        """A row of :meth:`queue_heads` as a Record (None: it did not decode and was quarantined);
+        ``shared`` as for :meth:`list`."""
+        return self._decode(kind, row, shared=shared)
 
     # ------------------------------------------------------------ events
 
