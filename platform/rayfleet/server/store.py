@@ -266,7 +266,6 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
-        self._batch_owner: int | None = None   # that holder's thread
         self._decoded: dict[tuple[str, str], tuple[str, Document]] = {}  # (kind, name) -> (body, its document)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -320,8 +319,6 @@ class Store:
                 self.store._lock.release()
                 raise
             self.store._batch = self.batch
-            if self.batch:
-                self.store._batch_owner = threading.get_ident()
             return self.store._db
 
         def __exit__(self, exc_type, exc, tb):
@@ -329,7 +326,7 @@ class Store:
                 self.store._lock.release()
                 return
             try:
-                self.store._batch, self.store._batch_owner = False, None
+                self.store._batch = False
                 self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
@@ -348,7 +345,7 @@ class Store:
         never waits for a commit's fsync. A thread inside a write transaction reads on the
         writer's connection, so that it sees its own writes; so does a read that finds every read
         connection busy, or whose read connection fails (the storage in trouble)."""
-        if not self._lock._is_owned():  # type: ignore[attr-defined]  # (the C RLock's; a thread holding the writer lock reads its transaction)
+        if not self._holds_writer():
             try:
                 conn = self._readers.get_nowait()
             except queue.Empty:
@@ -362,6 +359,11 @@ class Store:
                     self._readers.put(conn)
         with self._lock:
             return self._db.execute(query, args).fetchall()
+
+    def _holds_writer(self) -> bool:
+        """This thread holds the writer's lock: it is inside a write transaction or batch, whose
+        reads must see its writes and whose creates are part of it."""
+        return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]  # (the C RLock's)
 
     def _open_readers(self) -> None:
         """The read-only connections, opened once, with the writer's, so that the store never opens
@@ -458,7 +460,7 @@ class Store:
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
 
-        if self._batch_owner == threading.get_ident():   # part of this thread's open batch
+        if self._holds_writer():   # part of this thread's open batch
             with self._tx() as db:
                 insert(db)
         else:   # committed before it returns, in one transaction with the creates queued beside it
