@@ -8,8 +8,9 @@ and resources). Its pools:
 - ``grow``: 1 to 2 CPU hosts, idle ones given back after 3 s, a new host ready 2 s after it is
   asked for (the cluster's scenario): a pool that grows for a gang and shrinks after;
 - ``spot``: one CPU spot host, 8 s of reclaim notice;
-- ``l4``: 3 hosts x 1 fake L4 GPU (Serve leader-worker groups: 3 hosts, so a lost host can be
-  replaced by a group on the other two).
+- ``l4``: 3 hosts x 1 fake L4 GPU from DWS flex-start (non-queued), up to 4 (Serve leader-worker
+  groups: 3 hosts, so a lost host can be replaced by a group on the other two, and a fourth for
+  the replacement of a recycled host).
 
 Tests pin their work to a pool with label selectors, so the pools do not disturb each other. A test
 that kills a host brings it back (``up()`` repairs dead hosts) before it ends.
@@ -129,7 +130,8 @@ spec: {accelerator: tpu-v5-lite-podslice, acceleratorsPerHost: 4, machineType: c
 ---
 kind: Pool
 metadata: {name: l4}
-spec: {accelerator: nvidia-l4, acceleratorsPerHost: 1, machineType: g2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 3, maxReplicas: 3}
+spec: {accelerator: nvidia-l4, acceleratorsPerHost: 1, machineType: g2-standard-8, cpuPerHost: 8, memoryPerHost: 32Gi, minReplicas: 3, maxReplicas: 4,
+       provisioning: {mode: dws-flex, queued: false, nodeRecyclingLeadTime: 30}}
 """
 
 

@@ -1,7 +1,10 @@
-"""Multi-host leader-worker replicas on real Ray (3 simulated hosts of pool ``l4``).
+"""Multi-host leader-worker replicas on real Ray (3 simulated hosts of pool ``l4``, up to 4).
 
 The service is ``serve_apps.pipeline_mlp`` with 2 hosts per replica: the leader (Serve's replica,
-bundle 0) runs the first and last stages, the worker (bundle 1) the middle one.
+bundle 0) runs the first and last stages, the worker (bundle 1) the middle one. Under a closed-loop
+HTTP load: a DWS recycle of the leader's host moves the group onto the replacement host, and a
+cordon of the worker's host moves it off, each with no failed request; killing a worker, or
+losing its host, replaces the whole group.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import time
 
 import httpx
 import pytest
+from http_load import Load
 from serve_helpers import Controller, make_service
 
+from rayfleet.backends.base import HostPhase
 from serve_apps.pipeline_mlp import reference_forward
 
 pytestmark = pytest.mark.slow
@@ -80,6 +85,75 @@ def test_leader_and_worker_on_different_hosts_of_the_pool(mlp, deployer, serve_c
     check_answer(predict(url))
     rep = mlp.last
     assert (rep.wanted, rep.granted, rep.running) == (1, 1, 1) and rep.url.endswith("/mlp")
+
+
+def _until(cond, timeout_s: float, what: str, tick=None, step: float = 0.5):
+    """Poll ``cond`` (``tick()`` first: the local backend moves its hosts along when asked)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if tick is not None:
+            tick()
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _group_now(url: str) -> list[dict] | None:
+    try:
+        return group(url)
+    except httpx.HTTPError:
+        return None
+
+
+def _moved(url: str, old: list[dict]):
+    pids = {m["pid"] for m in old}
+    return lambda: (lambda g: g if g and g[0]["pid"] not in pids else None)(_group_now(url))
+
+
+def test_recycling_the_leaders_host_moves_the_group_onto_the_replacement_with_no_failed_request(mlp, serve_cluster):
+    b = serve_cluster
+    url = mlp.last.url
+    old = group(url)
+    leader_host = old[0]["host"]
+    load = Load(url + "/", {"inputs": INPUTS}, clients=4).start()
+    try:
+        time.sleep(1)
+        replacement, deadline = b.recycle_host(leader_host)   # the pool's nodeRecyclingLeadTime: 30 s
+        assert replacement is not None and deadline - time.time() > 10
+        assert {h.name: h.phase for h in b.hosts()}[leader_host] == HostPhase.DRAINING
+        new = _until(_moved(url, old), 60, "the group to move", tick=b.hosts)
+        assert time.time() < deadline   # moved before the old host went
+        assert replacement in {m["host"] for m in new} and leader_host not in {m["host"] for m in new}
+        _until(lambda: leader_host not in {h.name for h in b.hosts()}, deadline - time.time() + 30, "the recycled host to go")
+        time.sleep(2)   # answers after the old host went
+    finally:
+        load.stop()
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.results) > 50
+    check_answer(predict(url))
+
+
+def test_cordoning_a_workers_host_moves_the_group_with_no_failed_request(mlp, serve_cluster):
+    b = serve_cluster
+    url = mlp.last.url
+    old = group(url)
+    worker_host = old[1]["host"]
+    load = Load(url + "/", {"inputs": INPUTS}, clients=4).start()
+    try:
+        time.sleep(1)
+        b.cordon(worker_host, "test: the worker's host is faulty")
+        new = _until(_moved(url, old), 90, "the group to leave the cordoned host", tick=b.hosts)
+        assert worker_host not in {m["host"] for m in new} and len({m["host"] for m in new}) == 2
+        time.sleep(2)
+    finally:
+        load.stop()
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.results) > 50
+    check_answer(predict(url))
+    b.uncordon(worker_host)   # repaired: its Ray node restarts, for the tests that follow
+    _until(lambda: {h.name: h.phase for h in b.hosts()}.get(worker_host) == HostPhase.READY, 60, "the host repaired")
 
 
 def test_killing_a_worker_actor_replaces_the_whole_group(mlp, deployer):

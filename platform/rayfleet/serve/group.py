@@ -16,6 +16,12 @@ leader, new workers. That is LeaderWorkerSet's ``RecreateGroupOnPodRestart``, do
 ``group_fail_fast = False`` the leader only fails Serve's ``check_health`` and Serve replaces it after
 its usual consecutive health-check failures.
 
+A host about to go is drained in Ray first (a spot reclaim, a DWS recycle, a cordon). Serve moves a
+replica whose leader is on it, replacement first; for a group whose *worker* is on it the leader
+retires (:mod:`rayfleet.serve.group_drain` says when): it fails Serve's health check and nothing
+else, still answering requests, so Serve stops it gracefully and starts a whole new group on hosts
+that take new work.
+
 Worker classes are plain classes that subclass :class:`GroupMember`; their constructor receives
 ``rank`` (1..size-1) and ``world_size`` keywords besides the arguments given to ``start_group``.
 Members are async actors (``rf_watch`` is a coroutine); their own methods may be sync or async.
@@ -35,6 +41,7 @@ from ray.util.placement_group import get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..api.labels import LABEL_HOST, LABEL_POOL, LABEL_TPU_SLICE
+from .group_drain import Member, NodeRoom, draining_deadlines, retire_reason, room_for_group
 from .placement import bundle_actor_options
 
 logger = logging.getLogger("ray.serve")
@@ -48,9 +55,18 @@ class GroupBrokenError(RuntimeError):
     """A member of the group died; the replica is being replaced."""
 
 
+class GroupRetiringError(RuntimeError):
+    """A member's host is draining: the group fails its health check (and only that) so that Serve
+    replaces it, while it still answers requests."""
+
+
+def _flat(raw: dict[str, Any] | None) -> dict[str, str]:
+    """Node labels as one string each (Ray may give a label's values as a list)."""
+    return {k: str(v[0] if isinstance(v, list | tuple) and v else v) for k, v in (raw or {}).items()}
+
+
 def _labels() -> dict[str, str]:
-    raw = ray.get_runtime_context().get_node_labels() or {}
-    return {k: (v[0] if isinstance(v, list | tuple) and v else v) for k, v in raw.items()}
+    return _flat(ray.get_runtime_context().get_node_labels())
 
 
 def _member_info(rank: int, world_size: int) -> dict[str, Any]:
@@ -100,6 +116,11 @@ class LeaderWorkerGroup:
     group_health_timeout_s: float = 10.0
     #: Seconds a member may stay unreachable (not known dead) before the group counts as broken.
     group_unavailable_grace_s: float = 3.0
+    #: Seconds between looks at which hosts Ray is draining (see :mod:`rayfleet.serve.group_drain`).
+    group_drain_poll_s: float = 1.0
+    #: How long before a worker's draining host goes the group retires at the latest (Serve then
+    #: needs a few health-check periods and the graceful shutdown to stop it).
+    group_retire_lead_s: float = 20.0
 
     members: list[Any]
     group_info: list[dict[str, Any]]
@@ -113,6 +134,7 @@ class LeaderWorkerGroup:
         self._rf_lock = threading.Lock()
         self._rf_broken: str | None = None
         self._rf_stopping = False
+        self._rf_retiring: str | None = None
         self.members = []
         pg = get_current_placement_group()
         size = pg.bundle_count if pg is not None else 1
@@ -122,6 +144,7 @@ class LeaderWorkerGroup:
             return self.members
         actor_cls = worker_cls if hasattr(worker_cls, "remote") else ray.remote(worker_cls)
         specs = pg.bundle_specs
+        self._rf_bundles = [dict(b) for b in specs]
         for i in range(1, size):
             opts = bundle_actor_options(specs[i])
             handle = actor_cls.options(
@@ -163,9 +186,12 @@ class LeaderWorkerGroup:
     def _rf_watch_members(self, watches: list[Any]) -> None:
         watches = list(watches)
         while True:
-            ready, _ = ray.wait(watches, num_returns=1)
+            ready, _ = ray.wait(watches, num_returns=1, timeout=self.group_drain_poll_s)
             if self._rf_stopping:
                 return
+            if not ready:
+                self._rf_check_drain()
+                continue
             index = watches.index(ready[0])
             try:
                 ray.get(ready[0])
@@ -194,6 +220,46 @@ class LeaderWorkerGroup:
                 return False
         return False
 
+    # ---------------------------------------------------------------- draining hosts
+
+    @property
+    def group_retiring(self) -> str | None:
+        """Why the group is retiring (a worker's host drains), or None."""
+        return getattr(self, "_rf_retiring", None)
+
+    def _rf_check_drain(self) -> None:
+        if self._rf_retiring is not None or self._rf_broken is not None:
+            return
+        try:
+            draining = draining_deadlines(ray._private.state.state.get_draining_nodes())
+        except Exception as e:  # the GCS is busy or restarting: look again next poll
+            logger.debug("could not read Ray's draining nodes: %s", e)
+            return
+        if not draining:
+            return
+        members = [Member(m["rank"], m["nodeId"], m["host"]) for m in self.group_info]
+        worker_drains = members[0].node_id not in draining and any(m.node_id in draining for m in members[1:])
+        room = worker_drains and self._rf_room(draining)
+        reason = retire_reason(time.time(), members, draining, room_elsewhere=room, lead_s=self.group_retire_lead_s)
+        if reason is not None:
+            self._rf_retiring = reason
+            logger.warning("leader-worker group retiring: %s; it answers requests until Serve replaces it", reason)
+
+    def _rf_room(self, draining: dict[str, float]) -> bool:
+        """Whether a whole new group fits now on hosts of this pool that are not draining (not
+        worked out for TPU slices, where the replacement needs a whole other slice)."""
+        leader = self.group_info[0]
+        if leader.get("slice") or not leader.get("pool"):
+            return False
+        try:
+            free = ray._private.state.available_resources_per_node()
+            nodes = [NodeRoom(n["NodeID"], _flat(n.get("Labels")), free.get(n["NodeID"], {}))
+                     for n in ray.nodes() if n.get("Alive")]
+        except Exception as e:
+            logger.debug("could not read the cluster's free resources: %s", e)
+            return False
+        return room_for_group(self._rf_bundles, nodes, {LABEL_POOL: leader["pool"]}, draining)
+
     def group_failed(self, reason: str) -> None:
         """Mark the group broken: fail health checks and requests, and (fail-fast) end this replica."""
         with self._rf_lock:
@@ -220,8 +286,11 @@ class LeaderWorkerGroup:
     # ---------------------------------------------------------------- Serve hooks
 
     async def check_health(self) -> None:
-        """Serve's health check: fails while the group is broken or a member does not answer."""
+        """Serve's health check: fails while the group is broken or retiring (a worker's host
+        drains), or a member does not answer."""
         self.raise_if_broken()
+        if self.group_retiring is not None:
+            raise GroupRetiringError(self.group_retiring)
         members = getattr(self, "members", [])
         if members:
             try:
