@@ -93,7 +93,7 @@ def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(pools_backend):
         attempt=1,
         pool="l4",
         pool_spec=b.pools["l4"],
-        workers=4,
+        workers=5,   # the pool grows to 4 hosts at most
         resources_per_worker={"nvidia.com/gpu": 1},
         accelerator=Accelerator.L4,
         placement_strategy=PlacementStrategy.STRICT_SPREAD,
@@ -102,7 +102,7 @@ def test_gang_that_cannot_fit_fails_at_once_and_starts_nothing(pools_backend):
     b.launch(req)
     s = b.run_status("big-1")
     assert s.state == RunState.FAILED
-    assert "STRICT_SPREAD" in s.message and "4 workers" in s.message and "3 hosts" in s.message
+    assert "STRICT_SPREAD" in s.message and "5 workers" in s.message and "4 hosts" in s.message
     assert b.jobs.info("big-1") is None  # no Ray job, no placement group, no worker
     assert b.run_dir("big-1").workers() == []
     assert s.message in b.logs("big-1")
