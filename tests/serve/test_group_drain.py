@@ -14,6 +14,13 @@ from rayfleet.serve.group_drain import (
 LEADER, WORKER = Member(0, "n-a", "l4-0"), Member(1, "n-b", "l4-1")
 GROUP = [LEADER, WORKER]
 POOL = {"rayfleet.io/pool": "l4"}
+YES, NO = (lambda: True), (lambda: False)
+
+
+def never_asked() -> bool:
+    raise AssertionError("room asked for though it cannot change the answer")
+
+
 BUNDLE = {"GPU": 1.0, "CPU": 0.1, "accelerator_type:L4": 0.001}
 
 
@@ -26,23 +33,23 @@ def test_gcs_deadlines_in_ms_become_seconds_and_zero_means_none():
 
 
 def test_a_draining_leader_is_left_to_serve_and_an_untouched_group_stays():
-    assert retire_reason(100.0, GROUP, {"n-a": 130.0}, room_elsewhere=True, lead_s=20) is None   # Serve moves it
-    assert retire_reason(100.0, GROUP, {"n-a": 130.0, "n-b": 130.0}, room_elsewhere=True, lead_s=20) is None
-    assert retire_reason(100.0, GROUP, {"n-z": 130.0}, room_elsewhere=True, lead_s=20) is None
-    assert retire_reason(100.0, [], {"n-b": 130.0}, room_elsewhere=True, lead_s=20) is None
+    assert retire_reason(100.0, GROUP, {"n-a": 130.0}, room_elsewhere=never_asked, lead_s=20) is None   # Serve moves it
+    assert retire_reason(100.0, GROUP, {"n-a": 130.0, "n-b": 130.0}, room_elsewhere=never_asked, lead_s=20) is None
+    assert retire_reason(100.0, GROUP, {"n-z": 130.0}, room_elsewhere=never_asked, lead_s=20) is None
+    assert retire_reason(100.0, [], {"n-b": 130.0}, room_elsewhere=never_asked, lead_s=20) is None
 
 
 def test_a_draining_worker_retires_the_group_when_a_replacement_fits_or_its_host_is_cordoned():
-    why = retire_reason(100.0, GROUP, {"n-b": 160.0}, room_elsewhere=True, lead_s=20)
+    why = retire_reason(100.0, GROUP, {"n-b": 160.0}, room_elsewhere=YES, lead_s=20)
     assert why is not None and "rank 1" in why and "l4-1" in why and "60s left" in why
-    cordoned = retire_reason(100.0, GROUP, {"n-b": NO_DEADLINE}, room_elsewhere=False, lead_s=20)
+    cordoned = retire_reason(100.0, GROUP, {"n-b": NO_DEADLINE}, room_elsewhere=never_asked, lead_s=20)
     assert cordoned is not None and "cordoned" in cordoned
 
 
 def test_without_room_the_group_serves_until_the_lead_time_before_the_deadline():
-    assert retire_reason(100.0, GROUP, {"n-b": 160.0}, room_elsewhere=False, lead_s=20) is None
-    assert retire_reason(139.9, GROUP, {"n-b": 160.0}, room_elsewhere=False, lead_s=20) is None
-    late = retire_reason(140.0, GROUP, {"n-b": 160.0}, room_elsewhere=False, lead_s=20)
+    assert retire_reason(100.0, GROUP, {"n-b": 160.0}, room_elsewhere=NO, lead_s=20) is None
+    assert retire_reason(139.9, GROUP, {"n-b": 160.0}, room_elsewhere=NO, lead_s=20) is None
+    late = retire_reason(140.0, GROUP, {"n-b": 160.0}, room_elsewhere=NO, lead_s=20)
     assert late is not None and "goes in 20s" in late
 
 

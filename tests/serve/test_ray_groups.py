@@ -9,6 +9,7 @@ losing its host, replaces the whole group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -112,14 +113,27 @@ def _moved(url: str, old: list[dict]):
     return lambda: (lambda g: g if g and g[0]["pid"] not in pids else None)(_group_now(url))
 
 
+@contextlib.contextmanager
+def no_failed_request(url: str):
+    """A closed-loop HTTP load on the service for the block; not one request may fail."""
+    load = Load(url + "/", {"inputs": INPUTS}, clients=4).start()
+    try:
+        time.sleep(1)
+        yield load
+        time.sleep(2)   # answers after the move
+    finally:
+        load.stop()
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.results) > 50
+    check_answer(predict(url))
+
+
 def test_recycling_the_leaders_host_moves_the_group_onto_the_replacement_with_no_failed_request(mlp, serve_cluster):
     b = serve_cluster
     url = mlp.last.url
     old = group(url)
     leader_host = old[0]["host"]
-    load = Load(url + "/", {"inputs": INPUTS}, clients=4).start()
-    try:
-        time.sleep(1)
+    with no_failed_request(url):
         replacement, deadline = b.recycle_host(leader_host)   # the pool's nodeRecyclingLeadTime: 30 s
         assert replacement is not None and deadline - time.time() > 10
         assert {h.name: h.phase for h in b.hosts()}[leader_host] == HostPhase.DRAINING
@@ -127,12 +141,6 @@ def test_recycling_the_leaders_host_moves_the_group_onto_the_replacement_with_no
         assert time.time() < deadline   # moved before the old host went
         assert replacement in {m["host"] for m in new} and leader_host not in {m["host"] for m in new}
         _until(lambda: leader_host not in {h.name for h in b.hosts()}, deadline - time.time() + 30, "the recycled host to go")
-        time.sleep(2)   # answers after the old host went
-    finally:
-        load.stop()
-    assert load.failures() == [], load.failures()[:5]
-    assert len(load.results) > 50
-    check_answer(predict(url))
 
 
 def test_cordoning_a_workers_host_moves_the_group_with_no_failed_request(mlp, serve_cluster):
@@ -140,18 +148,10 @@ def test_cordoning_a_workers_host_moves_the_group_with_no_failed_request(mlp, se
     url = mlp.last.url
     old = group(url)
     worker_host = old[1]["host"]
-    load = Load(url + "/", {"inputs": INPUTS}, clients=4).start()
-    try:
-        time.sleep(1)
+    with no_failed_request(url):
         b.cordon(worker_host, "test: the worker's host is faulty")
         new = _until(_moved(url, old), 90, "the group to leave the cordoned host", tick=b.hosts)
         assert worker_host not in {m["host"] for m in new} and len({m["host"] for m in new}) == 2
-        time.sleep(2)
-    finally:
-        load.stop()
-    assert load.failures() == [], load.failures()[:5]
-    assert len(load.results) > 50
-    check_answer(predict(url))
     b.uncordon(worker_host)   # repaired: its Ray node restarts, for the tests that follow
     _until(lambda: {h.name: h.phase for h in b.hosts()}.get(worker_host) == HostPhase.READY, 60, "the host repaired")
 

@@ -238,9 +238,8 @@ class LeaderWorkerGroup:
         if not draining:
             return
         members = [Member(m["rank"], m["nodeId"], m["host"]) for m in self.group_info]
-        worker_drains = members[0].node_id not in draining and any(m.node_id in draining for m in members[1:])
-        room = worker_drains and self._rf_room(draining)
-        reason = retire_reason(time.time(), members, draining, room_elsewhere=room, lead_s=self.group_retire_lead_s)
+        reason = retire_reason(time.time(), members, draining, room_elsewhere=lambda: self._rf_room(draining),
+                               lead_s=self.group_retire_lead_s)
         if reason is not None:
             self._rf_retiring = reason
             logger.warning("leader-worker group retiring: %s; it answers requests until Serve replaces it", reason)

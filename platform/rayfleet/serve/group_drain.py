@@ -20,7 +20,7 @@ starts a replacement on hosts that take new work. It retires
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 NO_DEADLINE = 0.0  # GCS reports 0 for a drain without a deadline
@@ -65,9 +65,10 @@ def room_for_group(bundles: Sequence[Mapping[str, float]], nodes: Iterable[NodeR
     return True
 
 
-def retire_reason(now: float, members: Sequence[Member], draining: Mapping[str, float], *, room_elsewhere: bool,
-                  lead_s: float) -> str | None:
-    """Why the group should retire now (None: keep serving). ``members[0]`` is the leader."""
+def retire_reason(now: float, members: Sequence[Member], draining: Mapping[str, float], *,
+                  room_elsewhere: Callable[[], bool], lead_s: float) -> str | None:
+    """Why the group should retire now (None: keep serving). ``members[0]`` is the leader;
+    ``room_elsewhere`` (whether a whole new group fits now) is asked only when it decides."""
     if not members or members[0].node_id in draining:
         return None   # Serve migrates the leader's replica itself, replacement first
     on_drain = [m for m in members[1:] if m.node_id in draining]
@@ -78,7 +79,7 @@ def retire_reason(now: float, members: Sequence[Member], draining: Mapping[str, 
     deadline = draining[first.node_id]
     if deadline == NO_DEADLINE:
         return f"{where} (cordoned): moving the group"
-    if room_elsewhere:
+    if room_elsewhere():
         return f"{where} ({deadline - now:.0f}s left) and a replacement group fits on other hosts: moving the group"
     if now >= deadline - lead_s:
         return f"{where} and goes in {max(0.0, deadline - now):.0f}s: moving the group before it goes"
