@@ -8,13 +8,15 @@ way kube-apiserver does, so that the official ``kubernetes`` client talks to it 
 - ``/version/``, ``/api``, ``/apis``, ``/apis/GROUP/VERSION`` and ``/api/v1`` discovery;
 - create / get / replace / merge-patch / JSON-patch / delete / list / watch of custom objects at
   ``/apis/GROUP/VERSION/namespaces/NS/PLURAL[/NAME][/status]`` and of a few core kinds at
-  ``/api/v1/namespaces/NS/PLURAL[/NAME]`` (pods, podtemplates, configmaps, secrets) and of nodes
+  ``/api/v1/namespaces/NS/PLURAL[/NAME]`` (pods, podtemplates, configmaps, secrets, events) and of nodes
   (cluster-scoped, ``/api/v1/nodes[/NAME][/status]``; tests write a node's labels, taints and
   conditions as GKE and the kubelet would: nothing here cordons, drains or repairs);
 - ``resourceVersion`` on every object and list, optimistic concurrency (409 on a stale
   ``resourceVersion``), 409 AlreadyExists, 404 NotFound and 422 Invalid as ``Status`` objects;
 - the status subresource: the main resource ignores status changes, ``/status`` ignores the rest;
-- label selectors (``k=v``, ``k!=v``, ``k``, ``!k``), watches from a resourceVersion (chunked),
+- label selectors (``k=v``, ``k!=v``, ``k``, ``!k``), field selectors (``f=v``, ``f!=v``) on the
+  fields kube-apiserver supports for the kind (others: 400, as there; an Event's ``source`` is its
+  ``source.component``), watches from a resourceVersion (chunked),
   ``allowWatchBookmarks`` (a BOOKMARK with the current resourceVersion when a watch times out), and
   a bounded event history (``max_events``, as etcd compacts): a watch from a resourceVersion older
   than what is kept gets the ``410 Expired`` ERROR event kube-apiserver sends;
@@ -47,6 +49,8 @@ from kubernetes import client as k8s
 
 from rayfleet.backends.kuberay import crd_schema
 
+_NAME_FIELDS = (("metadata.name", "metadata.name"), ("metadata.namespace", "metadata.namespace"))
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -58,6 +62,8 @@ class Resource:
     namespaced: bool = True
     status_subresource: bool = False
     validate: bool = True
+    #: field selector labels kube-apiserver accepts for the kind -> the object's field (dotted path)
+    fields: tuple[tuple[str, str], ...] = _NAME_FIELDS
 
     @property
     def api_version(self) -> str:
@@ -88,12 +94,44 @@ def default_resources() -> list[Resource]:
         _crd_resource("ray.io", "RayJob"),
         _crd_resource("ray.io", "RayService"),
         Resource("autoscaling.x-k8s.io", "v1", "provisioningrequests", "ProvisioningRequest", "provisioningrequest", status_subresource=True),
-        Resource("", "v1", "pods", "Pod", "pod", status_subresource=True, validate=False),
+        Resource("", "v1", "pods", "Pod", "pod", status_subresource=True, validate=False,
+                 fields=_NAME_FIELDS + (("spec.nodeName", "spec.nodeName"), ("status.phase", "status.phase"))),
         Resource("", "v1", "podtemplates", "PodTemplate", "podtemplate"),
         Resource("", "v1", "configmaps", "ConfigMap", "configmap"),
         Resource("", "v1", "secrets", "Secret", "secret", validate=False),
         Resource("", "v1", "nodes", "Node", "node", namespaced=False, status_subresource=True, validate=False),
+        Resource("", "v1", "events", "Event", "event", validate=False, fields=_NAME_FIELDS + tuple(
+            (f, f) for f in ("involvedObject.kind", "involvedObject.name", "involvedObject.namespace", "involvedObject.uid",
+                             "reason", "type", "reportingComponent")) + (("source", "source.component"),)),
     ]
+
+
+def _field(obj: dict[str, Any], path: str) -> str:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def parse_fields(r: Resource, selector: str | None) -> list[tuple[str, bool, str]]:
+    """A field selector as (field path, equal?, value) terms; 400 for a field the kind does not
+    support (kube-apiserver: 'field label not supported')."""
+    known = dict(r.fields)
+    out = []
+    for term in (t.strip() for t in (selector or "").split(",")):
+        if not term:
+            continue
+        equal = "!=" not in term
+        k, _, v = term.partition("!=") if not equal else term.replace("==", "=").partition("=")
+        if k.strip() not in known or not _:
+            raise ApiError(400, "BadRequest", f'Unable to find "{r.group_resource}" that match label selector "", field selector '
+                                              f'"{selector}": "{k.strip()}" is not a known field selector: only "{", ".join(known)}"')
+        out.append((known[k.strip()], equal, v.strip()))
+    return out
+
+
+def _match_fields(obj: dict[str, Any], terms: list[tuple[str, bool, str]]) -> bool:
+    return all((_field(obj, path) == value) == equal for path, equal, value in terms)
 
 
 def status_object(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -453,19 +491,22 @@ class FakeApiServer:
             self._event(rv, "DELETED", r, ns, gone)
             return status_object(200, "", "", {"name": name, "group": r.group, "kind": r.plural, "uid": obj["metadata"].get("uid")})
 
-    def list(self, r: Resource, ns: str | None, selector: str | None) -> dict[str, Any]:
+    def list(self, r: Resource, ns: str | None, selector: str | None, fields: str | None = None) -> dict[str, Any]:
+        terms = parse_fields(r, fields)
         with self.lock:
             items = [
                 copy.deepcopy(o)
                 for (g, p, ons, _), o in sorted(self.objects.items())
                 if (g, p) == (r.group, r.plural) and ns in (None, ons) and _match_labels((o.get("metadata") or {}).get("labels") or {}, selector)
+                and _match_fields(o, terms)
             ]
             return {"apiVersion": r.api_version, "kind": f"{r.kind}List", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
 
     def watch_events(self, r: Resource, ns: str | None, selector: str | None, since: int | None, timeout: float, closed: threading.Event,
-                     bookmarks: bool = False):
+                     bookmarks: bool = False, fields: str | None = None):
         """Events after ``since`` (or ADDED for what exists, then changes), until ``timeout``; then a
         BOOKMARK if asked for. ``since`` older than the kept history: one 410 ERROR event."""
+        terms = parse_fields(r, fields)
         deadline = time.monotonic() + timeout
         with self.lock:
             if since is not None and since + 1 < self.compacted:
@@ -473,7 +514,8 @@ class FakeApiServer:
                 return
             if since is None:
                 for (g, p, ons, _), o in sorted(self.objects.items()):
-                    if (g, p) == (r.group, r.plural) and ns in (None, ons) and _match_labels((o.get("metadata") or {}).get("labels") or {}, selector):
+                    if (g, p) == (r.group, r.plural) and ns in (None, ons) and _match_labels((o.get("metadata") or {}).get("labels") or {}, selector) \
+                            and _match_fields(o, terms):
                         yield {"type": "ADDED", "object": copy.deepcopy(o)}
                 since = self.rv
         sent = since
@@ -494,7 +536,8 @@ class FakeApiServer:
                     continue
             for rv, etype, er, ens, obj in pending:
                 sent = rv
-                if er == r and ns in (None, ens) and _match_labels((obj.get("metadata") or {}).get("labels") or {}, selector):
+                if er == r and ns in (None, ens) and _match_labels((obj.get("metadata") or {}).get("labels") or {}, selector) \
+                        and _match_fields(obj, terms):
                     yield {"type": etype, "object": obj}
 
     # ------------------------------------------------------------ discovery
@@ -685,7 +728,7 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     if query.get("watch") in ("true", "1"):
                         self._watch(r, ns, query)
                         return
-                    self._send(200, api.list(r, ns, query.get("labelSelector")))
+                    self._send(200, api.list(r, ns, query.get("labelSelector"), query.get("fieldSelector")))
                 elif method == "POST":
                     self._send(201, api.create(r, ns_key, self._body()))
                 else:
@@ -709,6 +752,7 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
         def _watch(self, r: Resource, ns: str | None, query: dict[str, str]) -> None:
             since = int(query["resourceVersion"]) if query.get("resourceVersion") else None
             timeout = float(query.get("timeoutSeconds") or 30)
+            parse_fields(r, query.get("fieldSelector"))   # a 400 before the stream starts
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
@@ -716,7 +760,8 @@ def _handler(api: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             closed = threading.Event()
             try:
                 bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-                for event in api.watch_events(r, ns, query.get("labelSelector"), since, timeout, closed, bookmarks):
+                for event in api.watch_events(r, ns, query.get("labelSelector"), since, timeout, closed, bookmarks,
+                                              query.get("fieldSelector")):
                     line = (json.dumps(event) + "\n").encode()
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()

@@ -17,6 +17,11 @@ counts is the client's (rayfleet's). What it does:
   nodes are free: Ready, schedulable, matching the group's ``nodeSelector`` and required node
   affinity, holding no other worker pod. A gang that does not fit waits, in creation order, until
   another cluster goes. Head pods go on a system node outside every pool.
+- **Stockouts** (the cluster autoscaler's answer, :meth:`FakeKubeRayOperator.stock_out`): the
+  waiting worker pods of a run on a stocked-out pool (its RayJob's ``rayfleet.io/pool``) get the
+  Events GKE's autoscaler writes, ``TriggeredScaleUp`` then ``FailedScaleUp`` "Node scale up in
+  zones ZONE associated with this pod failed: CAUSE. Pod is at risk of not being scheduled." (CAUSE
+  ``GCE out of resources`` unless told), from ``source.component: cluster-autoscaler``.
 - **Running**: ``start_delay`` after the pods run: ``Running`` / ``RUNNING``, ``rayJobInfo.startTime``,
   and the cluster's fake Ray dashboard answers the job's info and logs.
 - **End**: after the job's runtime (:meth:`script`, else ``runtime``): ``Complete`` / ``SUCCEEDED``, or
@@ -95,6 +100,7 @@ class _Job:
     run_id: str
     pods: list[str]                       # worker pod names
     head: str
+    pool: str = ""                        # the RayJob's rayfleet.io/pool
     placed: bool = False
     started: float | None = None          # monotonic, when Running
 
@@ -117,6 +123,8 @@ class FakeKubeRayOperator:
         self.completed = self.failed = self.peak_running = 0
         self._jobs: dict[str, _Job] = {}            # RayJob name -> what was made for it
         self._waiting: list[str] = []               # RayJobs whose pods wait for nodes, oldest first
+        self._stockouts: dict[str, str] = {}        # pool -> the cause its failed scale-ups give
+        self._answered: set[str] = set()            # worker pods the fake autoscaler has answered
         self._bound: dict[str, str] = {}            # node -> worker pod on it
         self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
@@ -146,6 +154,17 @@ class FakeKubeRayOperator:
 
     def script(self, job_id: str, runtime_s: float, *, succeed: bool = True) -> None:
         self.scripts[job_id] = Script(runtime_s, succeed)
+
+    def stock_out(self, pool: str, cause: str = "GCE out of resources") -> None:
+        """From now on the autoscaler cannot add ``pool``'s hosts: waiting pods of its runs (now and
+        later) get a failed scale-up with ``cause``."""
+        with self.api.lock:
+            self._stockouts[pool] = cause
+            self.api.lock.notify_all()
+
+    def restock(self, pool: str) -> None:
+        with self.api.lock:
+            self._stockouts.pop(pool, None)
 
     # ------------------------------------------------------------ the loop
 
@@ -199,6 +218,7 @@ class FakeKubeRayOperator:
             while self._timers and self._timers[0][0] <= now:
                 _, _, fn, args = heapq.heappop(self._timers)
                 fn(*args)
+            self._autoscale()
             with self.api.lock:
                 if self.api.rv == self._cursor:
                     wait = min(self._timers[0][0] - time.monotonic(), 0.05) if self._timers else 0.05
@@ -229,7 +249,8 @@ class FakeKubeRayOperator:
                                    "ownerReferences": [{"apiVersion": "ray.io/v1", "kind": "RayJob", "name": name,
                                                         "uid": obj["metadata"].get("uid", ""), "controller": True}]},
                       "spec": cluster_spec})
-        self._jobs[name] = _Job(name, raycluster, run_id, [], f"{raycluster}-head")
+        pool = (obj["metadata"].get("labels") or {}).get("rayfleet.io/pool", "")
+        self._jobs[name] = _Job(name, raycluster, run_id, [], f"{raycluster}-head", pool)
         self._status(name, jobDeploymentStatus="Initializing", jobId=obj["spec"].get("jobId") or name, rayClusterName=raycluster,
                      startTime=_now_rfc3339())
         self._after(self.init_delay, self._make_pods, name)
@@ -288,6 +309,33 @@ class FakeKubeRayOperator:
             self.peak_running = max(self.peak_running, sum(1 for j in self._jobs.values() if j.placed))
             self._after(self.start_delay, self._running, name)
         self._waiting = still
+
+    def _autoscale(self) -> None:
+        """The cluster autoscaler's answer to each waiting pod of a stocked-out pool, once per pod."""
+        for name in self._waiting:
+            job = self._jobs.get(name)
+            cause = self._stockouts.get(job.pool) if job is not None else None
+            if job is None or cause is None:
+                continue
+            for pod in job.pods:
+                obj = self.api.get("Pod", pod, self.namespace)
+                if pod in self._answered or obj is None or obj["spec"].get("nodeName"):
+                    continue
+                self._answered.add(pod)
+                zone = (obj["spec"].get("nodeSelector") or {}).get("topology.kubernetes.io/zone", "us-central1-a")
+                self._event(obj, "Normal", "TriggeredScaleUp", f"pod triggered scale-up: [{{gke-{job.pool} 0->1 (max: 4)}}]")
+                self._event(obj, "Warning", "FailedScaleUp", f"Node scale up in zones {zone} associated with this pod failed: "
+                                                            f"{cause}. Pod is at risk of not being scheduled.")
+
+    def _event(self, pod: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        now = _now_rfc3339()
+        meta = pod["metadata"]
+        self.api.put({"apiVersion": "v1", "kind": "Event",
+                      "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": self.namespace},
+                      "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": self.namespace,
+                                         "uid": meta.get("uid", "")},
+                      "reason": reason, "message": message, "type": kind, "source": {"component": "cluster-autoscaler"},
+                      "firstTimestamp": now, "lastTimestamp": now, "count": 1})
 
     def _bind(self, pod: str, node: str) -> None:
         if node != SYSTEM_NODE:

@@ -1,6 +1,6 @@
 """The fake API server behaves like kube-apiserver where the backend relies on it, as seen through
 the official ``kubernetes`` client: discovery, Status errors, optimistic concurrency, the status
-subresource, schema validation, label selectors and watches."""
+subresource, schema validation, label and field selectors and watches."""
 
 from __future__ import annotations
 
@@ -113,6 +113,35 @@ def test_list_label_selectors_and_watch(fake_api):
             w.stop()
     t.join()
     assert events == [("MODIFIED", "b"), ("DELETED", "a")]
+
+
+def _core_event(name: str, pod: str, component: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": "ns"}, "reason": "FailedScaleUp",
+            "message": "m", "type": "Warning", "source": {"component": component}}
+
+
+def test_field_selectors_on_events_list_and_watch_as_kube_apiserver_does(fake_api):
+    core = k8s.CoreV1Api(fake_api.api_client())
+    core.create_namespaced_event("ns", _core_event("e1", "p1", "cluster-autoscaler"))
+    core.create_namespaced_event("ns", _core_event("e2", "p2", "default-scheduler"))
+    listed = core.list_namespaced_event("ns", field_selector="involvedObject.kind=Pod,source=cluster-autoscaler")
+    assert [e.metadata.name for e in listed.items] == ["e1"]
+    assert [e.metadata.name for e in core.list_namespaced_event("ns", field_selector="involvedObject.name!=p1").items] == ["e2"]
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_event("ns", field_selector="message=m")
+    assert e.value.status == 400 and "not a known field selector" in json.loads(e.value.body)["message"]
+    rv = listed.metadata.resource_version
+    t = threading.Timer(0.2, lambda: [core.create_namespaced_event("ns", _core_event(n, "p3", c))
+                                      for n, c in (("e3", "default-scheduler"), ("e4", "cluster-autoscaler"))])
+    t.start()
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(core.list_namespaced_event, "ns", field_selector="source=cluster-autoscaler", resource_version=rv, timeout_seconds=2):
+        seen.append(ev["raw_object"]["metadata"]["name"])
+        w.stop()
+    t.join()
+    assert seen == ["e4"]
 
 
 def test_requests_are_counted_by_verb_and_resource(fake_api):

@@ -74,6 +74,8 @@ from .manifests import (
 from .nodes import cordon_patch, epoch, host_notices, node_hosts, uncordon_patch
 from .provisioning import apply_provisioning, pending_hosts
 from .ratelimit import TokenBucket
+from .scale_up import FIELD_SELECTOR as AUTOSCALER_EVENTS
+from .scale_up import involved_pod, scale_up_answer
 from .watch_cache import ClusterCache, Informer
 
 log = logging.getLogger(__name__)
@@ -164,7 +166,9 @@ class KubeRayBackend:
     Capacity (:class:`~rayfleet.backends.base.CapacityBackend`): hosts are the Nodes of the pools
     (:mod:`.nodes`), plus the hosts queued DWS ProvisioningRequests still wait for; cordon is a
     Kubernetes cordon; a checkpoint request is written to the run's notice ConfigMap
-    (:mod:`.checkpoint_request`).
+    (:mod:`.checkpoint_request`). A pending run's capacity answer: its ProvisioningRequest's
+    conditions on a queued DWS pool (:mod:`.provisioning`), else the cluster autoscaler's Events on
+    its pods (:mod:`.scale_up`: "GCE out of resources" is a STOCKOUT).
 
     Requests: every API request waits for a token of the Cluster's ``kuberay.clientConnection``
     budget (:mod:`.ratelimit`; 300 QPS, burst 500 by default, as Kueue's). Reads: once
@@ -327,18 +331,20 @@ class KubeRayBackend:
 
     def start_watching(self, on_change: Callable[[], None] | None = None, *, timeout_seconds: int = 30,
                        sync_timeout: float = 30.0) -> None:
-        """Keep this cluster's RayJobs, run worker pods, Nodes and DWS ProvisioningRequests from
-        watches (:mod:`.watch_cache`) from now on: ``run_status``, ``hosts``, ``capacity`` and the
-        run lookups of ``launch``, ``stop`` and ``logs`` answer from memory, so a controller pass
-        costs no API call per running job. ``on_change`` is called when a RayJob, Node or
-        ProvisioningRequest changes (the control service passes its controller's wake). Waits up
+        """Keep this cluster's RayJobs, run worker pods, Nodes, DWS ProvisioningRequests and the
+        cluster autoscaler's pod Events from watches (:mod:`.watch_cache`) from now on:
+        ``run_status``, ``hosts``, ``capacity`` and the run lookups of ``launch``, ``stop`` and
+        ``logs`` answer from memory, so a controller pass costs no API call per running job.
+        ``on_change`` is called when a RayJob, Node, ProvisioningRequest or autoscaler Event
+        changes (the control service passes its controller's wake). Waits up
         to ``sync_timeout`` for the first lists; a kind not listed yet is read as before."""
         if self.cache is not None or not self._watch:
             return
         self.cache = ClusterCache(
             self.kube, self.namespace, run_selector=self._selector("run"),
             pod_selector=f"{LABEL_CLUSTER}={self.cluster},ray.io/node-type=worker", dws_selector=self._selector("dws"),
-            run_label=LABEL_RUN, on_change=on_change, timeout_seconds=timeout_seconds,
+            run_label=LABEL_RUN, event_selector=AUTOSCALER_EVENTS, event_index=involved_pod, on_change=on_change,
+            timeout_seconds=timeout_seconds,
         )
         self.cache.start()
         if not self.cache.wait_synced(sync_timeout):
@@ -354,7 +360,7 @@ class KubeRayBackend:
         if self.cache is None:
             return None
         inf = {"RayJob": self.cache.rayjobs, "Pod": self.cache.pods, "Node": self.cache.nodes,
-               "ProvisioningRequest": self.cache.provreqs}[kind]
+               "ProvisioningRequest": self.cache.provreqs, "Event": self.cache.events}[kind]
         return inf if inf.synced.is_set() else None
 
     def _nodes(self) -> tuple[list[dict[str, Any]], int | None]:
@@ -471,14 +477,22 @@ class KubeRayBackend:
     def _notice_labels(self, run_id: str) -> dict[str, str]:
         return {MANAGED_BY: "rayfleet", LABEL_CLUSTER: self.cluster, LABEL_ROLE: "notice", LABEL_RUN: run_label(run_id)}
 
-    def _run_hosts(self, run_id: str) -> tuple[str, ...]:
-        """Nodes the run's worker pods are on."""
+    def _run_pods(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's worker pods."""
         inf = self._informer("Pod")
         if inf is not None:
-            pods = inf.by_label(run_label(run_id))
-        else:
-            pods = self.kube.list_core("Pod", self.namespace, f"{LABEL_RUN}={run_label(run_id)},ray.io/node-type=worker")
-        return tuple(sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}))
+            return inf.by_label(run_label(run_id))
+        return self.kube.list_core("Pod", self.namespace, f"{LABEL_RUN}={run_label(run_id)},ray.io/node-type=worker")
+
+    def _autoscaler_events(self, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The cluster autoscaler's Events on ``pods`` (:mod:`.scale_up`)."""
+        names = [(p.get("metadata") or {}).get("name", "") for p in pods]
+        inf = self._informer("Event")
+        if inf is not None:
+            return [e for n in names for e in inf.by_label(n)]
+        wanted = set(names)
+        events = self.kube.list_with_version("Event", self.namespace, field_selector=AUTOSCALER_EVENTS)[0]
+        return [e for e in events if involved_pod(e) in wanted]
 
     def _host_notices(self, pool: str, hosts: tuple[str, ...]) -> tuple[Notice, ...]:
         if not hosts or pool not in self.config.pools:
@@ -625,7 +639,8 @@ class KubeRayBackend:
         hosts: tuple[str, ...] = ()
         notices: tuple[Notice, ...] = ()
         if not state.terminal:
-            hosts = self._run_hosts(run_id)
+            pods = self._run_pods(run_id)
+            hosts = tuple(sorted({n for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}))
             provreq = self._provisioning_request(run_id)
             if provreq is not None and pool in self.config.pools:
                 outcome = apply_provisioning(
@@ -633,6 +648,10 @@ class KubeRayBackend:
                     spec=self.config.pools[pool].spec, hosts=hosts, now=self.clock(),
                 )
                 state, message, notices = outcome.state, outcome.message, outcome.notices
+            elif state == RunState.PENDING and len(hosts) < len(pods):
+                answer = scale_up_answer(pods, self._autoscaler_events(pods))
+                if answer is not None:
+                    state, message = answer.state, answer.message
             if state == RunState.RUNNING:
                 notices += self._host_notices(pool, hosts)
         info = status.get("rayJobInfo") or {}

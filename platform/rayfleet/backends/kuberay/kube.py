@@ -1,7 +1,7 @@
 """The Kubernetes API as the KubeRay backend uses it: the official ``kubernetes`` client, typed
 errors (NotFound, Conflict, BackendError carrying the API server's Status message), custom objects
 (RayCluster, RayJob, RayService, ProvisioningRequest) and the few core kinds (pods, PodTemplates,
-ConfigMaps, Secrets, Nodes) as plain JSON."""
+ConfigMaps, Secrets, Nodes, Events) as plain JSON."""
 
 from __future__ import annotations
 
@@ -141,25 +141,28 @@ class KubeClient:
         return self.list_with_version(kind, namespace, label_selector)[0]
 
     def _lister(self, kind: str, namespace: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        """The list function of a kind (custom objects, pods, ProvisioningRequests; nodes are
-        cluster-scoped: ``namespace`` unused) and its leading arguments."""
+        """The list function of a kind (custom objects, pods, Events, ProvisioningRequests; nodes
+        are cluster-scoped: ``namespace`` unused) and its leading arguments."""
         if kind in CUSTOM_KINDS:
             g, v, p = CUSTOM_KINDS[kind]
             return self.custom.list_namespaced_custom_object, (g, v, namespace, p)
         if kind == "Node":
             return self.core.list_node, ()
         fn = {"Pod": self.core.list_namespaced_pod, "PodTemplate": self.core.list_namespaced_pod_template,
-              "ConfigMap": self.core.list_namespaced_config_map}.get(kind)
+              "ConfigMap": self.core.list_namespaced_config_map, "Event": self.core.list_namespaced_event}.get(kind)
         if fn is None:
             raise ValueError(f"unknown kind {kind!r}")
         return fn, (namespace,)
 
-    def list_with_version(self, kind: str, namespace: str, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    def list_with_version(self, kind: str, namespace: str, label_selector: str | None = None, *,
+                          field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Items and the list's resourceVersion (to watch from), as raw JSON."""
         fn, args = self._lister(kind, namespace)
         kwargs: dict[str, Any] = {"_preload_content": False}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         try:
             resp = fn(*args, **kwargs)
         except ApiException as e:
@@ -168,8 +171,9 @@ class KubeClient:
         return list(out.get("items") or []), str((out.get("metadata") or {}).get("resourceVersion", ""))
 
     def watch(
-        self, kind: str, namespace: str, *, label_selector: str | None = None, resource_version: str | None = None,
-        timeout_seconds: int = 30, bookmarks: bool = False, on_open: Callable[[Any], None] | None = None,
+        self, kind: str, namespace: str, *, label_selector: str | None = None, field_selector: str | None = None,
+        resource_version: str | None = None, timeout_seconds: int = 30, bookmarks: bool = False,
+        on_open: Callable[[Any], None] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event type, raw object) pairs: ADDED, MODIFIED, DELETED (and BOOKMARK with ``bookmarks``),
         until the server ends the watch after ``timeout_seconds``. A watch from a resourceVersion the
@@ -179,6 +183,8 @@ class KubeClient:
         kwargs: dict[str, Any] = {"watch": True, "timeout_seconds": timeout_seconds, "_preload_content": False}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         if resource_version:
             kwargs["resource_version"] = resource_version
         if bookmarks:

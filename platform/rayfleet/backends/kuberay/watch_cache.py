@@ -3,7 +3,8 @@
 server says 410 Gone (the resourceVersion was compacted away) or the watch breaks, list again.
 
 One :class:`Informer` per kind the backend reads at every controller pass: its runs' RayJobs, their
-worker pods, the Nodes, the DWS ProvisioningRequests (:class:`ClusterCache`). Reads answer from
+worker pods, the Nodes, the DWS ProvisioningRequests, the cluster autoscaler's Events on pods
+(:class:`ClusterCache`). Reads answer from
 memory, so a pass costs no API call per running job. A watch ends after ``timeout_seconds`` (the
 server's ``timeoutSeconds``) and is opened again from the last resourceVersion seen (bookmarks keep
 it fresh while nothing changes), so a quiet cluster costs one request a kind per timeout.
@@ -42,18 +43,20 @@ def _rv(obj: dict[str, Any]) -> int | None:
 class Informer:
     """The objects of one kind (in one namespace, matching one label selector), by name.
 
-    ``index``: a label whose value maps to the names carrying it (:meth:`by_label`). ``on_change``:
+    ``index``: a label whose value maps to the names carrying it (:meth:`by_label`), or a function
+    of the object giving that value. ``field_selector``: as kube-apiserver's. ``on_change``:
     called (from the watch thread) after every change applied. Counters: ``lists`` (lists done,
     the first included), ``relists`` (lists after an expired or broken watch), ``watches``
     (watch requests opened), ``events``."""
 
     def __init__(self, kube: KubeClient, kind: str, namespace: str, label_selector: str | None = None, *,
-                 index: str | None = None, on_change: Callable[[], None] | None = None, timeout_seconds: int = 30,
-                 retry_s: float = 1.0):
+                 index: str | Callable[[dict[str, Any]], str | None] | None = None, field_selector: str | None = None,
+                 on_change: Callable[[], None] | None = None, timeout_seconds: int = 30, retry_s: float = 1.0):
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
         self.label_selector = label_selector
+        self.field_selector = field_selector
         self.index = index
         self.on_change = on_change
         self.timeout_seconds = timeout_seconds
@@ -86,7 +89,7 @@ class Informer:
             return list(self._objects.values())
 
     def by_label(self, value: str) -> list[dict[str, Any]]:
-        """The objects whose ``index`` label is ``value``."""
+        """The objects whose ``index`` (label, or function) is ``value``."""
         with self._lock:
             return [self._objects[n] for n in self._by_label.get(value, ()) if n in self._objects]
 
@@ -95,6 +98,8 @@ class Informer:
     def _label(self, obj: dict[str, Any]) -> str | None:
         if self.index is None:
             return None
+        if callable(self.index):
+            return self.index(obj)
         return ((obj.get("metadata") or {}).get("labels") or {}).get(self.index)
 
     def _put(self, obj: dict[str, Any]) -> bool:
@@ -202,7 +207,7 @@ class Informer:
     # ------------------------------------------------------------ the list-watch loop
 
     def list_once(self) -> None:
-        items, rv = self.kube.list_with_version(self.kind, self.namespace, self.label_selector)
+        items, rv = self.kube.list_with_version(self.kind, self.namespace, self.label_selector, field_selector=self.field_selector)
         self.lists += 1
         self.replace(items, rv)
 
@@ -216,7 +221,7 @@ class Informer:
 
         try:
             for event_type, obj in self.kube.watch(self.kind, self.namespace, label_selector=self.label_selector,
-                                                   resource_version=self.resource_version or None,
+                                                   field_selector=self.field_selector, resource_version=self.resource_version or None,
                                                    timeout_seconds=self.timeout_seconds, bookmarks=True, on_open=opened):
                 if self._stop.is_set():
                     return
@@ -276,16 +281,20 @@ class Informer:
 
 class ClusterCache:
     """The informers of one KubeRay backend: its runs' RayJobs (by name), their worker pods (indexed
-    by run label), the Nodes, its DWS ProvisioningRequests (by name)."""
+    by run label), the Nodes, its DWS ProvisioningRequests (by name), and the Events matching
+    ``event_selector`` (a field selector; indexed by ``event_index``, the pod an Event is about)."""
 
     def __init__(self, kube: KubeClient, namespace: str, *, run_selector: str, pod_selector: str, dws_selector: str,
-                 run_label: str, on_change: Callable[[], None] | None = None, timeout_seconds: int = 30):
+                 run_label: str, event_selector: str, event_index: Callable[[dict[str, Any]], str | None],
+                 on_change: Callable[[], None] | None = None, timeout_seconds: int = 30):
         self.rayjobs = Informer(kube, "RayJob", namespace, run_selector, on_change=on_change, timeout_seconds=timeout_seconds)
         self.pods = Informer(kube, "Pod", namespace, pod_selector, index=run_label, timeout_seconds=timeout_seconds)
         self.nodes = Informer(kube, "Node", namespace, None, on_change=on_change, timeout_seconds=timeout_seconds)
         self.provreqs = Informer(kube, "ProvisioningRequest", namespace, dws_selector, on_change=on_change,
                                  timeout_seconds=timeout_seconds)
-        self.informers = (self.rayjobs, self.pods, self.nodes, self.provreqs)
+        self.events = Informer(kube, "Event", namespace, None, field_selector=event_selector, index=event_index,
+                               on_change=on_change, timeout_seconds=timeout_seconds)
+        self.informers = (self.rayjobs, self.pods, self.nodes, self.provreqs, self.events)
 
     def start(self) -> None:
         for i in self.informers:
