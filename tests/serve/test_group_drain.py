@@ -60,3 +60,19 @@ def test_room_needs_one_free_node_per_bundle_in_the_pool_and_not_draining():
     assert not room_for_group(bundles, nodes, POOL, {"n-d": 160.0})                 # one free host left
     assert not room_for_group(bundles, nodes[:3] + [node("n-d", 1, pool="t4")], POOL, {})  # another pool's
     assert not room_for_group(bundles, [node("n-c", 2)], POOL, {})                   # one node, two bundles
+
+
+def tpu(node_id: str, slice_id: str, tpus: float = 4.0) -> NodeRoom:
+    return NodeRoom(node_id, {"rayfleet.io/pool": "v5e", "rayfleet.io/tpu-slice": slice_id}, {"TPU": tpus, "CPU": 8.0})
+
+
+def test_a_tpu_group_needs_one_other_whole_slice_none_of_whose_hosts_drains():
+    bundles = [{"TPU": 4.0, "CPU": 1.0}] * 2
+    pool = {"rayfleet.io/pool": "v5e"}
+    busy = [tpu("s0-a", "s0", 0), tpu("s0-b", "s0", 0)]                    # the group's own slice
+    split = [tpu("s1-a", "s1"), tpu("s1-b", "s1", 0), tpu("s2-a", "s2"), tpu("s2-b", "s2", 0)]
+    assert room_for_group(bundles, split, pool, {}) is True                  # hosts free, on two slices
+    assert not room_for_group(bundles, busy + split, pool, {"s0-b": 160.0}, together_by="rayfleet.io/tpu-slice")
+    whole = [tpu("s3-a", "s3"), tpu("s3-b", "s3")]
+    assert room_for_group(bundles, busy + split + whole, pool, {"s0-b": 160.0}, together_by="rayfleet.io/tpu-slice")
+    assert not room_for_group(bundles, busy + whole, pool, {"s3-a": 160.0}, together_by="rayfleet.io/tpu-slice")

@@ -245,10 +245,10 @@ class LeaderWorkerGroup:
             logger.warning("leader-worker group retiring: %s; it answers requests until Serve replaces it", reason)
 
     def _rf_room(self, draining: dict[str, float]) -> bool:
-        """Whether a whole new group fits now on hosts of this pool that are not draining (not
-        worked out for TPU slices, where the replacement needs a whole other slice)."""
+        """Whether a whole new group fits now on hosts of this pool that are not draining (a TPU
+        group: on one other whole slice)."""
         leader = self.group_info[0]
-        if leader.get("slice") or not leader.get("pool"):
+        if not leader.get("pool"):
             return False
         try:
             free = ray._private.state.available_resources_per_node()
@@ -257,7 +257,8 @@ class LeaderWorkerGroup:
         except Exception as e:
             logger.debug("could not read the cluster's free resources: %s", e)
             return False
-        return room_for_group(self._rf_bundles, nodes, {LABEL_POOL: leader["pool"]}, draining)
+        return room_for_group(self._rf_bundles, nodes, {LABEL_POOL: leader["pool"]}, draining,
+                              together_by=LABEL_TPU_SLICE if leader.get("slice") else None)
 
     def group_failed(self, reason: str) -> None:
         """Mark the group broken: fail health checks and requests, and (fail-fast) end this replica."""

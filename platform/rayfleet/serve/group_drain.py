@@ -13,7 +13,8 @@ starts a replacement on hosts that take new work. It retires
 
 * at once when the drain has no deadline (a cordoned host: its work is moved now);
 * at once when a whole replacement group fits now on other hosts of its pool that are not
-  draining (:func:`room_for_group`), so the replacement starts while the old group drains;
+  draining (:func:`room_for_group`; a TPU group on one other whole slice none of whose hosts
+  drains), so the replacement starts while the old group drains;
 * else when the deadline is ``lead_s`` away (the replacement host, on a recycle, is still coming):
   the old group keeps serving until then.
 """
@@ -51,18 +52,33 @@ def _fits(bundle: Mapping[str, float], available: Mapping[str, float]) -> bool:
     return all(available.get(res, 0.0) + 1e-9 >= amount for res, amount in bundle.items() if amount > 0)
 
 
-def room_for_group(bundles: Sequence[Mapping[str, float]], nodes: Iterable[NodeRoom], labels: Mapping[str, str],
-                   draining: Mapping[str, float]) -> bool:
-    """Whether a whole new group (one bundle per host, each on its own node, as STRICT_SPREAD
-    places it) fits now on nodes carrying ``labels`` that are not draining. Largest bundle first,
-    each on the first free node that holds it (every bundle of a group is the same host shape)."""
-    free = [n for n in nodes if n.node_id not in draining and all(n.labels.get(k) == v for k, v in labels.items())]
+def _fits_all(bundles: Sequence[Mapping[str, float]], free: list[NodeRoom]) -> bool:
+    """Largest bundle first, each on the first free node that holds it (every bundle of a group is
+    the same host shape)."""
+    free = list(free)
     for bundle in sorted(bundles, key=lambda b: -sum(b.values())):
         spot = next((n for n in free if _fits(bundle, n.available)), None)
         if spot is None:
             return False
         free.remove(spot)
     return True
+
+
+def room_for_group(bundles: Sequence[Mapping[str, float]], nodes: Iterable[NodeRoom], labels: Mapping[str, str],
+                   draining: Mapping[str, float], *, together_by: str | None = None) -> bool:
+    """Whether a whole new group (one bundle per host, each on its own node, as STRICT_SPREAD
+    places it) fits now on nodes carrying ``labels`` that are not draining. ``together_by``: a
+    label the whole group must share (a TPU slice: its hosts are one ICI domain, and a slice with a
+    draining host goes as a whole, so none of its hosts counts)."""
+    pool = [n for n in nodes if all(n.labels.get(k) == v for k, v in labels.items())]
+    if together_by is None:
+        return _fits_all(bundles, [n for n in pool if n.node_id not in draining])
+    slices: dict[str, list[NodeRoom]] = {}
+    for n in pool:
+        if n.labels.get(together_by):
+            slices.setdefault(n.labels[together_by], []).append(n)
+    return any(_fits_all(bundles, members) for members in slices.values()
+               if not any(n.node_id in draining for n in members))
 
 
 def retire_reason(now: float, members: Sequence[Member], draining: Mapping[str, float], *,
