@@ -240,7 +240,7 @@ def test_logs_through_the_api_server_proxy_with_the_ray_token(backend, fake_api,
     backend.launch(req)
     raycluster = _running(backend, fake_api, req)
     dash = fake_api.dashboard(NS, raycluster)
-    dash.token = backend._read_token()
+    dash.token = backend.token.read()
     dash.jobs[req.run_id] = {"logs": "epoch 1 loss 0.3\n"}
     assert backend.logs(req.run_id) == "epoch 1 loss 0.3\n"
     path, headers = dash.requests[-1]
@@ -318,7 +318,7 @@ def test_services_deploy_update_status_and_delete(backend, fake_api, gke_cfg):
     fake_api.set_status("RayService", "chat", NS, {"serviceStatus": "Running", "activeServiceStatus": {
         "rayClusterName": "chat-abc12", "applicationStatuses": {"chat": {"status": "RUNNING"}}}})
     dash = fake_api.dashboard(NS, "chat-abc12")
-    dash.token = backend._read_token()
+    dash.token = backend.token.read()
     dash.serve = {"applications": {"chat": {"status": "RUNNING", "route_prefix": "/", "deployments": {"app": {
         "status": "UPSCALING", "target_num_replicas": 3,
         "replicas": [{"state": "RUNNING"}, {"state": "RUNNING"}, {"state": "PENDING_ALLOCATION"}]}}}}}
@@ -345,7 +345,7 @@ def test_the_controller_scales_a_rayservice_to_the_quota_grant(backend, fake_api
     fake_api.set_status("RayService", "chat", NS, {"serviceStatus": "Running", "activeServiceStatus": {
         "rayClusterName": "chat-abc12", "applicationStatuses": {"chat": {"status": "RUNNING"}}}})
     dash = fake_api.dashboard(NS, "chat-abc12")
-    dash.token = backend._read_token()
+    dash.token = backend.token.read()
     dash.serve = {"applications": {"chat": {"status": "RUNNING", "route_prefix": "/", "deployments": {"app": {
         "status": "HEALTHY", "target_num_replicas": 2, "replicas": [{"state": "RUNNING"}, {"state": "RUNNING"}]}}}}}
     rs = serving.scale(svc, "l4-reserved", spec, 3, {})  # one more group granted

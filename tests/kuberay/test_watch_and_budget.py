@@ -172,7 +172,7 @@ def watched(backend):
 
 def test_a_watched_backend_answers_from_memory(watched, fake_api, gke_cfg):
     req = _req(gke_cfg)
-    watched._ensure_token()                                      # the Ray token Secret, made once per cluster
+    watched.token.ensure()                                      # the Ray token Secret, made once per cluster
     before = sum(fake_api.counts.values())
     watched.launch(req)
     assert sum(fake_api.counts.values()) - before == 2          # the notice ConfigMap and the RayJob; no GET first

@@ -14,25 +14,19 @@ RayCluster of :meth:`KubeRayBackend.up` (a head plus autoscaled, initially empty
 pool) is the cluster's interactive Ray endpoint.
 
 Status: a RayJob's ``jobDeploymentStatus`` / ``jobStatus`` / ``reason`` map to :class:`RunState`
-(:func:`map_rayjob_status`); logs and Serve status are read from the Ray dashboard of the run's or
-service's RayCluster, either at ``http://<raycluster>-head-svc.<ns>.svc.cluster.local:8265`` (in the
-cluster) or through the API server's service proxy (from outside), with the Ray token in the
-``X-Ray-Authorization`` header (the one header an API server proxy passes through).
+(:func:`map_rayjob_status`); logs are read from the Ray dashboard of the run's RayCluster
+(:mod:`.dashboard`). Services are RayServices (:mod:`.services`).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from ...api import PoolSpec, Service
 from ...config import PlatformConfig
@@ -49,9 +43,9 @@ from ..base import (
     ServiceRunStatus,
 )
 from ..runtime_env import package_uris
-from . import crd_schema
 from .checkpoint_request import NOTICE_KEY, notice_configmap, notice_configmap_name, notice_line, request_seq
-from .kube import KubeClient, api_client_for, error_of
+from .dashboard import Dashboard, DashboardURL, RayToken
+from .kube import KubeClient, api_client_for
 from .manifests import (
     ANN_RUN_ID,
     ANN_SPEC_HASH,
@@ -66,26 +60,21 @@ from .manifests import (
     is_queued_dws,
     k8s_name,
     package_mount,
-    rayservice,
     run_label,
     run_objects,
-    spec_hash,
 )
 from .nodes import cordon_patch, epoch, host_notices, node_hosts, uncordon_patch
 from .provisioning import apply_provisioning, pending_hosts
 from .ratelimit import TokenBucket
 from .scale_up import FIELD_SELECTOR as AUTOSCALER_EVENTS
 from .scale_up import involved_pod, scale_up_answer
+from .services import RayServices, validated
 from .watch_cache import ClusterCache, Informer
 
 log = logging.getLogger(__name__)
 
 #: A ConfigMap holds at most 1 MiB in total; leave room for metadata and base64.
 MAX_PACKAGE_BYTES = 700 * 1024
-TOKEN_KEY = "auth_token"
-ANN_REPLICAS_TARGET = "rayfleet.io/replicas-target"
-DASHBOARD_PORT = 8265
-SERVE_PORT = 8000
 
 
 # ---------------------------------------------------------------- status mapping
@@ -149,9 +138,6 @@ def _unique(notices: tuple[Notice, ...]) -> tuple[Notice, ...]:
 # ---------------------------------------------------------------- the backend
 
 
-DashboardURL = Callable[[str, str], str]  # (RayCluster name, namespace) -> dashboard base URL
-
-
 class KubeRayBackend:
     """:class:`~rayfleet.backends.base.Backend` on KubeRay.
 
@@ -199,11 +185,11 @@ class KubeRayBackend:
         self.cache: ClusterCache | None = None   # the watches (start_watching); None: every read asks the API server
         self._watch = watch
         self._hosts_memo: tuple[int, int, list[HostInfo]] | None = None
-        self._dashboard_url = dashboard_url
-        self._serve_app = serve_app
-        self._http_timeout = http_timeout
-        self._token: str | None = None
-        self.auth_secret = f"{self.cluster}-ray-token"[:253]
+        self.token = RayToken(self.kube, self.namespace, self.cluster)
+        self.auth_secret = self.token.secret
+        self.dashboard = Dashboard(self.kube, self.namespace, self.token, in_cluster=self.kuberay.in_cluster, url=dashboard_url,
+                                   timeout=http_timeout)
+        self.services = RayServices(self.kube, config, self.namespace, self.token, self.dashboard, serve_app)
         # KubeRay submits a RayJob once its RayCluster is ready (every worker pod up), so the driver
         # waits for its placement group only while the hosts register with Ray.
         self.placement_timeout_s = config.cluster.spec.start_timeout if config.cluster else 600.0
@@ -229,55 +215,15 @@ class KubeRayBackend:
         if missing:
             raise BackendError(f"the cluster does not serve ray.io/v1 {', '.join(missing)}: install or upgrade the KubeRay operator")
 
-    def _ensure_token(self) -> str:
-        """The Ray token of rayfleet's clusters (Secret ``<cluster>-ray-token``, key ``auth_token``);
-        created once, shared by every RayCluster through ``authOptions.secretName``."""
-        if self._token:
-            return self._token
-        secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
-        if secret is None:
-            token = secrets.token_urlsafe(32)
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {"name": self.auth_secret, "namespace": self.namespace, "labels": {MANAGED_BY: "rayfleet", LABEL_CLUSTER: self.cluster}},
-                "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
-            }
-            try:
-                self.kube.create_core(body)
-            except Conflict:  # created concurrently: read it back
-                secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
-            else:
-                self._token = token
-                return token
-        data = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
-        if not data:
-            raise BackendError(f"Secret {self.auth_secret} has no {TOKEN_KEY!r} key")
-        self._token = base64.b64decode(data).decode()
-        return self._token
-
-    def _read_token(self) -> str | None:
-        if self._token:
-            return self._token
-        secret = self.kube.get_core("Secret", self.auth_secret, self.namespace)
-        data = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
-        if data:
-            self._token = base64.b64decode(data).decode()
-        return self._token
-
     def _validated(self, obj: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return crd_schema.check(obj)
-        except crd_schema.ManifestInvalid as e:
-            raise BackendError(str(e)) from None
+        return validated(obj)
 
     def up(self) -> ClusterInfo:
         """Create the fleet RayCluster, or adopt it: an existing rayfleet-managed cluster whose spec
         differs from the config is replaced (optimistic concurrency, retried on conflicts); a cluster
         of that name not managed by rayfleet is refused."""
         self._check_crds()
-        self._ensure_token()
+        self.token.ensure()
         wanted = self._validated(fleet_raycluster(self.config, auth_secret=self.auth_secret))
         for _ in range(5):
             current = self.kube.find("RayCluster", self.cluster, self.namespace)
@@ -308,7 +254,7 @@ class KubeRayBackend:
         raise Conflict(f"RayCluster {self.namespace}/{self.cluster} kept changing; gave up updating it")
 
     def _info(self) -> ClusterInfo:
-        return ClusterInfo(name=self.cluster, backend=self.name, address=self.cluster, dashboard_url=self.dashboard_base(self.cluster))
+        return ClusterInfo(name=self.cluster, backend=self.name, address=self.cluster, dashboard_url=self.dashboard.base(self.cluster))
 
     def info(self) -> ClusterInfo | None:
         if self.kube.find("RayCluster", self.cluster, self.namespace) is None:
@@ -324,8 +270,7 @@ class KubeRayBackend:
         for kind in ("PodTemplate", "ConfigMap"):
             for obj in self.kube.list_core(kind, self.namespace, self._selector()):
                 self.kube.delete_core(kind, obj["metadata"]["name"], self.namespace)
-        self.kube.delete_core("Secret", self.auth_secret, self.namespace)
-        self._token = None
+        self.token.delete()
 
     # ------------------------------------------------------------ watches
 
@@ -522,7 +467,7 @@ class KubeRayBackend:
         if existing is not None:
             return self._same_run(existing, req.run_id)
         packages = self._packages(req.runtime_env)
-        self._ensure_token()
+        self.token.ensure()
         try:
             objs = run_objects(
                 req, cluster=self.cluster, kuberay=self.kuberay, packages=packages, auth_secret=self.auth_secret,
@@ -687,40 +632,6 @@ class KubeRayBackend:
 
     # ------------------------------------------------------------ dashboard
 
-    def dashboard_base(self, raycluster: str) -> str:
-        if self._dashboard_url is not None:
-            return self._dashboard_url(raycluster, self.namespace).rstrip("/")
-        if self.kuberay.in_cluster:
-            return f"http://{raycluster}-head-svc.{self.namespace}.svc.cluster.local:{DASHBOARD_PORT}"
-        host = self.kube.api_client.configuration.host.rstrip("/")
-        return f"{host}/api/v1/namespaces/{self.namespace}/services/{raycluster}-head-svc:{DASHBOARD_PORT}/proxy"
-
-    def _dashboard_get(self, raycluster: str, path: str) -> Any:
-        """GET a dashboard path of a RayCluster; parsed JSON."""
-        headers = {}
-        token = self._read_token()
-        if token:
-            headers["X-Ray-Authorization"] = f"Bearer {token}"
-        if self._dashboard_url is None and not self.kuberay.in_cluster:
-            try:
-                resp = self.kube.core.connect_get_namespaced_service_proxy_with_path(
-                    f"{raycluster}-head-svc:{DASHBOARD_PORT}", self.namespace, path.lstrip("/"),
-                    _headers=headers, _preload_content=False, _request_timeout=self._http_timeout,
-                )
-            except ApiException as e:
-                raise error_of(e, f"dashboard of {raycluster}: GET {path}") from None
-            return json.loads(resp.data or b"null")
-        url = self.dashboard_base(raycluster) + path
-        try:
-            r = httpx.get(url, headers=headers, timeout=self._http_timeout)
-        except httpx.HTTPError as e:
-            raise BackendError(f"dashboard of {raycluster}: GET {path}: {e}") from None
-        if r.status_code == 404:
-            raise NotFound(f"dashboard of {raycluster}: GET {path}: not found")
-        if r.status_code != 200:
-            raise BackendError(f"dashboard of {raycluster}: GET {path}: HTTP {r.status_code}: {r.text[:300]}")
-        return r.json()
-
     def logs(self, run_id: str) -> str:
         """The Ray job's driver output so far, from its RayCluster's dashboard."""
         job = self._run_job(run_id)
@@ -731,7 +642,7 @@ class KubeRayBackend:
         submission = status.get("jobId") or (job.get("spec") or {}).get("jobId")
         if not raycluster or not submission:
             return ""
-        body = self._dashboard_get(raycluster, f"/api/jobs/{submission}/logs")
+        body = self.dashboard.get(raycluster, f"/api/jobs/{submission}/logs")
         return (body or {}).get("logs") or ""
 
     # ------------------------------------------------------------ packages
@@ -765,70 +676,12 @@ class KubeRayBackend:
 
     # ------------------------------------------------------------ services
 
-    def _service_object(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> dict[str, Any]:
-        if self._serve_app is None:
-            raise BackendError(f"service {svc.name}: this KubeRay backend was made without a Serve application builder (serve_app)")
-        try:
-            obj = rayservice(svc, self.config, self._serve_app, pool=pool, granted=replicas, auth_secret=self.auth_secret)
-        except ValueError as e:
-            raise BackendError(f"service {svc.name}: {e}") from None
-        obj["metadata"]["annotations"][ANN_REPLICAS_TARGET] = str(replicas)
-        obj["metadata"]["annotations"][ANN_SPEC_HASH] = spec_hash(obj["spec"])
-        return self._validated(obj)
-
     def deploy_service(self, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
         """Create or update the Service's RayService with at most ``replicas`` replicas. Idempotent."""
-        self._ensure_token()
-        wanted = self._service_object(svc, pool, pool_spec, replicas)
-        for _ in range(5):
-            current = self.kube.find("RayService", svc.name, self.namespace)
-            if current is None:
-                try:
-                    self.kube.create(wanted)
-                except Conflict:
-                    continue
-                return
-            have = ((current.get("metadata") or {}).get("annotations") or {})
-            if have.get(ANN_SPEC_HASH) == wanted["metadata"]["annotations"][ANN_SPEC_HASH]:
-                return
-            updated = {**current, "spec": wanted["spec"]}
-            updated["metadata"] = {**current["metadata"], "annotations": {**have, **wanted["metadata"]["annotations"]}}
-            try:
-                self.kube.replace(updated)
-            except Conflict:
-                continue
-            return
-        raise Conflict(f"RayService {svc.name} kept changing; gave up updating it")
+        self.services.deploy(svc, pool, replicas)
 
     def service_status(self, name: str) -> ServiceRunStatus | None:
-        """Replica counts from Serve (the active RayCluster's dashboard), health from KubeRay."""
-        obj = self.kube.find("RayService", name, self.namespace)
-        if obj is None:
-            return None
-        meta = obj.get("metadata") or {}
-        target = int((meta.get("annotations") or {}).get(ANN_REPLICAS_TARGET, "0"))
-        status = obj.get("status") or {}
-        active = status.get("activeServiceStatus") or {}
-        raycluster = active.get("rayClusterName")
-        url = f"http://{name}-serve-svc.{self.namespace}.svc.cluster.local:{SERVE_PORT}"
-        app_status = ((active.get("applicationStatuses") or {}).get(name) or {}).get("status", "")
-        if not raycluster:
-            return ServiceRunStatus(name, target, 0, 0, url=None, healthy=False, message="the RayService has no active RayCluster yet")
-        try:
-            details = self._dashboard_get(raycluster, "/api/serve/applications/")
-        except (BackendError, NotFound) as e:
-            return ServiceRunStatus(name, target, 0, 0, url=url, healthy=False, message=f"Serve status unavailable: {e}")
-        app = ((details or {}).get("applications") or {}).get(name) or {}
-        deployments = list((app.get("deployments") or {}).values())
-        dep = deployments[0] if len(deployments) == 1 else next(
-            (d for d in deployments if d.get("deployment_config", {}).get("autoscaling_config")), {}
-        )
-        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
-        wanted = int(dep.get("target_num_replicas") or 0)
-        healthy = (app.get("status") or app_status) == "RUNNING"
-        message = dep.get("message") or app.get("message") or ""
-        return ServiceRunStatus(name, target, running, wanted, url=url + (app.get("route_prefix") or "/").rstrip("/"), healthy=healthy, message=message)
+        return self.services.status(name)
 
     def delete_service(self, name: str) -> None:
-        self.kube.delete("RayService", name, self.namespace)
-
+        self.services.delete(name)
