@@ -69,6 +69,15 @@ def test_replaced_database_refuses_writes(api, fleet, team_a, tmp_path):
     assert_refused(api, team_a, "replaced")
 
 
+def unmount(path: Path) -> None:
+    """Unmount ``path``; when it is busy (a file of the store still open through the mount), unmount
+    it lazily so no mount outlives the test, and fail: something kept the mount busy."""
+    busy = subprocess.run(["umount", str(path)], capture_output=True, text=True)
+    if busy.returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+        raise AssertionError(f"umount {path} failed ({busy.stderr.strip()}): a file was still open through the mount; unmounted lazily")
+
+
 @pytest.mark.slow  # runs chattr / mount
 def test_immutable_database_file_is_read_only_even_for_root(api, fleet, team_a, tmp_path):
     db = tmp_path / "rayfleet.db"
@@ -88,7 +97,7 @@ def test_read_only_data_directory(api, fleet, team_a, tmp_path):
         run_as_root("mount", "-o", "remount,bind,ro", str(tmp_path))
         assert_refused(api, team_a, "read-only")
     finally:
-        subprocess.run(["umount", str(tmp_path)], check=True)
+        unmount(tmp_path)
     assert api.post("/api/v1/jobs", json=job("later"), headers=team_a).status_code == 201
 
 
@@ -128,7 +137,7 @@ def test_full_disk_answers_503_full_until_space_is_freed(tmp_path):
             assert api.post("/api/v1/jobs", json=job("again"), headers=team_a).status_code == 201
             assert api.get("/healthz").json() == {"status": "ok"}
     finally:
-        subprocess.run(["umount", str(data)], check=True)
+        unmount(data)
 
 
 def test_full_database_simulated_by_max_page_count(api, fleet, team_a):
