@@ -11,7 +11,8 @@ cluster has (or has asked for) is a record in ``cluster.json``'s ``hosts`` with 
 - ``draining``: a reclaim notice is out (``reclaim_host``, or a scenario ``reclaim``). The node is
   drained in Ray (``ray drain-node``, reason preemption, with the deadline): Ray places nothing new
   on it, what runs there goes on; runs with a bundle there carry a RECLAIM notice in
-  ``RunStatus.notices``. At the deadline the node is killed and the host is gone.
+  ``RunStatus.notices``. At the deadline the node is killed and the host is gone; sooner if
+  nothing runs there any more, since Ray stops a drained node once it is idle.
   A DWS flex-start host is recycled the same way (``recycle_host``, or on schedule at
   :func:`~rayfleet.capacity.provisioning.recycle_at`): a replacement host of its pool is asked for
   at once and the old one drains with a RECYCLE notice until its run time ends. Ray Serve moves the
@@ -197,6 +198,11 @@ class LocalHosts(HostEnds):
                 notice = rec.get("notice") or {}
                 if phase is HostPhase.DRAINING and notice.get("deadline") is not None and notice["deadline"] <= now:
                     log.info("local cluster: host %s %s at its deadline", name, "recycled" if notice.get("kind") == NoticeKind.RECYCLE.value else "reclaimed")
+                    self._remove_host(name)
+                elif phase is HostPhase.DRAINING and rec.get("raylet_pid") and not self._host_alive(name):  # type: ignore[attr-defined]
+                    # Ray stops a node drained with a deadline once nothing runs on it: the host
+                    # has nothing left to do and goes now rather than at its deadline.
+                    log.info("local cluster: host %s drained and idle: Ray stopped its node; it goes before its deadline", name)
                     self._remove_host(name)
                 elif phase is HostPhase.READY and rec.get("started_at") is not None:
                     self._lifetime(name, rec, now)
