@@ -329,3 +329,38 @@ def test_lost_host_does_not_count_as_a_restart(world):
     assert st.restarts == 0
     world.run_until("h", {JobState.SUCCEEDED})
     assert world.sim.run_status(world.run_id("h", 2)).resumed_from_step == 50
+
+
+def test_the_victims_of_one_cycle_are_stopped_in_two_transactions_whatever_their_number(world):
+    """Every stop intent of a cycle in one commit, then every stop in a second one (not two
+    commits a victim): the intents are still stored before any run is stopped."""
+    for name in ("low-1", "low-2"):
+        world.sim.script_run(name, runtime=1000)
+    world.sim.script_run("high", runtime=50)
+    world.start()
+    world.submit("low-1", queue="team-b")
+    world.submit("low-2", queue="team-b")
+    world.tick(passes=2)
+    world.tick(30)
+    assert world.state("low-1") == world.state("low-2") == JobState.RUNNING
+    world.submit("high", queue="team-b", workers=2, priority="production")
+    transactions: list[list[str]] = [[]]
+
+    def trace(sql: str) -> None:
+        transactions[-1].append(sql)
+        if sql.strip().upper() == "COMMIT":
+            transactions.append([])
+
+    db = world.fleet.store._db
+    db.set_trace_callback(trace)
+    try:
+        world.tick()
+    finally:
+        db.set_trace_callback(None)
+    with_event = [[i for i, tx in enumerate(transactions) if any(f"'{e}'" in sql for sql in tx)] for e in ("Stopping", "Requeued")]
+    assert all(len(tx) == 1 for tx in with_event), with_event   # each kind of write in one transaction
+    assert with_event[0][0] < with_event[1][0]                    # the intents committed first
+    for name in ("low-1", "low-2"):
+        st = world.job(name).status
+        assert st.state == JobState.QUEUED and st.interruptions[-1].reason == "preempted"
+    assert world.state("high") in (JobState.STARTING, JobState.RUNNING)

@@ -506,8 +506,7 @@ class Controller:
 
     def _schedule(self, now: float) -> None:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
-        for preempt in reclaims + self.quota.tick(now):
-            self._preempt(preempt.victim_id, f"quota schedule: {preempt.message or preempt.reason}", now)
+        self._preempt([(p.victim_id, f"quota schedule: {p.message or p.reason}") for p in reclaims + self.quota.tick(now)], now)
         self.heads.quota_now(self.quota.state.releases_by_tree(), self.quota.state.effective_config)
         heads = self.heads.read()
         pending = [h.job for h in heads if transitions.eligible(h.job, now)]
@@ -523,9 +522,8 @@ class Controller:
             decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}")))
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
-        for p in result.preempted:
-            # the quota layer's message names the preemptor only to a victim of its own queue
-            self._preempt(p.victim_id, f"preempted ({p.reason}): {p.message}".rstrip(": "), now)
+        # the quota layer's message names the preemptor only to a victim of its own queue
+        self._preempt([(p.victim_id, f"preempted ({p.reason}): {p.message}".rstrip(": ")) for p in result.preempted], now)
         jobs = {j.name: j for j in pending}
         for a in result.admitted:
             got = jobs.get(a.workload_id)
@@ -559,18 +557,30 @@ class Controller:
                     self.quota.release(job.name)
             raise
 
-    def _preempt(self, victim: str, message: str, now: float) -> None:
-        """Stop a victim now (intent first), so the capacity is free before its preemptor launches."""
-        rec = self.store.find("TrainJob", victim)
-        if rec is None:
-            self.services.preempted(victim, message, now)
-            return
-        job: TrainJob = rec.doc  # type: ignore[assignment]
-        if job.status.state in (JobState.QUEUED, JobState.STOPPING):
-            return
-        job = self._apply(job, transitions.request_stop(job, "preempted", message, now), now)
-        if job.status.state == JobState.STOPPING:
-            self._apply(job, transitions.finish_stop(job, now), now)
+    def _preempt(self, victims: list[tuple[str, str]], now: float) -> None:
+        """Stop victims (workload id, message) now, so the capacity is free before their preemptors
+        launch: every stop intent in one transaction, then the stops, written in a second one. A
+        crash between the two leaves them STOPPING, and the next pass finishes them."""
+        stopping: list[TrainJob] = []
+        seen: set[str] = set()
+        with self._batched():
+            for victim, message in victims:
+                if victim in seen:   # (read back inside the batch, a second copy would be stale)
+                    continue
+                seen.add(victim)
+                rec = self.store.find("TrainJob", victim)
+                if rec is None:
+                    self.services.preempted(victim, message, now)
+                    continue
+                job: TrainJob = rec.doc  # type: ignore[assignment]
+                if job.status.state in (JobState.QUEUED, JobState.STOPPING):
+                    continue
+                job = self._apply(job, transitions.request_stop(job, "preempted", message, now), now)
+                if job.status.state == JobState.STOPPING:
+                    stopping.append(job)
+        with self._batched():
+            for job in stopping:
+                self._apply(job, transitions.finish_stop(job, now), now)
 
     # ------------------------------------------------------------ 4. launch
 

@@ -60,6 +60,7 @@ from ..api import (
     TrainJob,
     TrainJobStatus,
 )
+from ..api.base import detached
 from ..backends.base import Notice, RunState, RunStatus, ServiceRunStatus, run_id_for
 
 #: Longest backoff after backend disruptions.
@@ -167,7 +168,7 @@ def observe(job: TrainJob, rs: RunStatus | None, now: float, *, next_flavor: str
     if rs is not None and rs.state in _STILL and job.status.state == _STILL[rs.state] and (
             rs.last_checkpoint_step is None or rs.last_checkpoint_step == job.status.last_checkpoint_step):
         return Transition(job.status)   # nothing new (most attempts, most passes): no copy of the status
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     if rs is None:
         rs = RunStatus(st.ray_job_id or "", RunState.LOST, "the run is gone from the backend (cluster restarted or removed)")
     if rs.last_checkpoint_step is not None:
@@ -265,7 +266,7 @@ def noticed(job: TrainJob, notice: Notice, now: float) -> Transition | None:
     st = job.status
     if st.state != JobState.RUNNING or (st.notice is not None and st.notice.kind != "migrate"):
         return None
-    new = st.model_copy(deep=True)
+    new = detached(st)
     deadline = at(notice.deadline) if notice.deadline is not None else None
     new.notice = NoticeRecord(kind=notice.kind.value, host=notice.host, at=at(now), deadline=deadline,
                               checkpoint_step=st.last_checkpoint_step)
@@ -319,7 +320,7 @@ def migration_planned(job: TrainJob, flavor: str, now: float) -> Transition | No
     st = job.status
     if st.state != JobState.RUNNING or st.notice is not None:
         return None
-    new = st.model_copy(deep=True)
+    new = detached(st)
     new.notice = NoticeRecord(kind="migrate", host=flavor, at=at(now), checkpoint_step=st.last_checkpoint_step)
     new.message = f"flavor {flavor} has room again: moving back from {st.flavor} at the next checkpoint"
     return Transition(new, "Migrating", new.message, {"from": st.flavor, "to": flavor, "step": st.last_checkpoint_step,
@@ -331,7 +332,7 @@ def migration_withdrawn(job: TrainJob, why: str) -> Transition | None:
     st = job.status
     if st.notice is None or st.notice.kind != "migrate" or st.state != JobState.RUNNING:
         return None
-    new = st.model_copy(deep=True)
+    new = detached(st)
     new.notice = None
     new.message = f"running on {st.pool} (attempt {st.attempt}); migration to {st.notice.host} withdrawn: {why}"
     return Transition(new, "MigrationWithdrawn", new.message, {"to": st.notice.host, "attempt": st.attempt})
@@ -347,7 +348,7 @@ def check_deadline(job: TrainJob, now: float) -> Transition | None:
 def request_stop(job: TrainJob, reason: str, message: str, now: float) -> Transition | None:
     """A stop intent (user, preemption, deadline, capacity step). A queued job ends at once; a
     launched one becomes STOPPING, and :func:`finish_stop` ends or requeues it. None: nothing to do."""
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     if st.state.terminal:
         return None
     if st.state == JobState.QUEUED:
@@ -369,7 +370,7 @@ def capacity_stop(job: TrainJob, give_up_flavor: bool, next_flavor: str | None, 
 
 def finish_stop(job: TrainJob, now: float) -> Transition:
     """Carry out a stored stop intent: the run is stopped, its quota freed; the job ends or requeues."""
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     actions = (Action.STOP_RUN, Action.SAVE_LOGS, Action.RELEASE_QUOTA) if st.attempt else (Action.RELEASE_QUOTA,)
     reason = st.stop_reason
     if reason in ("capacity", "resubmit"):
@@ -401,7 +402,7 @@ def finish_stop(job: TrainJob, now: float) -> Transition:
 
 
 def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) -> Transition:
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     st.state, st.attempt, st.flavor, st.pool = JobState.ADMITTED, st.attempt + 1, flavor, pool
     st.borrowed = {k: v for k, v in borrowed.items() if v}
     st.not_before, st.notice = None, None
@@ -413,13 +414,13 @@ def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) ->
 def waiting(job: TrainJob, reason: str) -> Transition | None:
     if job.status.message == reason:
         return None
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     st.message = reason
     return Transition(st)
 
 
 def launched(job: TrainJob, run_id: str, now: float) -> Transition:
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     st.state, st.launched_at = JobState.STARTING, at(now)
     if st.capacity_wait is None or st.capacity_wait.flavor != st.flavor:
         st.capacity_wait = CapacityWait(flavor=st.flavor or "", since=st.launched_at)
@@ -429,7 +430,7 @@ def launched(job: TrainJob, run_id: str, now: float) -> Transition:
 
 def launch_failed(job: TrainJob, error: str, now: float) -> Transition:
     """The backend refused or failed the launch: a disruption (the program never ran), with backoff."""
-    st = job.status.model_copy(deep=True)
+    st = detached(job.status)
     return _disrupted(job, st, "launch failure", error, now, backoff=True, actions=(Action.RELEASE_QUOTA,))
 
 
@@ -441,7 +442,7 @@ def service_deployed(queue: str) -> ServiceStatus:
 
 
 def service_admitted(st: ServiceStatus, workload_id: str, index: int | None, flavor: str, borrowed: Mapping[str, int]) -> Transition:
-    st = st.model_copy(deep=True)
+    st = detached(st)
     if index is None:
         st.flavor, st.state, st.message = flavor, ServiceState.DEPLOYING, f"admitted on {flavor}"
     else:
@@ -454,14 +455,14 @@ def service_waiting(st: ServiceStatus, reason: str) -> Transition | None:
     message = f"replicas waiting for quota: {reason}"
     if st.message == message:
         return None
-    st = st.model_copy(deep=True)
+    st = detached(st)
     st.message = message
     return Transition(st)
 
 
 def service_preempted(st: ServiceStatus, workload_id: str, index: int | None, message: str) -> Transition:
     """A group was reclaimed (its quota is released). The base: every group goes, the app is undeployed."""
-    st = st.model_copy(deep=True)
+    st = detached(st)
     actions: tuple[Action, ...] = ()
     if index is None:
         st.state, st.replicas_granted, st.replicas_running, st.flavor = ServiceState.PENDING, 0, 0, None
@@ -471,14 +472,14 @@ def service_preempted(st: ServiceStatus, workload_id: str, index: int | None, me
 
 
 def service_deleting(st: ServiceStatus) -> Transition:
-    st = st.model_copy(deep=True)
+    st = detached(st)
     st.state = ServiceState.DELETING
     return Transition(st, "Deleting", "delete requested")
 
 
 def service_deleted(st: ServiceStatus) -> Transition:
     """A DELETING service: undeployed, every group's quota returned."""
-    st = st.model_copy(deep=True)
+    st = detached(st)
     st.state, st.replicas_granted, st.replicas_running, st.url = ServiceState.DELETED, 0, 0, None
     return Transition(st, "Deleted", "service deleted", actions=(Action.UNDEPLOY, Action.RELEASE_QUOTA))
 
@@ -491,7 +492,7 @@ def service_observed(st: ServiceStatus, granted: int, rs: ServiceRunStatus | Non
         (st.replicas_wanted, st.replicas_running, st.url, st.message, st.replicas_granted, st.state)
     if seen == ((granted, state) if rs is None else (rs.replicas_wanted, rs.replicas_running, rs.url, message, granted, state)):
         return Transition(st, None, st.message)   # nothing new (most passes): no copy of the status
-    new = st.model_copy(deep=True)
+    new = detached(st)
     if rs is not None:
         new.replicas_wanted, new.replicas_running, new.url = rs.replicas_wanted, rs.replicas_running, rs.url
         if rs.state is not None and rs.state != ServiceState.PENDING:
