@@ -157,6 +157,29 @@ def test_checkpoints_and_resume_after_a_lost_host():
     assert "resumed from step 60" in logs and "step 90: checkpoint saved" in logs and "step 30" not in logs
 
 
+def test_run_status_is_handed_back_while_unchanged_and_anew_on_each_change():
+    """The controller asks for every launched run each pass: an unchanged run gives the same
+    status object; a checkpoint, a notice or an end gives a new one."""
+    clock = Clock()
+    sim = make_sim(clock)
+    sim.script_run("u", runtime=100, checkpoint_every=10)
+    sim.launch(request("u", "l4-spot", resources={"nvidia.com/gpu": 1}))
+    first = sim.run_status("u-1")
+    clock.t = T0 + 5
+    assert sim.run_status("u-1") is first
+    clock.t = T0 + 12
+    ckpt = sim.run_status("u-1")
+    assert ckpt is not first and ckpt.last_checkpoint_step == 10 and ckpt.state == RunState.RUNNING
+    assert sim.run_status("u-1") is ckpt
+    sim.reclaim(sim.runs["u-1"].gang.hosts[0].name, at=clock.t, notice=30)
+    noticed = sim.run_status("u-1")
+    assert noticed is not ckpt and [n.kind.value for n in noticed.notices] == ["reclaim"]
+    sim.request_checkpoint("u-1")
+    assert sim.run_status("u-1").last_checkpoint_step == 12
+    clock.t = T0 + 42
+    assert sim.run_status("u-1").state == RunState.LOST
+
+
 def test_reclaim_with_notice_loses_runs_when_the_notice_runs_out():
     clock = Clock()
     sim = make_sim(clock)

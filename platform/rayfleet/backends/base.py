@@ -12,6 +12,7 @@ uid is the job's server-set metadata.uid, so a new job with an old name never me
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -97,6 +98,7 @@ class HostInfo:
     message: str = ""
 
 
+@functools.lru_cache(maxsize=1 << 16)   # the controller asks for every launched job's each pass
 def run_id_for(job_id: str, attempt: int, uid: str | None = None) -> str:
     """The backend run id of one attempt: ``<job id>-<attempt>-<first 12 hex digits of the uid>``
     (``<job id>-<attempt>`` for a job stored before uids existed)."""

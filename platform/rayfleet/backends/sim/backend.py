@@ -397,10 +397,16 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             run = self.runs.get(run_id)
             if run is None:
                 return None
-            return RunStatus(run_id=run_id, state=run.state, message=run.message, started_at=run.started_at,
-                             finished_at=run.finished_at, last_checkpoint_step=self._checkpoint_of(run, now),
-                             node_ids=run.node_ids, resumed_from_step=run.resumed_from if run.started_at is not None else None,
-                             notices=() if run.state.terminal else self._notices(run), hosts=run.hosts)
+            key = (run.state, run.message, run.started_at, run.finished_at, self._checkpoint_of(run, now), run.node_ids,
+                   run.resumed_from if run.started_at is not None else None,
+                   () if run.state.terminal else self._notices(run), run.hosts)
+            if run.status_seen is not None and run.status_seen[0] == key:
+                return run.status_seen[1]   # as last reported (the controller asks for every launched run each pass)
+            state, message, started, finished, ckpt, node_ids, resumed, notices, hosts = key
+            status = RunStatus(run_id=run_id, state=state, message=message, started_at=started, finished_at=finished,
+                               last_checkpoint_step=ckpt, node_ids=node_ids, resumed_from_step=resumed, notices=notices, hosts=hosts)
+            run.status_seen = (key, status)
+            return status
 
     def request_checkpoint(self, run_id: str) -> None:
         """The running attempt saves a checkpoint at its current step now: reported at once as

@@ -43,6 +43,8 @@ class SimRun:
     requested_checkpoint: int | None = None   # step of the checkpoint saved on request_checkpoint
     # (Host.shown_changes, the gang's host list, the notices on those hosts) last worked out
     notices_seen: tuple[int, list, tuple] | None = None
+    # (what run_status reported, as a tuple of its fields; that RunStatus), handed back while unchanged
+    status_seen: tuple[tuple, Any] | None = None
 
 
 @dataclass(eq=False)
