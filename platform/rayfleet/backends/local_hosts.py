@@ -196,13 +196,11 @@ class LocalHosts(HostEnds):
             for name, rec in list(st["hosts"].items()):
                 phase = self._phase(rec)
                 notice = rec.get("notice") or {}
-                if phase is HostPhase.DRAINING and notice.get("deadline") is not None and notice["deadline"] <= now:
-                    log.info("local cluster: host %s %s at its deadline", name, "recycled" if notice.get("kind") == NoticeKind.RECYCLE.value else "reclaimed")
-                    self._remove_host(name)
-                elif phase is HostPhase.DRAINING and rec.get("raylet_pid") and not self._host_alive(name):  # type: ignore[attr-defined]
-                    # Ray stops a node drained with a deadline once nothing runs on it: the host
-                    # has nothing left to do and goes now rather than at its deadline.
-                    log.info("local cluster: host %s drained and idle: Ray stopped its node; it goes before its deadline", name)
+                due = notice.get("deadline") is not None and notice["deadline"] <= now
+                # (Ray stops a node drained with a deadline once nothing runs on it: it goes then)
+                if phase is HostPhase.DRAINING and (due or (rec.get("raylet_pid") and not self._host_alive(name))):  # type: ignore[attr-defined]
+                    log.info("local cluster: host %s %s %s", name, "recycled" if notice.get("kind") == NoticeKind.RECYCLE.value else "reclaimed",
+                             "at its deadline" if due else "before its deadline: drained and idle, Ray stopped its node")
                     self._remove_host(name)
                 elif phase is HostPhase.READY and rec.get("started_at") is not None:
                     self._lifetime(name, rec, now)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...api import PoolSpec
-from ..base import RunState
+from ..base import RunState, RunStatus
 from ..placement import GangPlan
 from .hosts import Host
 from .scenario import RunScript, ServiceScript
@@ -44,7 +44,7 @@ class SimRun:
     # (Host.shown_changes, the gang's host list, the notices on those hosts) last worked out
     notices_seen: tuple[int, list, tuple] | None = None
     # (what run_status reported, as a tuple of its fields; that RunStatus), handed back while unchanged
-    status_seen: tuple[tuple, Any] | None = None
+    status_seen: tuple[tuple, RunStatus] | None = None
 
 
 @dataclass(eq=False)
