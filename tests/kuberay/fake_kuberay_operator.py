@@ -24,7 +24,8 @@ counts is the client's (rayfleet's). What it does:
   ``GCE out of resources`` unless told), from ``source.component: cluster-autoscaler``.
 - **Running**: ``start_delay`` after the pods run: ``Running`` / ``RUNNING``, ``rayJobInfo.startTime``,
   and the cluster's fake Ray dashboard answers the job's info and logs.
-- **End**: after the job's runtime (:meth:`script`, else ``runtime``): ``Complete`` / ``SUCCEEDED``, or
+- **End**: after the job's runtime (:meth:`script`, else ``runtime``), or when a test calls
+  :meth:`FakeKubeRayOperator.end`: ``Complete`` / ``SUCCEEDED``, or
   ``Failed`` / ``FAILED`` with reason ``AppFailed``; a job past ``activeDeadlineSeconds`` ends
   ``Failed`` / ``DeadlineExceeded``. With ``shutdownAfterJobFinishes`` the RayCluster and its pods
   are deleted ``ttlSecondsAfterFinished`` later (or ``ttl_s``), freeing the nodes.
@@ -103,6 +104,7 @@ class _Job:
     pool: str = ""                        # the RayJob's rayfleet.io/pool
     placed: bool = False
     started: float | None = None          # monotonic, when Running
+    ended: bool = False                   # Complete or Failed (by its script, its deadline or end())
 
 
 class FakeKubeRayOperator:
@@ -123,6 +125,7 @@ class FakeKubeRayOperator:
         self.completed = self.failed = self.peak_running = 0
         self._jobs: dict[str, _Job] = {}            # RayJob name -> what was made for it
         self._waiting: list[str] = []               # RayJobs whose pods wait for nodes, oldest first
+        self._ends: list[tuple[str, bool]] = []     # (job id, succeed) that end() asked for, under api.lock
         self._stockouts: dict[str, str] = {}        # pool -> the cause its failed scale-ups give
         self._answered: set[str] = set()            # worker pods the fake autoscaler has answered
         self._bound: dict[str, str] = {}            # node -> worker pod on it
@@ -154,6 +157,13 @@ class FakeKubeRayOperator:
 
     def script(self, job_id: str, runtime_s: float, *, succeed: bool = True) -> None:
         self.scripts[job_id] = Script(runtime_s, succeed)
+
+    def end(self, job_id: str, *, succeed: bool = True) -> None:
+        """End the running job ``job_id`` now, as its script would at the end of its runtime (a test
+        that orders events by hand does not race a timer against a loaded machine)."""
+        with self.api.lock:
+            self._ends.append((job_id, succeed))
+            self.api.lock.notify_all()
 
     def stock_out(self, pool: str, cause: str = "GCE out of resources") -> None:
         """From now on the autoscaler cannot add ``pool``'s hosts: waiting pods of its runs (now and
@@ -214,13 +224,20 @@ class FakeKubeRayOperator:
                     self._created(obj)
                 else:
                     self._deleted(obj["metadata"]["name"])
+            with self.api.lock:
+                ends, self._ends = self._ends, []
+            for job_id, succeed in ends:
+                for job in list(self._jobs.values()):
+                    rayjob = self._rayjob(job.name)
+                    if job.started is not None and rayjob is not None and (rayjob["metadata"].get("annotations") or {}).get(ANN_JOB_ID) == job_id:
+                        self._finish(job.name, succeed, "AppFailed")
             now = time.monotonic()
             while self._timers and self._timers[0][0] <= now:
                 _, _, fn, args = heapq.heappop(self._timers)
                 fn(*args)
             self._autoscale()
             with self.api.lock:
-                if self.api.rv == self._cursor:
+                if self.api.rv == self._cursor and not self._ends:
                     wait = min(self._timers[0][0] - time.monotonic(), 0.05) if self._timers else 0.05
                     if wait > 0:
                         self.api.lock.wait(wait)
@@ -365,8 +382,9 @@ class FakeKubeRayOperator:
 
     def _finish(self, name: str, succeed: bool, reason: str) -> None:
         job, obj = self._jobs.get(name), self._rayjob(name)
-        if job is None or obj is None:
+        if job is None or obj is None or job.ended:
             return
+        job.ended = True
         end = _now_rfc3339()
         info = {**((obj.get("status") or {}).get("rayJobInfo") or {}), "endTime": end}
         submission = (obj.get("status") or {}).get("jobId") or name

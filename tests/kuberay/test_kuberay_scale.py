@@ -35,7 +35,7 @@ def test_a_gang_waits_for_free_nodes_of_its_pool(backend, fake_api, gke_cfg, ope
     operator.add_pool_nodes("cpu", gke_cfg.pools["cpu"].spec, count=4)   # nodes of another pool do not count
     first, second = (m.launch_request_for(train_job(n, workers=2, per_worker={"nvidia.com/gpu": 1}), gke_cfg, "t4") for n in ("a", "b"))
     for n in ("a", "b"):
-        operator.script(n, 1.5)   # long enough to be seen running, even on a loaded machine
+        operator.script(n, 600)   # both run until the test ends them: no timer races a loaded machine
     backend.launch(first)
     assert until(lambda: backend.run_status(first.run_id).state == RunState.RUNNING, timeout=10.0)
     backend.launch(second)
@@ -46,6 +46,7 @@ def test_a_gang_waits_for_free_nodes_of_its_pool(backend, fake_api, gke_cfg, ope
                         if p["metadata"]["labels"]["ray.io/node-type"] == "worker")
     hosts = backend.run_status(first.run_id).hosts
     assert hosts == ("gke-t4-0000", "gke-t4-0001")
+    operator.end("a")
     assert until(lambda: backend.run_status(first.run_id).state == RunState.SUCCEEDED, timeout=10.0)
     assert until(lambda: backend.run_status(second.run_id).state == RunState.RUNNING, timeout=10.0)   # the first cluster's nodes freed
     assert backend.run_status(second.run_id).hosts == hosts
