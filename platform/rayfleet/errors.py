@@ -96,8 +96,9 @@ class BackendError(RayfleetError):
 
 
 class StorageUnavailable(RayfleetError):
-    """The database cannot take writes: its file is missing, replaced, read-only, full or failing.
-    ``reason`` is one word (missing, replaced, read-only, full, io-error, corrupt)."""
+    """The database cannot take writes: its file is missing, replaced, read-only, full or failing,
+    or its PostgreSQL server cannot be reached. ``reason`` is one word (missing, replaced,
+    read-only, full, io-error, corrupt, unreachable)."""
 
     http_status = 503
 

@@ -1,6 +1,6 @@
 """Group commit: writes that arrive from many threads at once share one transaction and one fsync.
 
-The store commits with ``synchronous=FULL``, so every transaction costs a WAL fsync, and one
+The store commits durably (SQLite's ``synchronous=FULL``, PostgreSQL's ``synchronous_commit``), so every transaction costs a WAL fsync, and one
 writer at a time holds the store's lock. Under a burst of submissions (many API threads, each
 creating one job) most of a create's time is that fsync, spent while the others wait for the
 lock. Here a write is queued; the first thread to get the lock becomes the *leader*, takes every
@@ -27,7 +27,7 @@ from typing import Any
 class _Write:
     __slots__ = ("fn", "done", "result", "error")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]):
+    def __init__(self, fn: Callable[[Any], Any]):
         self.fn = fn
         self.done = False
         self.result: Any = None
@@ -36,17 +36,20 @@ class _Write:
 
 class GroupCommit:
     """``lock``: the store's writer lock; ``transaction``: opens one transaction under it (commits
-    when its block ends, rolls back if an exception leaves it)."""
+    when its block ends, rolls back if an exception leaves it); ``storage_errors``: the database
+    driver's errors that are the storage's (they fail the whole transaction, not one write)."""
 
-    def __init__(self, lock: threading.RLock, transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]):
+    def __init__(self, lock: threading.RLock, transaction: Callable[[], AbstractContextManager[Any]], *,
+                 storage_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)):
         self._lock = lock
+        self._storage_errors = storage_errors
         self._transaction = transaction
         self._queued: list[_Write] = []
         self._queue_lock = threading.Lock()
         self.transactions = 0   # transactions run, and writes carried: the batching achieved
         self.writes = 0
 
-    def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def run(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(db)`` in a committed transaction, shared with the writes queued beside it; its
         result, or its exception."""
         w = _Write(fn)
@@ -68,7 +71,7 @@ class GroupCommit:
                     db.execute("SAVEPOINT group_write")
                     try:
                         w.result = w.fn(db)
-                    except sqlite3.Error:    # the storage itself (disk full, I/O): the whole transaction fails
+                    except self._storage_errors:    # the storage itself (disk full, I/O): the whole transaction fails
                         raise
                     except Exception as e:   # this write alone is undone (a name taken); the others go on
                         db.execute("ROLLBACK TO group_write")

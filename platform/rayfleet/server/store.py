@@ -1,10 +1,12 @@
-"""The SQLite store: one file under the data directory, WAL, versioned migrations.
+"""The store: SQLite (one file under the data directory, the default) or PostgreSQL (a
+``postgresql://`` URL: several control-service processes share it), versioned migrations.
 
-Every object is kept as metadata + spec + status with a resource version (optimistic
+The SQL is written once for both engines (:mod:`.store_sqlite`, :mod:`.store_postgres`: the
+connections, transactions, storage faults and schema of each). Every object is kept as metadata + spec + status with a resource version (optimistic
 concurrency, as Kubernetes does), and every state transition is appended to an event log (the
 audit trail, and the source of wait times, MTTR, MTBI and cost). One writer: all writes go
 through this class under one lock; each write is one transaction, committed before it returns
-(``synchronous=FULL``), so an acknowledged submission survives ``kill -9``; or, inside
+(SQLite's ``synchronous=FULL``, PostgreSQL's ``synchronous_commit=on``), so an acknowledged submission survives ``kill -9``; or, inside
 :meth:`Store.batch`, part of the batch's one transaction (the controller's decisions of one pass).
 Creates that arrive from several threads at once share one transaction (:mod:`.group_commit`).
 """
@@ -15,15 +17,12 @@ import builtins
 import hashlib
 import json
 import logging
-import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import quote
+from typing import Any, NamedTuple, Protocol
 
 import pydantic
 
@@ -31,111 +30,11 @@ from ..api import ALL_KINDS, Document
 from ..api.base import STORED
 from ..errors import Conflict, NotFound
 from .group_commit import GroupCommit
-from .storage_guard import StorageGuard
+from .store_sqlite import MIGRATIONS, SqliteEngine
 
-MIGRATIONS: list[str] = [
-    # 1: objects, events, tokens, uploaded packages
-    """
-    CREATE TABLE objects (
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL,
-        team TEXT,
-        state TEXT,
-        body TEXT NOT NULL,
-        resource_version INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (kind, name)
-    );
-    CREATE INDEX objects_by_kind_seq ON objects (kind, seq);
-    CREATE INDEX objects_by_kind_state ON objects (kind, state);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL,
-        type TEXT NOT NULL,
-        message TEXT NOT NULL,
-        data TEXT NOT NULL
-    );
-    CREATE INDEX events_by_object ON events (kind, name, id);
-    CREATE TABLE tokens (
-        hash TEXT PRIMARY KEY,
-        team TEXT,
-        admin INTEGER NOT NULL,
-        label TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE packages (
-        uri TEXT PRIMARY KEY,
-        path TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        created_at REAL NOT NULL
-    );
-    """,
-    # 2: uids (metadata.uid): a new object with an old name sees nothing of the old one's events
-    """
-    ALTER TABLE objects ADD COLUMN uid TEXT;
-    ALTER TABLE events ADD COLUMN uid TEXT;
-    CREATE INDEX events_by_uid ON events (kind, name, uid, id);
-    """,
-    # 3: quarantine: stored records that no longer decode, kept aside with their raw body
-    """
-    CREATE TABLE quarantine (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL,
-        team TEXT,
-        uid TEXT,
-        state TEXT,
-        body TEXT NOT NULL,
-        error TEXT NOT NULL,
-        resource_version INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        quarantined_at REAL NOT NULL
-    );
-    CREATE INDEX quarantine_by_object ON quarantine (kind, name, id);
-    """,
-    # 4: packages are owned: one row per (uri, owner team), the SHA-256 of the bytes (the blob's
-    # name on disk), whether the bytes match Ray's hash in the name. Uploads made before this
-    # had no owner; they stay in packages_v1 until a team that runs them adopts them.
-    """
-    ALTER TABLE packages RENAME TO packages_v1;
-    CREATE TABLE packages (
-        uri TEXT NOT NULL,
-        team TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        verified INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (uri, team)
-    );
-    CREATE INDEX packages_by_team ON packages (team);
-    """,
-    # 5: the controller's reads by state (QUEUED, LAUNCHED, ...) walk only the rows in those states,
-    # in submission order: on (kind, seq) they walked every object of the kind, finished ones too,
-    # so a pass cost more as finished jobs piled up
-    """
-    CREATE INDEX objects_by_kind_state_seq ON objects (kind, state, seq);
-    DROP INDEX objects_by_kind_state;
-    """,
-    # 6: a queue's heads: the controller reads, per queue and priority class, the first few jobs in
-    # a state (QUEUED) in submission order, never the whole backlog ('' = no priority class)
-    """
-    ALTER TABLE objects ADD COLUMN queue TEXT;
-    ALTER TABLE objects ADD COLUMN priority_class TEXT NOT NULL DEFAULT '';
-    UPDATE objects SET queue = json_extract(body, '$.spec.queue'),
-                       priority_class = COALESCE(json_extract(body, '$.spec.priorityClass'), '') WHERE json_valid(body);
-    CREATE INDEX objects_by_queue ON objects (kind, state, queue, priority_class, seq);
-    """,
-]
+__all__ = ["MIGRATIONS", "STORE_ENV", "Store", "Record", "Event", "HeadRow", "Quarantined", "is_url", "open_engine", "store_target"]
 
 log = logging.getLogger("rayfleet.store")
-
-#: Read-only connections beside the writer's: reads of that many threads at once run in parallel
-#: with each other and with the writer's transactions (WAL); more wait for the writer's connection.
-READERS = 8
 
 #: Documents decoded by shared reads (``Store.list(shared=True)``), or written by shared writes
 #: (``Store.update(shared=True)``), the store keeps, by (kind, name), with their stored text; the
@@ -256,44 +155,112 @@ def _queue_of(doc: Document) -> tuple[str | None, str]:
     return getattr(spec, "queue", None), getattr(spec, "priority_class", None) or ""
 
 
-class Store:
-    """``clock`` stamps every write (created/updated times, events); a caller that drives time
-    itself (the controller pass, a simulator) passes ``now`` to each write instead."""
+class Engine(Protocol):
+    """What the store needs of a database (:class:`.store_sqlite.SqliteEngine`,
+    :class:`.store_postgres.PostgresEngine`)."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+    name: str
+    migrations: builtins.list[str]
+    storage_errors: tuple[type[BaseException], ...]   # the driver's errors that fail a whole transaction
+    db: Any                                            # the writer's connection: execute(sql, args) -> cursor
+    guard: Any                                         # health() -> None or the fault's reason
+
+    def describe(self) -> str: ...
+    def indexed_by(self, index: str) -> str: ...
+    def lock_kind(self, db: Any, kind: str) -> None: ...
+    def lock_schema(self, db: Any) -> None: ...
+    def begin(self) -> Any: ...
+    def end(self, exc: BaseException | None) -> None: ...
+    def translate(self, exc: BaseException) -> Exception | None: ...
+    def open_readers(self) -> None: ...
+    def read(self, query: str, args: tuple | builtins.list) -> builtins.list[tuple] | None: ...
+    def close(self) -> None: ...
+
+
+#: The environment variable that names the store when ``--store`` does not.
+STORE_ENV = "RAYFLEET_STORE"
+
+
+def is_url(target: str | Path) -> bool:
+    """Whether ``target`` names a PostgreSQL database (else it is a SQLite file's path)."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def store_target(store: str | None, data_dir: Path) -> str | Path:
+    """What ``--store`` (or $RAYFLEET_STORE) names: a ``postgresql://`` URL, or a SQLite file's
+    path; nothing: the SQLite file in the data directory. Any other URL is a SpecError (exit 2)."""
+    if not store:
+        return data_dir / "rayfleet.db"
+    if is_url(store):
+        return store
+    if "://" in store:
+        from ..errors import FieldProblem, SpecError
+
+        scheme = store.split("://", 1)[0]
+        raise SpecError(FieldProblem(field="--store", problem=(
+            f"must be a postgresql:// URL or a SQLite file's path, got a {scheme}:// URL")))
+    return Path(store)
+
+
+def open_engine(target: str | Path) -> Engine:
+    """The engine for a ``postgresql://`` URL, else for a SQLite file at the path ``target``."""
+    if is_url(target):
+        from .store_postgres import PostgresEngine  # psycopg is loaded only for a PostgreSQL store
+
+        return PostgresEngine(str(target))
+    return SqliteEngine(target)
+
+
+class Store:
+    """``target``: a SQLite file's path, or a ``postgresql://`` URL. ``clock`` stamps every write
+    (created/updated times, events); a caller that drives time itself (the controller pass, a
+    simulator) passes ``now`` to each write instead."""
+
+    def __init__(self, target: str | Path, *, clock: Callable[[], float] = time.time):
         self.clock = clock
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = open_engine(target)
+        self.location = self.engine.describe()   # for messages: a path, or the URL without its password
         self._lock = threading.RLock()
         self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
         self._decoded: dict[tuple[str, str], tuple[str, Document]] = {}  # (kind, name) -> (body, its document)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self.guard = StorageGuard(self.path)  # storage faults -> StorageUnavailable (503)
-        self.creates = GroupCommit(self._lock, self._tx)   # concurrent creates share a transaction
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()   # read connections not in use
-        self._reader_conns: list[sqlite3.Connection] = []
+        self.creates = GroupCommit(self._lock, self._tx, storage_errors=self.engine.storage_errors)   # concurrent creates share a transaction
         self._migrate()
-        self._open_readers()
+        self.engine.open_readers()
+
+    @property
+    def _db(self) -> Any:
+        """The writer's connection (tests of one engine reach into it)."""
+        return self.engine.db
+
+    @property
+    def guard(self) -> Any:
+        """The storage's health: ``guard.health()`` is None, or the reason writes are refused."""
+        return self.engine.guard
 
     # ------------------------------------------------------------ schema
 
     def _migrate(self) -> None:
+        """Apply the migrations this database has not had, each in its own transaction; several
+        processes starting on one PostgreSQL database at once migrate it once (a lock)."""
+        migrations = self.engine.migrations
         with self._lock:
-            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self._db.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
-            if version > len(MIGRATIONS):
-                raise RuntimeError(f"{self.path}: schema version {version} is newer than this rayfleet ({len(MIGRATIONS)})")
-            for i in range(version, len(MIGRATIONS)):
-                with self._tx():
-                    for statement in MIGRATIONS[i].split(";"):
+            with self._tx() as db:
+                self.engine.lock_schema(db)   # (PostgreSQL's IF NOT EXISTS is no lock: two creates at once collide)
+                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            while True:
+                with self._tx() as db:
+                    self.engine.lock_schema(db)
+                    row = db.execute("SELECT version FROM schema_version").fetchone()
+                    version = row[0] if row else 0
+                    if version > len(migrations):
+                        raise RuntimeError(f"{self.location}: schema version {version} is newer than this rayfleet ({len(migrations)})")
+                    if version == len(migrations):
+                        return
+                    for statement in migrations[version].split(";"):
                         if statement.strip():
-                            self._db.execute(statement)
-                    self._db.execute("DELETE FROM schema_version")
-                    self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (i + 1,))
+                            db.execute(statement)
+                    db.execute("DELETE FROM schema_version")
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
 
     @property
     def schema_version(self) -> int:
@@ -314,12 +281,12 @@ class Store:
                 self.nested = True
                 return self.store._db
             try:
-                self.store.guard.begin(self.store._db)  # BEGIN IMMEDIATE, after the storage checks
+                db = self.store.engine.begin()  # BEGIN (IMMEDIATE, on SQLite), after the storage checks
             except BaseException:
                 self.store._lock.release()
                 raise
             self.store._batch = self.batch
-            return self.store._db
+            return db
 
         def __exit__(self, exc_type, exc, tb):
             if self.nested:  # the batch commits, or rolls back if the exception reaches it
@@ -327,7 +294,7 @@ class Store:
                 return
             try:
                 self.store._batch = False
-                self.store.guard.end(self.store._db, exc)  # COMMIT or ROLLBACK; storage faults -> 503
+                self.store.engine.end(exc)  # COMMIT or ROLLBACK; storage faults -> 503
             finally:
                 self.store._lock.release()
 
@@ -340,47 +307,31 @@ class Store:
         block, so other threads' reads and writes wait for it: keep it to writes, with no I/O between."""
         return Store._Tx(self, batch=True)
 
-    def _q(self, query: str, args: tuple | list = ()) -> list[tuple]:
-        """A read of what is committed, on one of the read connections, beside the writer (WAL): it
-        never waits for a commit's fsync. A thread inside a write transaction reads on the
-        writer's connection, so that it sees its own writes; so does a read that finds every read
+    def _q(self, query: str, args: tuple | builtins.list = ()) -> builtins.list[tuple]:
+        """A read of what is committed, on one of the read connections, beside the writer: it
+        never waits for a commit. A thread inside a write transaction reads on the writer's
+        connection, so that it sees its own writes; so does a read that finds every read
         connection busy, or whose read connection fails (the storage in trouble)."""
         if not self._holds_writer():
-            try:
-                conn = self._readers.get_nowait()
-            except queue.Empty:
-                conn = None
-            if conn is not None:
-                try:
-                    return conn.execute(query, args).fetchall()
-                except sqlite3.OperationalError:
-                    pass   # the writer's connection answers, as it did before there were readers
-                finally:
-                    self._readers.put(conn)
+            rows = self.engine.read(query, args)
+            if rows is not None:
+                return rows
         with self._lock:
-            return self._db.execute(query, args).fetchall()
+            try:
+                return self._db.execute(query, args).fetchall()  # type: ignore[no-any-return]
+            except self.engine.storage_errors as e:
+                if self._batch or not (fault := self.engine.translate(e)):
+                    raise
+                raise fault from e
 
     def _holds_writer(self) -> bool:
         """This thread holds the writer's lock: it is inside a write transaction or batch, whose
         reads must see its writes and whose creates are part of it."""
         return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]  # (the C RLock's)
 
-    def _open_readers(self) -> None:
-        """The read-only connections, opened once, with the writer's, so that the store never opens
-        its file again while it runs (a storage fault later, a file replaced, deleted or remounted,
-        does not change which file the readers read: the one the writer has open)."""
-        for _ in range(READERS):
-            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()   # opens the -wal and -shm files now, not at a first read later
-            self._reader_conns.append(conn)
-            self._readers.put(conn)
-
     def close(self) -> None:
         with self._lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
-            self._db.close()
+            self.engine.close()
 
     # ------------------------------------------------------------ objects
 
@@ -447,7 +398,8 @@ class Store:
         body = doc.model_dump_json(by_alias=True)
         uid = _uid_of(doc)
 
-        def insert(db: sqlite3.Connection) -> None:
+        def insert(db: Any) -> None:
+            self.engine.lock_kind(db, doc.KIND)   # one create of the kind at a time: seq and the name check
             exists = db.execute("SELECT 1 FROM objects WHERE kind=? AND name=?", (doc.KIND, doc.name)).fetchone()
             if exists:
                 raise Conflict(f"{doc.KIND} {doc.name!r} already exists", field="metadata.name")
@@ -511,10 +463,13 @@ class Store:
                 raise Conflict(f"{doc.KIND} {doc.name!r} was replaced (uid {uid}, expected {_uid_of(doc)}); re-read and retry")
             if expected_version is not None and rv != expected_version:
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed (version {rv}, expected {expected_version}); re-read and retry")
-            db.execute(
-                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=?, queue=?, priority_class=? WHERE kind=? AND name=?",
-                (body, _state_of(doc), rv + 1, now, *_queue_of(doc), doc.KIND, doc.name),
-            )
+            written = db.execute(
+                "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=?, queue=?, priority_class=? "
+                "WHERE kind=? AND name=? AND resource_version=?",
+                (body, _state_of(doc), rv + 1, now, *_queue_of(doc), doc.KIND, doc.name, rv),
+            ).rowcount
+            if written != 1:   # another process sharing the database wrote it since the read above
+                raise Conflict(f"{doc.KIND} {doc.name!r} changed while it was written; re-read and retry")
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message, data or {})
         if shared:   # a rolled-back write leaves the stored text as it was, which this body then does not match
@@ -534,7 +489,7 @@ class Store:
     def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None) -> list[tuple]:
         # By state: the (kind, state, seq) index, named, since without it SQLite picks (kind, seq) for
         # the ORDER BY and reads every object of the kind, however many have finished.
-        index = " INDEXED BY objects_by_kind_state_seq" if states else ""
+        index = self.engine.indexed_by("objects_by_kind_state_seq") if states else ""
         q = f"SELECT seq, {self._COLS} FROM objects{index} WHERE kind=? AND seq>?"
         args: list[Any] = [kind, after]
         if team is not None:
@@ -554,25 +509,25 @@ class Store:
         kind: str,
         *,
         team: str | None = None,
-        states: list[str] | None = None,
+        states: builtins.list[str] | None = None,
         after: int = 0,
         limit: int | None = None,
         shared: bool = False,
-    ) -> list[Record]:
+    ) -> builtins.list[Record]:
         """Objects of a kind in submission order; ``after`` is the paging cursor (a seq). Records
         that do not decode are quarantined and left out. ``shared``: the caller never changes the
         documents in place, and gets the same document object for a record unchanged since an
         earlier shared read (no decoding: see ``_decode``)."""
         return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit)], shared=shared)
 
-    def page(self, kind: str, *, team: str | None, states: list[str] | None, limit: int, cursor: int) -> tuple[list[Record], int | None]:
+    def page(self, kind: str, *, team: str | None, states: builtins.list[str] | None, limit: int, cursor: int) -> tuple[builtins.list[Record], int | None]:
         """One page and the cursor of the next one (None at the end)."""
         rows = self._select(kind, team, states, cursor, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         return self._decode_all(kind, [r[1:] for r in rows]), (rows[-1][0] if more and rows else None)
 
-    def count(self, kind: str, states: list[str] | None = None, *, queue: str | None = None) -> int:
+    def count(self, kind: str, states: builtins.list[str] | None = None, *, queue: str | None = None) -> int:
         q, args = "SELECT COUNT(*) FROM objects WHERE kind=?", [kind]
         if states:
             q += f" AND state IN ({','.join('?' * len(states))})"
@@ -588,7 +543,7 @@ class Store:
         """The (queue, priority class) pairs that have objects of ``kind`` in ``state``: a skip walk
         of the ``objects_by_queue`` index, one seek per pair, however many objects each pair holds."""
         # one column's range at a time: SQLite seeks a row-value range by its first column only
-        base = "SELECT {col} FROM objects INDEXED BY objects_by_queue WHERE kind=? AND state=? AND "
+        base = "SELECT {col} FROM objects" + self.engine.indexed_by("objects_by_queue") + " WHERE kind=? AND state=? AND "
         out: builtins.list[tuple[str, str]] = []
         queue = self._q(base.format(col="queue") + "queue IS NOT NULL ORDER BY queue LIMIT 1", (kind, state))
         while queue:
@@ -606,7 +561,7 @@ class Store:
         """The first ``limit`` objects of one (queue, priority class) pair in ``state`` after seq
         ``after``, in submission order, not yet decoded (:meth:`decode`)."""
         return [HeadRow(r[0], r[1], r[2:]) for r in self._q(
-            f"SELECT seq, uid, {self._COLS} FROM objects INDEXED BY objects_by_queue "
+            f"SELECT seq, uid, {self._COLS} FROM objects{self.engine.indexed_by('objects_by_queue')} "
             "WHERE kind=? AND state=? AND queue=? AND priority_class=? AND seq>? ORDER BY seq LIMIT ?",
             (kind, state, queue, priority_class, after, limit))]
 
@@ -618,7 +573,7 @@ class Store:
     # ------------------------------------------------------------ events
 
     @staticmethod
-    def _event(db: sqlite3.Connection, ts: float, kind: str, name: str, uid: str | None, type_: str, message: str, data: dict) -> None:
+    def _event(db: Any, ts: float, kind: str, name: str, uid: str | None, type_: str, message: str, data: dict) -> None:
         db.execute(
             "INSERT INTO events (ts, kind, name, uid, type, message, data) VALUES (?,?,?,?,?,?,?)",
             (ts, kind, name, uid, type_, message, json.dumps(data, default=str)),
@@ -630,9 +585,10 @@ class Store:
             self._event(db, self.clock() if now is None else now, kind, name, uid, type_, message, data or {})
 
     def events(self, kind: str | None = None, name: str | None = None, *, uid: str | None = ANY_UID, after: int = 0,
-               limit: int = 1000) -> list[Event]:
+               limit: int = 1000) -> builtins.list[Event]:
         """Events oldest first; ``uid`` keeps those of one object (None: an object stored before uids)."""
-        q, args = "SELECT id, ts, kind, name, type, message, data FROM events WHERE id>?", [after]
+        q = "SELECT id, ts, kind, name, type, message, data FROM events WHERE id>?"
+        args: builtins.list[Any] = [after]
         if kind:
             q += " AND kind=?"
             args.append(kind)
@@ -648,9 +604,9 @@ class Store:
         args.append(limit)
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in self._q(q, args)]
 
-    def all_events(self, kind: str, name: str, page: int = 1000, *, uid: str | None = ANY_UID) -> list[Event]:
+    def all_events(self, kind: str, name: str, page: int = 1000, *, uid: str | None = ANY_UID) -> builtins.list[Event]:
         """Every event of one object, oldest first (paged, so a long history is read whole)."""
-        out: list[Event] = []
+        out: builtins.list[Event] = []
         while True:
             batch = self.events(kind, name, uid=uid, after=out[-1].id if out else 0, limit=page)
             out.extend(batch)
@@ -662,7 +618,8 @@ class Store:
     def add_token(self, token: str, *, team: str | None, admin: bool = False, label: str = "") -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO tokens (hash, team, admin, label, created_at) VALUES (?,?,?,?,?)",
+                "INSERT INTO tokens (hash, team, admin, label, created_at) VALUES (?,?,?,?,?) ON CONFLICT (hash) DO UPDATE "
+                "SET team=excluded.team, admin=excluded.admin, label=excluded.label, created_at=excluded.created_at",
                 (hash_token(token), team, int(admin), label, self.clock()),
             )
 
@@ -683,8 +640,8 @@ class Store:
         if len(token_id) != TOKEN_ID_LEN or any(c not in "0123456789abcdef" for c in token_id):
             return None
         with self._tx() as db:
-            row = db.execute("SELECT hash, team, admin, label, created_at FROM tokens WHERE substr(hash, 1, ?)=?",
-                             (TOKEN_ID_LEN, token_id)).fetchone()
+            row = db.execute(f"SELECT hash, team, admin, label, created_at FROM tokens WHERE substr(hash, 1, {TOKEN_ID_LEN})=?",
+                             (token_id,)).fetchone()
             if row is None:
                 return None
             db.execute("DELETE FROM tokens WHERE hash=?", (row[0],))
@@ -699,7 +656,7 @@ class Store:
         digest; nothing changed) or ``over_quota`` (nothing changed)."""
         with self._tx() as db:
             row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
-            used = db.execute("SELECT COALESCE(SUM(size), 0) FROM packages WHERE team=?", (team,)).fetchone()[0]
+            used = db.execute("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM packages WHERE team=?", (team,)).fetchone()[0]
             if row is not None:
                 return ("same" if row[0] == digest else "different"), used
             if used + size > quota_bytes:
@@ -713,7 +670,7 @@ class Store:
         rows = self._q("SELECT digest, size, verified FROM packages WHERE uri=? AND team=?", (uri, team))
         return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
-    def team_packages(self, team: str) -> list[tuple[str, str, int, float]]:
+    def team_packages(self, team: str) -> builtins.list[tuple[str, str, int, float]]:
         """``(uri, digest, size, created_at)`` of every package ``team`` holds, oldest first."""
         return [tuple(r) for r in self._q("SELECT uri, digest, size, created_at FROM packages WHERE team=? ORDER BY created_at, uri", (team,))]  # type: ignore[misc]
 
