@@ -108,7 +108,7 @@ def demo(port: int = typer.Option(8265, "--port", help="Port of the control serv
     console.rule("1. rayfleet up (local Ray cluster: 7 simulated GKE hosts)")
     # the tokens minted at the first start go to the user's credentials file, where the CLI finds them
     up(config=None, host="127.0.0.1", port=port, timeout=600, allow_new_database=False, metrics_public=False,
-       backend=None, credentials_out=credentials_path())
+       backend=None, store=None, credentials_out=credentials_path())
     creds = credentials()
     admin = FleetClient(url, token=creds["admin"])
     team_a = FleetClient(url, token=creds["teams"]["team-a"])

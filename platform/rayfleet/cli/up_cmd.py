@@ -26,6 +26,10 @@ BackendOpt = typer.Option(None, "--backend", help="Override the Cluster's backen
 AllowNewDbOpt = typer.Option(False, "--allow-new-database", help=(
     "Start with a new, empty database although the data directory holds an earlier service's state "
     "(credentials, runs, logs): every job is forgotten and every token rotated. Also $RAYFLEET_ALLOW_NEW_DATABASE=1."))
+StoreOpt = typer.Option(None, "--store", envvar="RAYFLEET_STORE", show_envvar=False, help=(
+    "The database: a postgresql://user:password@host:port/db URL (several control services may share it), "
+    "or a SQLite file's path. Default: rayfleet.db in the data directory. Also $RAYFLEET_STORE "
+    "(better for a URL with a password: a command line is visible to every user of the machine)."))
 MetricsPublicOpt = typer.Option(False, "--metrics-public", help=(
     "Serve /metrics without a token (it shows every team's jobs and cost; by default it needs an admin token)."))
 
@@ -42,6 +46,7 @@ def serve(
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
     backend: str = BackendOpt,
+    store: str = StoreOpt,
     credentials_out: Path = typer.Option(None, "--credentials-out", help=(
         "Write the tokens minted at this start to FILE (JSON, mode 0600; outside the data directory). "
         "Without it they are printed once on stderr.")),
@@ -56,7 +61,7 @@ def serve(
     from ..server.main import serve as run
 
     run(paths, ddir, host=host, port=port, allow_new_database=allow_new_database, metrics_public=metrics_public,
-        backend=_backend_kind(backend), credentials_out=credentials_out)
+        backend=_backend_kind(backend), credentials_out=credentials_out, store=store)
 
 
 def _backend_kind(backend: str | None) -> str | None:
@@ -83,6 +88,7 @@ def up(
     allow_new_database: bool = AllowNewDbOpt,
     metrics_public: bool = MetricsPublicOpt,
     backend: str = BackendOpt,
+    store: str = StoreOpt,
     credentials_out: Path = typer.Option(None, "--credentials-out", help=(
         "Also write the tokens minted now to FILE (JSON {admin, teams}, mode 0600, outside the data directory); "
         "the CLI reads that file when given as $RAYFLEET_CREDENTIALS.")),
@@ -90,6 +96,7 @@ def up(
     """Start the local Ray cluster and the control service in the background; print addresses, and
     the tokens minted at the first start (shown once: only their hashes are kept)."""
     from ..server.storage_guard import check_startup
+    from ..server.store import STORE_ENV, is_url, store_target
     from ..server.tokens import check_credentials_out, write_credentials
 
     paths = _configs(config)
@@ -103,7 +110,9 @@ def up(
     if credentials_out is not None:
         check_credentials_out(credentials_out, ddir)
     ddir.mkdir(parents=True, exist_ok=True)
-    check_startup(ddir, allow_new_database=allow_new_database)  # exit 2: no new database over old state
+    target = store_target(store, ddir)   # exit 2: not a store
+    if not is_url(target):
+        check_startup(ddir, allow_new_database=allow_new_database, db=Path(target))  # exit 2: no new database over old state
     svc_file = ddir / "service.json"
     if svc_file.exists():
         svc = json.loads(svc_file.read_text())
@@ -123,7 +132,8 @@ def up(
     cmd += ["--allow-new-database"] * allow_new_database + ["--metrics-public"] * metrics_public
     if backend:
         cmd += ["--backend", backend]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, STORE_ENV: store} if store else None   # in the environment: a URL's password stays off the command line
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     url = f"http://{host}:{port}"
     console.print(f"starting rayfleet (pid {proc.pid}); log: {ddir / 'service.log'}")
     try:

@@ -28,7 +28,7 @@ from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .serving import serving_for
 from .storage_guard import check_startup
-from .store import Store
+from .store import Store, is_url, store_target
 from .tokens import check_credentials_out, ensure_tokens, remove_legacy_credentials, write_credentials
 
 
@@ -42,38 +42,41 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
 
 def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
              clock: Callable[[], float] = time.time, controller_interval: float = 1.0,
-             heads_per_queue: int = HEADS_PER_QUEUE) -> Fleet:
+             heads_per_queue: int = HEADS_PER_QUEUE, store: str | None = None) -> Fleet:
     """The one place the control service's parts are built and wired (tests use it too).
-    ``heads_per_queue``: the queued jobs of each queue a controller pass offers quota (:mod:`.queue_heads`)."""
+    ``heads_per_queue``: the queued jobs of each queue a controller pass offers quota (:mod:`.queue_heads`).
+    ``store``: a ``postgresql://`` URL or a SQLite file (default: ``rayfleet.db`` in the data directory)."""
     layout = DataLayout(data_dir)
-    store = Store(layout.data_dir / "rayfleet.db", clock=clock)
+    db = Store(store_target(store, layout.data_dir), clock=clock)
     quota = QuotaBridge(config, now=clock())
     cluster = config.cluster
     serving = serving_for(backend, cluster.spec.local.serve_port if cluster else 8000)
-    services = ServiceManager(config=config, store=store, quota=quota, serving=serving)
-    packages = Packages(store, layout.data_dir / "packages")
-    controller = Controller(config=config, store=store, backend=backend, quota=quota, services=services, layout=layout,
+    services = ServiceManager(config=config, store=db, quota=quota, serving=serving)
+    packages = Packages(db, layout.data_dir / "packages")
+    controller = Controller(config=config, store=db, backend=backend, quota=quota, services=services, layout=layout,
                             push_packages=lambda team, env: packages.hand_over(team, env, backend), clock=clock,
                             interval=controller_interval, heads_per_queue=heads_per_queue)
-    return Fleet(config=config, backend=backend, store=store, layout=layout, controller=controller, services=services,
+    return Fleet(config=config, backend=backend, store=db, layout=layout, controller=controller, services=services,
                  packages=packages, clock=clock)
 
 
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
                 allow_new_database: bool = False, backend_kind: str | None = None,
-                credentials_out: Path | None = None) -> Fleet:
+                credentials_out: Path | None = None, store: str | None = None) -> Fleet:
     """``credentials_out``: where the tokens minted at this start go (mode 0600, outside the data
-    directory); without it they are logged once, as a warning."""
+    directory); without it they are logged once, as a warning. ``store``: as for :func:`assemble`."""
     config = load_config(config_paths)
+    target = store_target(store, data_dir)   # a bad --store: exit 2, before anything starts
     if credentials_out is not None:
         check_credentials_out(credentials_out, data_dir)
-    check_startup(data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
+    if not is_url(target):
+        check_startup(data_dir, allow_new_database=allow_new_database, db=Path(target))  # no fresh database over old state
     # The data directory (store, logs, packages) is the service's alone: closed to the Ray user.
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app, kind=backend_kind)
     backend.up()
-    fleet = assemble(config, backend, data_dir, controller_interval=controller_interval)
+    fleet = assemble(config, backend, data_dir, controller_interval=controller_interval, store=store)
     if remove_legacy_credentials(data_dir):
         logging.getLogger("rayfleet").warning("removed the plaintext %s from the data directory", data_dir / "credentials.json")
     minted = ensure_tokens(fleet.store, config)
@@ -88,11 +91,11 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
 
 def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
           allow_new_database: bool = False, metrics_public: bool = False, backend: str | None = None,
-          credentials_out: Path | None = None) -> None:
+          credentials_out: Path | None = None, store: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database, backend_kind=backend,
-                        credentials_out=credentials_out)
+                        credentials_out=credentials_out, store=store)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))

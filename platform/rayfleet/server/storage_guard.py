@@ -133,12 +133,13 @@ def existing_state(data_dir: Path) -> list[str]:
     return found
 
 
-def check_startup(data_dir: Path, *, allow_new_database: bool = False) -> None:
-    """Refuse (StartupRefused) to start on a data directory whose database is missing but whose
-    other state is there, unless told to (``allow_new_database`` or $RAYFLEET_ALLOW_NEW_DATABASE=1)."""
+def check_startup(data_dir: Path, *, allow_new_database: bool = False, db: Path | None = None) -> None:
+    """Refuse (StartupRefused) to start on a data directory whose database (``db``, by default
+    ``rayfleet.db`` in it) is missing but whose other state is there, unless told to
+    (``allow_new_database`` or $RAYFLEET_ALLOW_NEW_DATABASE=1)."""
     from ..errors import StartupRefused
 
-    db = data_dir / "rayfleet.db"
+    db = db if db is not None else data_dir / "rayfleet.db"
     if db.exists():
         return
     allow = allow_new_database or os.environ.get(ALLOW_NEW_DATABASE_ENV, "").strip().lower() in ("1", "true", "yes")
