@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test test-fast lint contracts pytest pytest-fast bench demo clean crds
+.PHONY: venv test test-fast lint contracts pytest pytest-fast bench demo clean crds postgresql
 
 venv: $(STAMP)
 
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# The store's tests run on a real PostgreSQL server too (tests/databases.py starts one in a temp
+# dir): Debian's postgresql package, installed here when no server binary is on the machine.
+PG_SERVER = $(wildcard /usr/lib/postgresql/*/bin/postgres)
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+postgresql:
+	@test -n "$(PG_SERVER)" || { \
+		echo "installing Debian's postgresql (the store's tests start a real PostgreSQL server)"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; }
 
 # mypy: the files of [tool.mypy] in pyproject.toml (strict for api, quota, capacity, transitions).
 lint: $(STAMP)
@@ -33,7 +43,7 @@ contracts: $(STAMP)
 # side on 2 cores were slower than one after the other.
 PYTEST_WORKERS ?= 2
 
-pytest: $(STAMP)
+pytest: $(STAMP) postgresql
 	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS)
 	$(BIN)/python -m pytest -q -m slow
 
@@ -45,7 +55,7 @@ pytest: $(STAMP)
 FAST_NICE ?= 10
 FAST_LOG := .test-fast.log
 
-test: $(STAMP)
+test: $(STAMP) postgresql
 	@rm -f $(FAST_LOG) $(FAST_LOG).rc; \
 	( nice -n $(FAST_NICE) $(MAKE) --no-print-directory lint contracts pytest-fast > $(FAST_LOG) 2>&1; echo $$? > $(FAST_LOG).rc ) & \
 	$(BIN)/python -m pytest -q -m slow; slow=$$?; \

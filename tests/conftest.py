@@ -105,6 +105,26 @@ def pytest_runtest_teardown(item, nextitem):
                 fixturedef.finish(item._request)
 
 
+# ---------------------------------------------------------------- the store's two engines
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/databases.py), started on first use."""
+    from databases import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def store_target(request, tmp_path):
+    """Where a store's test keeps its data, once per engine: a SQLite file, or a new database on
+    the session's PostgreSQL server (a process: that half is in the slow tier)."""
+    if request.param == "sqlite":
+        return tmp_path / "db.sqlite"
+    return request.getfixturevalue("postgres").new_database()
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "cluster_configs"
 

@@ -1,13 +1,14 @@
 """A stored record always decodes; one that does not (an older version, a hand edit) is quarantined
-with an event and an admin-visible entry, and start-up and the controller go on with the rest."""
+with an event and an admin-visible entry, and start-up and the controller go on with the rest.
+On both engines (``store_target``)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+from databases import connect
 from fastapi.testclient import TestClient
 
 from rayfleet.api import Service, TrainJob
@@ -24,9 +25,9 @@ NOW = 3_000_000.0
 TEAM_A = Principal(team="team-a", admin=False)
 
 
-def build(data_dir: Path):
+def build(data_dir: Path, store: str | Path):
     cfg = load_config([LOCAL])
-    return assemble(cfg, make_backend(cfg, data_dir), data_dir, clock=lambda: NOW)
+    return assemble(cfg, make_backend(cfg, data_dir), data_dir, clock=lambda: NOW, store=str(store))
 
 
 def svc(name: str) -> Service:
@@ -37,37 +38,36 @@ def job(name: str) -> TrainJob:
     return TrainJob.model_validate({"metadata": {"name": name}, "spec": {"entrypoint": "python train.py", "queue": "team-a"}})
 
 
-def write_bad_rows(db_path: Path, good_service_body: str) -> None:
-    """Hand edits straight into the SQLite file: a Service whose autoscaling.targetOngoingRequests is
+def write_bad_rows(store: str | Path, good_service_body: str) -> None:
+    """Hand edits straight into the database: a Service whose autoscaling.targetOngoingRequests is
     null (the issue's case), and a TrainJob with a field this version does not know."""
     bad = json.loads(good_service_body)
     bad["metadata"]["name"], bad["metadata"]["uid"] = "broken", "4d5e6f70-0000-4000-8000-000000000001"
     bad["spec"]["autoscaling"]["targetOngoingRequests"] = None
     bad["status"]["state"] = "RUNNING"
-    db = sqlite3.connect(str(db_path))
-    with db:
-        db.execute("INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) "
-                   "VALUES ('Service', 'broken', 'team-a', 'RUNNING', ?, 3, 1, 1, 99, ?)", (json.dumps(bad), bad["metadata"]["uid"]))
-        old = json.loads(job("old").model_dump_json(by_alias=True))
-        old["status"]["state"], old["status"]["fromTheFuture"] = "RUNNING", 1
-        db.execute("INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) "
-                   "VALUES ('TrainJob', 'old', 'team-a', 'RUNNING', ?, 1, 1, 1, 99, NULL)", (json.dumps(old),))
+    db = connect(store)
+    db.execute("INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) "
+               "VALUES ('Service', 'broken', 'team-a', 'RUNNING', ?, 3, 1, 1, 99, ?)", (json.dumps(bad), bad["metadata"]["uid"]))
+    old = json.loads(job("old").model_dump_json(by_alias=True))
+    old["status"]["state"], old["status"]["fromTheFuture"] = "RUNNING", 1
+    db.execute("INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid) "
+               "VALUES ('TrainJob', 'old', 'team-a', 'RUNNING', ?, 1, 1, 1, 99, NULL)", (json.dumps(old),))
     db.close()
 
 
 @pytest.fixture
-def broken_store(tmp_path):
-    fleet = build(tmp_path)
+def broken_store(tmp_path, store_target):
+    fleet = build(tmp_path, store_target)
     fleet.deploy_service(svc("good-svc"), TEAM_A)
     fleet.submit_job(job("good-job"), TEAM_A)
     body = fleet.store._q("SELECT body FROM objects WHERE kind='Service' AND name='good-svc'")[0][0]
     fleet.close()
-    write_bad_rows(tmp_path / "rayfleet.db", body)
-    return tmp_path
+    write_bad_rows(store_target, body)
+    return tmp_path, store_target
 
 
 def test_start_up_and_controller_passes_go_on(broken_store):
-    fleet = build(broken_store)  # the controller restores quota from the store: must not raise
+    fleet = build(*broken_store)  # the controller restores quota from the store: must not raise
     try:
         fleet.controller.run_once(NOW + 1)
         fleet.controller.run_once(NOW + 2)
@@ -87,7 +87,7 @@ def test_start_up_and_controller_passes_go_on(broken_store):
 
 
 def test_quarantined_records_over_http(broken_store):
-    fleet = build(broken_store)
+    fleet = build(*broken_store)
     creds = ensure_tokens(fleet.store, fleet.config)
     team = {"Authorization": f"Bearer {creds['teams']['team-a']}"}
     admin = {"Authorization": f"Bearer {creds['admin']}"}
@@ -112,14 +112,13 @@ def test_quarantined_records_over_http(broken_store):
         fleet.close()
 
 
-def test_a_row_broken_under_a_running_service_is_quarantined_on_first_read(tmp_path):
-    fleet = build(tmp_path)
+def test_a_row_broken_under_a_running_service_is_quarantined_on_first_read(tmp_path, store_target):
+    fleet = build(tmp_path, store_target)
     try:
         fleet.deploy_service(svc("s1"), TEAM_A)
-        db = sqlite3.connect(str(tmp_path / "rayfleet.db"))
-        with db:
-            db.execute("UPDATE objects SET body = replace(body, '\"targetOngoingRequests\":2.0', '\"targetOngoingRequests\":null') "
-                       "WHERE name='s1'")
+        db = connect(store_target)
+        db.execute("UPDATE objects SET body = replace(body, '\"targetOngoingRequests\":2.0', '\"targetOngoingRequests\":null') "
+                   "WHERE name='s1'")
         db.close()
         with pytest.raises(Quarantined):
             fleet.get_service("s1", TEAM_A)

@@ -1,5 +1,5 @@
 """Shared reads (``Store.list(shared=True)``): a record read again unchanged gives the same document
-without decoding it again; any change to its stored text gives a fresh one; other reads are untouched."""
+without decoding it again; any change to its stored text gives a fresh one; other reads are untouched. On both engines (``store_target``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def _shared(s: Store) -> dict[str, TrainJob]:
     return {r.name: r.doc for r in s.list("TrainJob", shared=True)}  # type: ignore[misc]
 
 
-def test_an_unchanged_record_is_the_same_document_a_changed_one_a_new_one(tmp_path):
-    s = Store(tmp_path / "db.sqlite")
+def test_an_unchanged_record_is_the_same_document_a_changed_one_a_new_one(store_target):
+    s = Store(store_target)
     for n in ("a", "b"):
         s.create(_job(n), team="team-a")
     first = _shared(s)
@@ -34,8 +34,8 @@ def test_an_unchanged_record_is_the_same_document_a_changed_one_a_new_one(tmp_pa
     assert _shared(s)["b"].status.state == JobState.QUEUED and s.list("TrainJob")[1].doc.status.state == JobState.QUEUED  # type: ignore[attr-defined]
 
 
-def test_a_record_replaced_under_the_same_name_is_decoded_again(tmp_path):
-    s = Store(tmp_path / "db.sqlite")
+def test_a_record_replaced_under_the_same_name_is_decoded_again(store_target):
+    s = Store(store_target)
     s.create(_job("a"))
     old = _shared(s)["a"]
     s.delete("TrainJob", "a")
@@ -47,10 +47,10 @@ def test_a_record_replaced_under_the_same_name_is_decoded_again(tmp_path):
     assert new is not old and new.spec.entrypoint == "echo again"
 
 
-def test_a_shared_write_is_what_shared_reads_give_back_unless_it_was_rolled_back(tmp_path):
+def test_a_shared_write_is_what_shared_reads_give_back_unless_it_was_rolled_back(store_target):
     import pytest
 
-    s = Store(tmp_path / "db.sqlite")
+    s = Store(store_target)
     s.create(_job("a"))
     first = _shared(s)["a"]
     running = first.model_copy(update={"status": first.status.model_copy(update={"state": JobState.RUNNING})})
