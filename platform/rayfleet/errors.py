@@ -110,6 +110,13 @@ class StorageUnavailable(RayfleetError):
         return {**super().as_dict(), "reason": self.reason}
 
 
+class NotLeader(RayfleetError):
+    """This control-service replica does not hold the lease it acts under (another replica took
+    it over): the write is refused and rolled back (server/leases.py)."""
+
+    http_status = 503
+
+
 class StartupRefused(RayfleetError):
     """The service will not start as asked (e.g. a new database over an old one's state); the
     operator must act or say so (CLI exit code 2)."""

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -30,6 +31,7 @@ from ..api import ALL_KINDS, Document
 from ..api.base import STORED
 from ..errors import Conflict, NotFound
 from .group_commit import GroupCommit
+from .leases import check_fence
 from .store_sqlite import MIGRATIONS, SqliteEngine
 
 __all__ = ["MIGRATIONS", "STORE_ENV", "Store", "Record", "Event", "HeadRow", "Quarantined", "is_url", "open_engine", "store_target"]
@@ -169,6 +171,7 @@ class Engine(Protocol):
     def indexed_by(self, index: str) -> str: ...
     def lock_kind(self, db: Any, kind: str) -> None: ...
     def lock_schema(self, db: Any) -> None: ...
+    def for_share(self) -> str: ...
     def begin(self) -> Any: ...
     def end(self, exc: BaseException | None) -> None: ...
     def translate(self, exc: BaseException) -> Exception | None: ...
@@ -223,6 +226,7 @@ class Store:
         self._lock = threading.RLock()
         self._batch = False  # a batch (one transaction for many writes) is open, by the lock's holder
         self._decoded: dict[tuple[str, str], tuple[str, Document]] = {}  # (kind, name) -> (body, its document)
+        self._fence = threading.local()   # .lease: (name, generation) the writes of this thread are fenced by
         self.creates = GroupCommit(self._lock, self._tx, storage_errors=self.engine.storage_errors)   # concurrent creates share a transaction
         self._migrate()
         self.engine.open_readers()
@@ -285,6 +289,16 @@ class Store:
             except BaseException:
                 self.store._lock.release()
                 raise
+            fence = getattr(self.store._fence, "lease", None)
+            if fence is not None:
+                try:
+                    check_fence(db, *fence, self.store.engine.for_share())
+                except BaseException as e:
+                    try:
+                        self.store.engine.end(e)   # rolled back
+                    finally:
+                        self.store._lock.release()
+                    raise
             self.store._batch = self.batch
             return db
 
@@ -306,6 +320,18 @@ class Store:
         rolled back if an exception leaves the block). The caller holds the store's lock for the
         block, so other threads' reads and writes wait for it: keep it to writes, with no I/O between."""
         return Store._Tx(self, batch=True)
+
+    @contextmanager
+    def fenced(self, lease: str, generation: int) -> Iterator[None]:
+        """Every transaction this thread opens in the block first checks that lease ``lease`` is
+        still at ``generation``, and is refused (NotLeader, rolled back) when it is not: a replica
+        that lost its lease cannot write decisions (:mod:`.leases`)."""
+        before = getattr(self._fence, "lease", None)
+        self._fence.lease = (lease, generation)
+        try:
+            yield
+        finally:
+            self._fence.lease = before
 
     def _q(self, query: str, args: tuple | builtins.list = ()) -> builtins.list[tuple]:
         """A read of what is committed, on one of the read connections, beside the writer: it

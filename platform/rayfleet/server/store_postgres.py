@@ -124,6 +124,17 @@ MIGRATIONS: list[str] = [
     "",
     "",
     "",
+    # 7: leases (as SQLite's 7)
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        renewals BIGINT NOT NULL,
+        acquired_at DOUBLE PRECISION NOT NULL,
+        renewed_at DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]
 
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")
@@ -202,6 +213,11 @@ class PostgresEngine:
 
     def lock_kind(self, db: Connection, kind: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (kind,))
+
+    def for_share(self) -> str:
+        """The clause that locks the rows a SELECT reads until the transaction ends (a concurrent
+        UPDATE of them waits, and a read that waited sees the row as that UPDATE left it)."""
+        return " FOR SHARE"
 
     def lock_schema(self, db: Connection) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_SCHEMA,))

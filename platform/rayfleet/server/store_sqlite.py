@@ -112,6 +112,18 @@ MIGRATIONS: list[str] = [
                        priority_class = COALESCE(json_extract(body, '$.spec.priorityClass'), '') WHERE json_valid(body);
     CREATE INDEX objects_by_queue ON objects (kind, state, queue, priority_class, seq);
     """,
+    # 7: leases: which control-service replica leads (runs the controller), and its generation,
+    # which fences the writes of a replica that lost the lease (server/leases.py)
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        renewals INTEGER NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL
+    );
+    """,
 ]
 
 #: Read-only connections beside the writer's: reads of that many threads at once run in parallel
@@ -147,6 +159,10 @@ class SqliteEngine:
 
     def lock_kind(self, db: sqlite3.Connection, kind: str) -> None:
         """Creates of ``kind`` one at a time (their seq is MAX + 1): BEGIN IMMEDIATE already does it."""
+
+    def for_share(self) -> str:
+        """No row locks: BEGIN IMMEDIATE holds the whole database's write lock already."""
+        return ""
 
     def lock_schema(self, db: sqlite3.Connection) -> None:
         """Migrations one at a time: BEGIN IMMEDIATE already does it."""
