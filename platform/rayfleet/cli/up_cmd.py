@@ -47,21 +47,30 @@ def serve(
     metrics_public: bool = MetricsPublicOpt,
     backend: str = BackendOpt,
     store: str = StoreOpt,
+    lease_duration: float = typer.Option(10.0, "--lease-duration", help=(
+        "Replicas on one PostgreSQL store: seconds without a renewal of the leader's lease before another replica takes over.")),
+    renew_deadline: float = typer.Option(7.0, "--renew-deadline", help=(
+        "Seconds a leader that cannot renew its lease keeps leading (less than --lease-duration).")),
+    retry_period: float = typer.Option(2.0, "--retry-period", help="Seconds between a replica's tries to renew or take the lease."),
     credentials_out: Path = typer.Option(None, "--credentials-out", help=(
         "Write the tokens minted at this start to FILE (JSON, mode 0600; outside the data directory). "
         "Without it they are printed once on stderr.")),
 ) -> None:
     """Run the control service in the foreground."""
     from ..backends import local_client_env
+    from ..server.leader import ElectionTiming
+    from ..server.store import is_url
 
     paths, ddir = _configs(config), data or data_dir()
+    timing = ElectionTiming(lease_duration, renew_deadline, retry_period)   # exit 2 when they do not fit together
     # The service talks to its local cluster in Ray's token mode; Ray reads the mode once, when it
     # is imported, so the environment is set before the server modules (which import Ray) load.
     os.environ.update(local_client_env(load_config(paths), ddir))
     from ..server.main import serve as run
 
     run(paths, ddir, host=host, port=port, allow_new_database=allow_new_database, metrics_public=metrics_public,
-        backend=_backend_kind(backend), credentials_out=credentials_out, store=store)
+        backend=_backend_kind(backend), credentials_out=credentials_out, store=store,
+        election=timing if is_url(store or "") else None)   # (a SQLite file has one service: no election)
 
 
 def _backend_kind(backend: str | None) -> str | None:

@@ -37,7 +37,7 @@ def create_app(fleet: Fleet, *, start_controller: bool = True, metrics_public: b
         try:
             yield
         finally:
-            fleet.controller.stop()
+            fleet.stop()
 
     app = FastAPI(
         title="rayfleet",
@@ -57,13 +57,14 @@ def create_app(fleet: Fleet, *, start_controller: bool = True, metrics_public: b
     app.include_router(ray_jobs_api.router)
     app.include_router(tokens_api.router)
 
-    @app.get("/healthz", summary="Health: 200 {status: ok}, or 503 {status: unhealthy, reason: storage|controller|backend}",
+    @app.get("/healthz", summary=("Health: 200 {status: ok, role}, or 503 {status: unhealthy, reason: storage|controller|backend, role}; "
+                                  "role: leader or follower among replicas sharing a store, single otherwise"),
              tags=["ops"], responses={503: {"description": "unhealthy; the reason in one word, the full error in the log"}})
     def healthz() -> Response:
         reason = health(fleet)
         if reason is None:
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "ok", "role": fleet.role()})
+        return JSONResponse({"status": "unhealthy", "reason": reason, "role": fleet.role()}, status_code=503)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"],
              summary="Prometheus metrics (admin bearer token, unless the service runs with --metrics-public)")

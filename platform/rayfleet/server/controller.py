@@ -28,6 +28,7 @@ never sees the HTTP facade.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -56,7 +57,7 @@ from ..backends.base import (
 from ..backends.placement import gang_fit
 from ..capacity import calendar, fallback, health
 from ..config import PlatformConfig
-from ..errors import SpecError
+from ..errors import NotLeader, SpecError
 from . import admission, transitions
 from .admission import platform_backend
 from .layout import DataLayout
@@ -102,7 +103,8 @@ class _Write:
 class Controller:
     def __init__(self, *, config: PlatformConfig, store: Store, backend: Backend, quota: QuotaBridge,
                  services: ServiceManager, layout: DataLayout, push_packages: Callable[[str | None, dict[str, Any]], dict[str, Any]],
-                 clock: Callable[[], float] = time.time, interval: float = 1.0, heads_per_queue: int = HEADS_PER_QUEUE):
+                 clock: Callable[[], float] = time.time, interval: float = 1.0, heads_per_queue: int = HEADS_PER_QUEUE,
+                 may_act: Callable[[], bool] = lambda: True):
         self.config = config
         self.store = store
         self.backend = backend
@@ -112,6 +114,8 @@ class Controller:
         self.push_packages = push_packages
         self.clock = clock
         self.interval = interval
+        self.may_act = may_act      # False: this replica does not lead (:mod:`.leader`): no pass acts on the backend
+        self._fence: tuple[str, int] | None = None   # (lease, generation) the loop's writes are fenced by
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.RLock()
@@ -124,7 +128,7 @@ class Controller:
         policy = config.cluster.spec.host_health if config.cluster is not None else None
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
-        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=quota.state.tree_of)
+        self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=lambda queue: quota.state.tree_of(queue))
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._idle_at: float | None = None                      # the clock when the loop last waited for a backend's change
@@ -135,19 +139,47 @@ class Controller:
 
     def _restore(self) -> None:
         """Rebuild quota usage from the store: every job that holds quota is re-admitted as it was."""
-        records = self.store.list("TrainJob", states=HOLDING_QUOTA)
-        records.sort(key=lambda r: (r.doc.status.attempt, r.updated_at))
-        for rec in records:
-            job: TrainJob = rec.doc  # type: ignore[assignment]
-            self.quota.restore(job, placement_flavors(self.config, job))
-        self.services.restore()
+        self._restore_quota(self.quota)
         self._restore_host_failures(self.clock())
         # A quota cut made while the service was down: what is now over a limit is reclaimed by
         # the normal rules in the first pass.
         self._startup_reclaims = self.quota.state.reconcile(self.clock())
 
-    def start(self) -> None:
+    def _restore_quota(self, quota: QuotaBridge) -> None:
+        records = self.store.list("TrainJob", states=HOLDING_QUOTA, shared=True)   # (read, never changed)
+        records.sort(key=lambda r: (r.doc.status.attempt, r.updated_at))
+        for rec in records:
+            job: TrainJob = rec.doc  # type: ignore[assignment]
+            quota.restore(job, placement_flavors(self.config, job))
+        self.services.restore(quota)
+
+    def refresh_view(self) -> None:
+        """On a replica that does not lead: quota usage read again from the store, for the API's
+        queue views (built aside, then put in place at once: a reader never sees half of it)."""
+        with self._lock:
+            fresh = QuotaBridge(self.config, now=self.clock())
+            self._restore_quota(fresh)
+            self.quota.state = fresh.state
+
+    def take_over(self) -> None:
+        """This replica starts leading (another one led since it was built): what the controller
+        keeps in memory is forgotten and read again from the store, as at a restart."""
+        with self._lock:
+            self.quota.reset(self.clock())
+            self.services.forget()
+            self.heads = QueueHeads(self.store, self.quota.priority, self._strict, self.heads.per_queue,
+                                    tree=lambda queue: self.quota.state.tree_of(queue))
+            self.health = health.HostHealth(self.health.policy)
+            self._placements.clear()
+            self.waiting = {}
+            self._capacity, self._idle_at, self._due_seen = None, None, None
+            self._restore()
+
+    def start(self, fence: tuple[str, int] | None = None) -> None:
+        """Run passes in a thread; ``fence``: (lease, generation) every write of the passes is
+        fenced by (:meth:`.Store.fenced`)."""
         if self._thread is None:
+            self._fence = fence
             if isinstance(self.backend, WatchingBackend):
                 self.backend.start_watching(self.wake)   # run states from watches; a change wakes a pass
             self._stop.clear()
@@ -170,7 +202,8 @@ class Controller:
         while not self._stop.is_set():
             self._let_callers_in()
             try:
-                self.run_once(self.clock())
+                with self.store.fenced(*self._fence) if self._fence else contextlib.nullcontext():
+                    self.run_once(self.clock())
                 self.last_error = None
             except Exception as e:  # keep the loop alive; the error is visible in /healthz and logs
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -234,13 +267,19 @@ class Controller:
 
     def run_once(self, now: float) -> None:
         with self._lock:
+            self._leads()
             self._capacity = None
             self._sync(now)
             self._finish_stops(now)
             self._schedule(now)
+            self._leads()   # (a replica paused mid-pass, whose lease lapsed meanwhile, launches nothing)
             self._launch_admitted(now)
             self.services.reconcile(self.waiting, now)
             self.cycles += 1
+
+    def _leads(self) -> None:
+        if not self.may_act():
+            raise NotLeader("this replica does not hold the controller lease now: the pass acts on nothing")
 
     def _apply(self, job: TrainJob, t: Transition | None, now: float, *, version: int | None = None) -> TrainJob:
         """Carry out a transition's actions (logs before the run goes), then write it."""

@@ -19,6 +19,8 @@ from . import admission, transitions
 from .auth import Principal, name_taken
 from .controller import Controller
 from .layout import DataLayout
+from .leader import LeaderElector
+from .leases import CONTROLLER
 from .packages import Packages
 from .services import ServiceManager, parse_id
 from .store import Event, Quarantined, Record, Store
@@ -52,15 +54,41 @@ class Fleet:
         self.services = services
         self.packages = packages
         self.clock = clock
+        self.elector: LeaderElector | None = None   # several replicas on one store: who runs the controller
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.controller.start()
+        """Run the controller; with an elector (replicas sharing a PostgreSQL store), only while
+        this replica holds the controller lease."""
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self.controller.start()
+
+    def stop(self) -> None:
+        if self.elector is not None:
+            self.elector.stop()   # the controller stops with the lease, which is released
+        self.controller.stop()
 
     def close(self) -> None:
-        self.controller.stop()
+        self.stop()
         self.store.close()
+
+    def role(self) -> str:
+        """``leader`` or ``follower`` among replicas (:mod:`.leader`); ``single`` without an elector."""
+        return self.elector.role() if self.elector is not None else "single"
+
+    def lead(self, generation: int) -> None:
+        """The elector's: this replica took the controller lease."""
+        self.controller.take_over()
+        self.controller.last_error = None
+        self.controller.start(fence=(CONTROLLER, generation))
+
+    def follow(self, why: str) -> None:
+        """The elector's: this replica lost (or gave up) the lease."""
+        self.controller.stop()
+        self.controller.last_error = None   # (a pass refused for want of the lease is not a fault of this replica)
 
     # ------------------------------------------------------------ tenancy
 

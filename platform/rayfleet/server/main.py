@@ -22,6 +22,7 @@ from .app import create_app
 from .controller import Controller
 from .fleet import Fleet
 from .layout import DataLayout
+from .leader import ElectionTiming, LeaderElector
 from .packages import Packages
 from .queue_heads import HEADS_PER_QUEUE
 from .quota_bridge import QuotaBridge
@@ -42,12 +43,16 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
 
 def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
              clock: Callable[[], float] = time.time, controller_interval: float = 1.0,
-             heads_per_queue: int = HEADS_PER_QUEUE, store: str | None = None) -> Fleet:
+             heads_per_queue: int = HEADS_PER_QUEUE, store: str | None = None,
+             election: ElectionTiming | None = None) -> Fleet:
     """The one place the control service's parts are built and wired (tests use it too).
     ``heads_per_queue``: the queued jobs of each queue a controller pass offers quota (:mod:`.queue_heads`).
-    ``store``: a ``postgresql://`` URL or a SQLite file (default: ``rayfleet.db`` in the data directory)."""
+    ``store``: a ``postgresql://`` URL or a SQLite file (default: ``rayfleet.db`` in the data directory).
+    ``election``: the leader election's timing; replicas on a PostgreSQL store always elect a
+    leader (with the default timing), a SQLite store only when this is given (tests)."""
     layout = DataLayout(data_dir)
-    db = Store(store_target(store, layout.data_dir), clock=clock)
+    target = store_target(store, layout.data_dir)
+    db = Store(target, clock=clock)
     quota = QuotaBridge(config, now=clock())
     cluster = config.cluster
     serving = serving_for(backend, cluster.spec.local.serve_port if cluster else 8000)
@@ -56,13 +61,19 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
     controller = Controller(config=config, store=db, backend=backend, quota=quota, services=services, layout=layout,
                             push_packages=lambda team, env: packages.hand_over(team, env, backend), clock=clock,
                             interval=controller_interval, heads_per_queue=heads_per_queue)
-    return Fleet(config=config, backend=backend, store=db, layout=layout, controller=controller, services=services,
-                 packages=packages, clock=clock)
+    fleet = Fleet(config=config, backend=backend, store=db, layout=layout, controller=controller, services=services,
+                  packages=packages, clock=clock)
+    if election is not None or is_url(target):
+        fleet.elector = LeaderElector(db, on_started=fleet.lead, on_stopped=fleet.follow, on_following=controller.refresh_view,
+                                      timing=election or ElectionTiming(), clock=clock)
+        controller.may_act = fleet.elector.leading
+    return fleet
 
 
 def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval: float = 1.0,
                 allow_new_database: bool = False, backend_kind: str | None = None,
-                credentials_out: Path | None = None, store: str | None = None) -> Fleet:
+                credentials_out: Path | None = None, store: str | None = None,
+                election: ElectionTiming | None = None) -> Fleet:
     """``credentials_out``: where the tokens minted at this start go (mode 0600, outside the data
     directory); without it they are logged once, as a warning. ``store``: as for :func:`assemble`."""
     config = load_config(config_paths)
@@ -76,7 +87,7 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     data_dir.chmod(0o700)
     backend = make_backend(config, data_dir, serve_app=kuberay_serve_app, kind=backend_kind)
     backend.up()
-    fleet = assemble(config, backend, data_dir, controller_interval=controller_interval, store=store)
+    fleet = assemble(config, backend, data_dir, controller_interval=controller_interval, store=store, election=election)
     if remove_legacy_credentials(data_dir):
         logging.getLogger("rayfleet").warning("removed the plaintext %s from the data directory", data_dir / "credentials.json")
     minted = ensure_tokens(fleet.store, config)
@@ -91,11 +102,11 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
 
 def serve(config_paths: list[Path], data_dir: Path, host: str = "127.0.0.1", port: int = 8265, *,
           allow_new_database: bool = False, metrics_public: bool = False, backend: str | None = None,
-          credentials_out: Path | None = None, store: str | None = None) -> None:
+          credentials_out: Path | None = None, store: str | None = None, election: ElectionTiming | None = None) -> None:
     logging.basicConfig(level=os.environ.get("RAYFLEET_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fleet = build_fleet(config_paths, data_dir, allow_new_database=allow_new_database, backend_kind=backend,
-                        credentials_out=credentials_out, store=store)
+                        credentials_out=credentials_out, store=store, election=election)
     info = fleet.backend.info()
     (data_dir / "service.json").write_text(json.dumps({
         "url": f"http://{host}:{port}", "pid": os.getpid(), "ray": dataclasses.asdict(info) if info else None}))

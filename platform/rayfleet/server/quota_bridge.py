@@ -20,8 +20,12 @@ from ..quota.types import CycleResult, Preempt, QueueUsage, Workload
 class QuotaBridge:
     def __init__(self, config: PlatformConfig, now: float | None = None):
         self.config = config
-        fair = bool(config.cluster and config.cluster.spec.fair_sharing)
-        self.state = QuotaState(from_platform(config, fair_sharing=fair), time.time() if now is None else now)
+        self.reset(time.time() if now is None else now)
+
+    def reset(self, now: float) -> None:
+        """Forget every admission (a replica taking over the controller restores them from the store)."""
+        fair = bool(self.config.cluster and self.config.cluster.spec.fair_sharing)
+        self.state = QuotaState(from_platform(self.config, fair_sharing=fair), now)
 
     def workload(self, job: TrainJob, flavors: tuple[str, ...]) -> Workload:
         created = job.status.submitted_at.timestamp() if job.status.submitted_at else 0.0

@@ -117,9 +117,17 @@ class ServiceManager:
             flavors=flavors,
         )
 
-    def restore(self) -> None:
-        """After a restart: re-admit the groups each running service holds."""
-        quota = self.quota
+    def forget(self) -> None:
+        """Drop what the manager keeps between passes (a replica taking over reads it all again)."""
+        self._wanted.clear()
+        self._requested_at.clear()
+        self._moves_wanted.clear()
+        self._flavors.clear()
+
+    def restore(self, quota: QuotaBridge | None = None) -> None:
+        """After a restart: re-admit the groups each running service holds (into ``quota``, by
+        default the controller's)."""
+        quota = quota or self.quota
         for svc in self._active():
             if svc.status.flavor is None or svc.status.state == ServiceState.DELETING:
                 continue
