@@ -42,7 +42,7 @@ def test_rayfleet_up_backend_sim_runs_a_job(tmp_path):
         creds = json.loads(creds_file.read_text())
         headers = {"Authorization": f"Bearer {creds['teams']['team-a']}"}
         url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok", "role": "single"}
         (cluster,) = httpx.get(f"{url}/api/v1/clusters", headers=headers, timeout=5).json()
         assert cluster["status"]["backend"] == "sim"
         job = {"kind": "TrainJob", "metadata": {"name": "smoke"}, "spec": {

@@ -113,7 +113,7 @@ class FakeKubeRayOperator:
     Delays are real seconds: ``init_delay`` (RayJob created -> pods created), ``start_delay`` (pods
     running -> Ray job RUNNING), ``runtime`` (default run time of a job :meth:`script` does not name);
     ``ttl_s``, when given, replaces every RayJob's ``ttlSecondsAfterFinished``. Counters: ``created`` (RayJob creations per run id), ``completed``,
-    ``failed``, ``peak_running`` (clusters with bound pods at once)."""
+    ``created_for_job`` (per job id), ``failed``, ``peak_running`` (clusters with bound pods at once)."""
 
     def __init__(self, api: FakeApiServer, *, namespace: str = "rayfleet", init_delay: float = 0.02, start_delay: float = 0.02,
                  runtime: float = 0.2, ttl_s: float | None = None):
@@ -122,6 +122,7 @@ class FakeKubeRayOperator:
         self.init_delay, self.start_delay, self.runtime, self.ttl_s = init_delay, start_delay, runtime, ttl_s
         self.scripts: dict[str, Script] = {}        # job id (the RayJob's rayfleet.io/job-id) -> script
         self.created: Counter[str] = Counter()      # run id -> RayJob creations seen
+        self.created_for_job: Counter[str] = Counter()   # job id -> RayJob creations seen (any attempt)
         self.completed = self.failed = self.peak_running = 0
         self._jobs: dict[str, _Job] = {}            # RayJob name -> what was made for it
         self._waiting: list[str] = []               # RayJobs whose pods wait for nodes, oldest first
@@ -258,6 +259,7 @@ class FakeKubeRayOperator:
             return
         run_id = (obj["metadata"].get("annotations") or {}).get(ANN_RUN_ID, name)
         self.created[run_id] += 1
+        self.created_for_job[(obj["metadata"].get("annotations") or {}).get(ANN_JOB_ID, name)] += 1
         raycluster = f"{name}-{secrets.token_hex(3)[:5]}"
         cluster_spec = copy.deepcopy(obj["spec"]["rayClusterSpec"])
         self.api.put({"apiVersion": "ray.io/v1", "kind": "RayCluster",

@@ -28,14 +28,14 @@ def test_metrics_public_when_the_service_says_so(fleet):
 
 
 def test_healthz_says_why_in_one_word_and_keeps_the_error_for_the_log(api, fleet):
-    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "role": "single"}
     # what the controller loop records when a pass fails, by the exception's type
     for error, reason in (("BackendError: ray://10.0.0.7:10001 refused: token=abc", "backend"),
                           ("KeyError: 'team-secret'", "controller"),
                           ("StorageUnavailable: storage unavailable (full): /data/rayfleet.db", "storage")):
         fleet.controller.last_error = error
         r = api.get("/healthz")
-        assert (r.status_code, r.json()) == (503, {"status": "unhealthy", "reason": reason})
+        assert (r.status_code, r.json()) == (503, {"status": "unhealthy", "reason": reason, "role": "single"})
         assert error.split(": ", 1)[1] not in r.text
     fleet.controller.last_error = None
     assert api.get("/healthz").status_code == 200

@@ -39,7 +39,7 @@ def assert_refused(api, headers, reason, name="after"):
                    headers=headers)
     assert ray.status_code == 503 and f"storage unavailable ({reason})" in ray.text, ray.text
     h = api.get("/healthz")
-    assert (h.status_code, h.json()) == (503, {"status": "unhealthy", "reason": "storage"})
+    assert (h.status_code, h.json()) == (503, {"status": "unhealthy", "reason": "storage", "role": "single"})
 
 
 def run_as_root(*cmd: str) -> None:
@@ -50,7 +50,7 @@ def run_as_root(*cmd: str) -> None:
 
 def test_healthy_service_says_ok(api):
     h = api.get("/healthz")
-    assert (h.status_code, h.json()) == (200, {"status": "ok"})
+    assert (h.status_code, h.json()) == (200, {"status": "ok", "role": "single"})
 
 
 def test_deleted_database_refuses_writes_and_is_unhealthy(api, fleet, team_a, tmp_path):
@@ -87,7 +87,7 @@ def test_immutable_database_file_is_read_only_even_for_root(api, fleet, team_a, 
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=True)
     assert api.post("/api/v1/jobs", json=job("later"), headers=team_a).status_code == 201
-    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/healthz").json() == {"status": "ok", "role": "single"}
 
 
 @pytest.mark.slow  # runs chattr / mount
@@ -121,7 +121,7 @@ def test_full_disk_answers_503_full_until_space_is_freed(tmp_path):
     try:
         with service_on(data) as (fleet, api, team_a):
             assert api.post("/api/v1/jobs", json=job("fits"), headers=team_a).status_code == 201
-            with open(data / "filler", "wb") as f:
+            with open(data / "filler", "wb", buffering=0) as f:   # (unbuffered: nothing left to flush at close)
                 try:
                     while True:
                         f.write(b"\0" * 65536)
@@ -132,10 +132,10 @@ def test_full_disk_answers_503_full_until_space_is_freed(tmp_path):
                                  headers=team_a) for i in range(20)]
             refused = [r for r in statuses if r.status_code != 201]
             assert refused and refused[0].status_code == 503 and refused[0].json()["reason"] == "full", refused[0].text
-            assert api.get("/healthz").json() == {"status": "unhealthy", "reason": "storage"}
+            assert api.get("/healthz").json() == {"status": "unhealthy", "reason": "storage", "role": "single"}
             (data / "filler").unlink()
             assert api.post("/api/v1/jobs", json=job("again"), headers=team_a).status_code == 201
-            assert api.get("/healthz").json() == {"status": "ok"}
+            assert api.get("/healthz").json() == {"status": "ok", "role": "single"}
     finally:
         unmount(data)
 
