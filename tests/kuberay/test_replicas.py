@@ -78,6 +78,8 @@ def test_the_leader_killed_mid_burst_loses_nothing_and_launches_nothing_twice(tm
             b.start(timeout=120)
             b.credentials = a.credentials
             assert _role(b) == "follower"
+            with b.client() as c:
+                assert 'rayfleet_leader{role="follower"} 0.0' in c.get("/metrics").text
             try:
                 burst = Burst(a, b)
                 assert burst.accepted_60.wait(120), burst.refused[:5]
@@ -101,6 +103,7 @@ def test_the_leader_killed_mid_burst_loses_nothing_and_launches_nothing_twice(tm
                     assert twice == [], twice                                 # one RayJob each: nothing launched twice
                     attempts = Counter(c.get(f"/api/v1/jobs/{n}").json()["status"]["attempt"] for n in burst.accepted)
                     assert attempts == {1: BURST}, attempts
+                    assert 'rayfleet_leader{role="leader"} 1.0' in c.get("/metrics").text
             finally:
                 b.stop()
                 a.stop()

@@ -19,6 +19,7 @@ def test_metrics_need_an_admin_token(api, admin, team_a):
     assert teamed.status_code == 403 and "admin token" in teamed.json()["message"]
     scraped = api.get("/metrics", headers=admin)  # Prometheus: authorization: {type: Bearer, credentials: <admin token>}
     assert scraped.status_code == 200 and 'rayfleet_jobs{queue="team-a",state="QUEUED"} 1.0' in scraped.text
+    assert 'rayfleet_leader{role="single"} 1.0' in scraped.text   # one service alone runs its controller
 
 
 def test_metrics_public_when_the_service_says_so(fleet):

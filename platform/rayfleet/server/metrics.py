@@ -28,6 +28,11 @@ class FleetCollector:
         fleet = self.fleet
         now = fleet.clock()
         now_dt = datetime.fromtimestamp(now, UTC)
+        leader = GaugeMetricFamily("rayfleet_leader", "1 when this replica runs the controller (it holds the controller "
+                                   "lease, or runs alone), 0 on a follower.", labels=["role"])
+        role = fleet.role()
+        leader.add_metric([role], 0 if role == "follower" else 1)
+        yield leader
         jobs = [r for r in fleet.store.list("TrainJob")]
         by_state = Counter((r.doc.spec.queue, r.doc.status.state.value) for r in jobs)  # type: ignore[attr-defined]
         g = GaugeMetricFamily("rayfleet_jobs", "Training jobs by queue and state.", labels=["queue", "state"])
