@@ -35,3 +35,19 @@ def until(cond, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+_GROUPS = {"rayclusters": "ray.io", "rayjobs": "ray.io", "rayservices": "ray.io", "provisioningrequests": "autoscaling.x-k8s.io"}
+
+
+def rbac_denied(objects: list[dict], requests) -> list[tuple[str, str]]:
+    """The (verb, resource) requests (the fake API server's counts) that the Role and ClusterRole
+    among ``objects`` (``--self``'s) do not allow; nodes are cluster-scoped, the rest namespaced."""
+    rules = {o["kind"]: o["rules"] for o in objects if o["kind"] in ("Role", "ClusterRole")}
+
+    def allowed(verb: str, resource: str) -> bool:
+        group = _GROUPS.get(resource.split("/")[0], "")
+        scope = rules["ClusterRole"] if resource.startswith("nodes") else rules["Role"]
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in scope)
+
+    return [(verb, res) for verb, res in sorted(requests) if res not in ("discovery", "-") and not allowed(verb, res)]

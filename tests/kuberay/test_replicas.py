@@ -16,8 +16,10 @@ import yaml
 from fake_apiserver import FakeApiServer
 from fake_kuberay_operator import FakeKubeRayOperator
 from kuberay_fleet import job_shape, platform_yaml
+from kuberay_helpers import rbac_denied
 from service_process import RayfleetService
 
+from rayfleet.backends.kuberay.self_manifests import ControlService, control_service_objects
 from rayfleet.config import load_config
 
 pytestmark = pytest.mark.slow   # PostgreSQL and two control services are processes
@@ -104,6 +106,9 @@ def test_the_leader_killed_mid_burst_loses_nothing_and_launches_nothing_twice(tm
                     attempts = Counter(c.get(f"/api/v1/jobs/{n}").json()["status"]["attempt"] for n in burst.accepted)
                     assert attempts == {1: BURST}, attempts
                     assert 'rayfleet_leader{role="leader"} 1.0' in c.get("/metrics").text
+                # what `rayfleet export --self` grants the replicas covers every request they made
+                own = control_service_objects(config, ControlService(image="rayfleet"))
+                assert rbac_denied(own, {k for k, n in api.counts.items() if n}) == []
             finally:
                 b.stop()
                 a.stop()

@@ -30,7 +30,15 @@ from .services import ServiceManager
 from .serving import serving_for
 from .storage_guard import check_startup
 from .store import Store, is_url, store_target
-from .tokens import check_credentials_out, ensure_tokens, remove_legacy_credentials, write_credentials
+from .tokens import (
+    ADMIN_TOKEN_ENV,
+    check_admin_token,
+    check_credentials_out,
+    ensure_tokens,
+    register_admin_token,
+    remove_legacy_credentials,
+    write_credentials,
+)
 
 
 def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
@@ -78,6 +86,9 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     directory); without it they are logged once, as a warning. ``store``: as for :func:`assemble`."""
     config = load_config(config_paths)
     target = store_target(store, data_dir)   # a bad --store: exit 2, before anything starts
+    bootstrap = os.environ.get(ADMIN_TOKEN_ENV)
+    if bootstrap:
+        check_admin_token(bootstrap)         # so is a bad bootstrap admin token
     if credentials_out is not None:
         check_credentials_out(credentials_out, data_dir)
     if not is_url(target):
@@ -90,7 +101,11 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
     fleet = assemble(config, backend, data_dir, controller_interval=controller_interval, store=store, election=election)
     if remove_legacy_credentials(data_dir):
         logging.getLogger("rayfleet").warning("removed the plaintext %s from the data directory", data_dir / "credentials.json")
-    minted = ensure_tokens(fleet.store, config)
+    if bootstrap:   # (GKE: a Secret) the service mints nothing itself; team tokens come from `rayfleet token create`
+        register_admin_token(fleet.store, bootstrap)
+        minted: dict = {"admin": None, "teams": {}}
+    else:
+        minted = ensure_tokens(fleet.store, config)
     if credentials_out is not None:
         write_credentials(credentials_out, minted)
     elif minted["admin"] or minted["teams"]:

@@ -26,6 +26,30 @@ def new_token() -> str:
     return "rf_" + secrets.token_urlsafe(32)
 
 
+#: A bootstrap admin token given to the service (a Kubernetes Secret on GKE): registered at start,
+#: and then the service mints no token itself (team tokens come from ``rayfleet token create``).
+ADMIN_TOKEN_ENV = "RAYFLEET_ADMIN_TOKEN"
+MIN_TOKEN_CHARS = 32
+
+
+def check_admin_token(token: str) -> None:
+    """SpecError (exit 2) for a bootstrap token too short to be a secret."""
+    if len(token) < MIN_TOKEN_CHARS or not token.isprintable() or any(c.isspace() for c in token):
+        raise SpecError(FieldProblem(field=ADMIN_TOKEN_ENV, problem=(
+            f"must be at least {MIN_TOKEN_CHARS} printable characters without spaces (e.g. `openssl rand -base64 32`), "
+            f"got {len(token)} characters")))
+
+
+def register_admin_token(store: Store, token: str) -> bool:
+    """Register ``token`` as an admin token unless it is one already; True when it was added."""
+    check_admin_token(token)
+    existing = store.check_token(token)
+    if existing is not None and existing.admin:
+        return False
+    store.add_token(token, team=None, admin=True, label=f"bootstrap admin (${ADMIN_TOKEN_ENV})")
+    return True
+
+
 def ensure_tokens(store: Store, config: PlatformConfig) -> dict:
     """Mint an admin token if there is no admin token, and a token for every configured team that
     has none. Returns the plaintext of what was minted now, ``{"admin": str | None, "teams":

@@ -18,7 +18,7 @@ from ...api import TrainJob, TrainJobSpec
 from ...api.base import GPU, TPU
 from ...config import PlatformConfig
 from ...errors import ConfigError, FieldProblem
-from . import crd_schema
+from . import core_models, crd_schema, self_manifests
 from .compute_class import compute_classes
 from .kueue import kueue_objects, namespaces, not_exported, team_namespace
 from .manifests import (
@@ -142,7 +142,8 @@ def example_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
 def _check_all(objects: list[dict[str, Any]]) -> None:
     problems = []
     for obj in objects:
-        errors = crd_schema.validate(obj)
+        built_in = core_models.has_model(obj["apiVersion"], obj["kind"])
+        errors = core_models.model_errors(obj) if built_in else crd_schema.validate(obj)
         if errors:
             ref = f"{obj['kind']}/{obj['metadata']['name']}"
             problems.append(f"{ref}: " + "; ".join(errors))
@@ -150,27 +151,32 @@ def _check_all(objects: list[dict[str, Any]]) -> None:
         raise crd_schema.ManifestInvalid({"kind": "export", "metadata": {"name": f"{len(problems)} object(s)"}}, problems)
 
 
-def build_export(cfg: PlatformConfig) -> ExportResult:
+def build_export(cfg: PlatformConfig, control: self_manifests.ControlService | None = None) -> ExportResult:
     """Every object of the export, validated, grouped by file. Raises ConfigError when the config
-    holds something GKE/Kueue cannot take (e.g. a borrowing limit outside a cohort)."""
+    holds something GKE/Kueue cannot take (e.g. a borrowing limit outside a cohort). ``control``:
+    also the control service's own objects (``--self``)."""
     try:
         platform = kueue_objects(cfg)
         objects = [*namespaces(cfg), *compute_classes(cfg), *platform, fleet_raycluster(cfg)]
+        own = self_manifests.control_service_objects(cfg, control) if control is not None else []
         examples = example_objects(cfg)
     except pydantic.ValidationError:
         raise
     except ValueError as e:
         raise ConfigError(FieldProblem(field="(export)", problem=str(e))) from None
-    _check_all(objects + examples)
+    _check_all(objects + own + examples)
     result = ExportResult(notes=not_exported(cfg))
     for obj in objects:
         result.files.setdefault(FILES[obj["kind"]], []).append(obj)
+    for obj in own:
+        result.files.setdefault(self_manifests.FILES[obj["kind"]], []).append(obj)
     for obj in examples:
         result.files.setdefault(EXAMPLE_FILES[obj["kind"]], []).append(obj)
     return result
 
 
-def readme(cfg: PlatformConfig, result: ExportResult, sources: list[str]) -> str:
+def readme(cfg: PlatformConfig, result: ExportResult, sources: list[str],
+           control: self_manifests.ControlService | None = None) -> str:
     cluster, kuberay = cluster_kuberay(cfg)
     lines = [
         f"# GKE manifests of rayfleet cluster `{cluster}`",
@@ -197,7 +203,9 @@ def readme(cfg: PlatformConfig, result: ExportResult, sources: list[str]) -> str
     for path, objs in result.files.items():
         kind = objs[0]["kind"]
         names = ", ".join(f"`{o['metadata']['name']}`" for o in objs)
-        lines.append(f"| `{path}` | {kind}: {names} | {_ABOUT.get(kind, '')} |")
+        kinds = sorted({o["kind"] for o in objs}, key=[o["kind"] for o in objs].index)
+        about = _ABOUT.get(kind) or "; ".join(self_manifests.ABOUT[k] for k in kinds if k in self_manifests.ABOUT)
+        lines.append(f"| `{path}` | {', '.join(kinds)}: {names} | {about} |")
     tpu_pools = [p for p in cfg.pools.values() if p.spec.is_tpu]
     gpu_pools = [p for p in cfg.pools.values() if p.spec.accelerator is not None and not p.spec.is_tpu]
     lines += ["", "## Pools", "", "| pool | accelerator | per host | hosts per slice | max replicas | provisioning |", "| --- | --- | --- | --- | --- | --- |"]
@@ -212,19 +220,25 @@ def readme(cfg: PlatformConfig, result: ExportResult, sources: list[str]) -> str
         "(`numOfHosts` = hosts per slice); the GKE Ray TPU webhook (Ray operator add-on) gives each host its TPU worker id.",
         f"RayJobs rayfleet launches run in namespace `{kuberay.namespace}` with their own RayCluster.",
     ]
+    if control is not None:
+        lines += self_manifests.readme_section(cfg, control)
     if result.notes:
         lines += ["", "## Not exported (rayfleet enforces these itself)", ""]
         lines += [f"- {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
 
 
-def write_export(cfg: PlatformConfig, out: Path, *, sources: list[str] | None = None) -> ExportResult:
+def write_export(cfg: PlatformConfig, out: Path, *, sources: list[str] | None = None,
+                 control: self_manifests.ControlService | None = None) -> ExportResult:
     """Write the export to ``out`` (created if needed). Files of a previous export are replaced."""
-    result = build_export(cfg)
+    result = build_export(cfg, control)
     out.mkdir(parents=True, exist_ok=True)
     for rel, objs in result.files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_yaml(objs))
-    (out / "README.md").write_text(readme(cfg, result, sources or []))
+    (out / "README.md").write_text(readme(cfg, result, sources or [], control))
+    secret_file = out / self_manifests.FILES["Secret"]
+    if secret_file.exists():
+        secret_file.chmod(0o600)   # it holds the admin token
     return result
