@@ -146,6 +146,32 @@ def test_of_two_replicas_taking_over_at_once_one_wins(pair, store_target):
     c.store.close()
 
 
+def test_replicas_starting_together_on_a_new_database_mint_one_token_each_not_one_per_replica(store_target):
+    import threading
+
+    from rayfleet.server.tokens import ensure_tokens
+
+    stores = [Store(store_target) for _ in range(4)]
+    minted: list[dict] = []
+    start = threading.Barrier(len(stores))
+
+    def first_start(store: Store) -> None:
+        start.wait()
+        minted.append(ensure_tokens(store, CONFIG))
+
+    threads = [threading.Thread(target=first_start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    tokens = stores[0].list_tokens()
+    assert sum(t.admin for t in tokens) == 1 and sorted(t.team for t in tokens if not t.admin) == sorted(CONFIG.teams)
+    assert sum(m["admin"] is not None for m in minted) == 1                  # one replica minted (and shows) the admin token
+    assert sorted(team for m in minted for team in m["teams"]) == sorted(CONFIG.teams)
+    for s in stores:
+        s.close()
+
+
 def test_timings_that_do_not_fit_together_are_refused():
     with pytest.raises(SpecError) as e:
         ElectionTiming(lease_duration=5, renew_deadline=7, retry_period=2)

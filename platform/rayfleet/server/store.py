@@ -649,6 +649,22 @@ class Store:
                 (hash_token(token), team, int(admin), label, self.clock()),
             )
 
+    def add_first_token(self, token: str, *, team: str | None, admin: bool = False, label: str = "") -> bool:
+        """Add ``token`` only if there is no admin token yet (``admin``), or no token of ``team``;
+        whether it was added. Replicas starting together on a new database mint one each, not one
+        per replica (the check and the insert are one transaction, one writer at a time)."""
+        with self._tx() as db:
+            self.engine.lock_kind(db, "tokens")
+            if admin:
+                taken = db.execute("SELECT 1 FROM tokens WHERE admin=1 LIMIT 1").fetchone()
+            else:
+                taken = db.execute("SELECT 1 FROM tokens WHERE admin=0 AND team=? LIMIT 1", (team,)).fetchone()
+            if taken:
+                return False
+            db.execute("INSERT INTO tokens (hash, team, admin, label, created_at) VALUES (?,?,?,?,?)",
+                       (hash_token(token), team, int(admin), label, self.clock()))
+            return True
+
     def check_token(self, token: str) -> Token | None:
         rows = self._q("SELECT team, admin, label FROM tokens WHERE hash=?", (hash_token(token),))
         row = rows[0] if rows else None

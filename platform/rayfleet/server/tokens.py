@@ -57,14 +57,15 @@ def ensure_tokens(store: Store, config: PlatformConfig) -> dict:
     minted: dict = {"admin": None, "teams": {}}
     have = store.list_tokens()
     if not any(t.admin for t in have):
-        minted["admin"] = new_token()
-        store.add_token(minted["admin"], team=None, admin=True, label="admin")
+        tok = new_token()
+        if store.add_first_token(tok, team=None, admin=True, label="admin"):   # (another replica may have been first)
+            minted["admin"] = tok
     teams_with_token = {t.team for t in have if not t.admin}
     for team in config.teams:
         if team not in teams_with_token:
             tok = new_token()
-            store.add_token(tok, team=team, label=f"team {team}")
-            minted["teams"][team] = tok
+            if store.add_first_token(tok, team=team, label=f"team {team}"):
+                minted["teams"][team] = tok
     return minted
 
 
