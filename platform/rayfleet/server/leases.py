@@ -12,14 +12,14 @@ runs the controller. The rules are Kubernetes' leader election (client-go ``lead
   renewal count) and adds one to ``generation``: of two replicas taking over at once, one wins.
 - **Fencing**: a replica that led once and was paused (a long GC, a frozen VM, a network
   partition) may resume believing it still leads. Its controller's writes are made inside
-  :meth:`Store.fenced`: every transaction first reads the lease's generation (PostgreSQL: ``FOR
+  :meth:`Store.fenced` (the check is the store's, beside its transactions): every transaction first reads the lease's generation (PostgreSQL: ``FOR
   SHARE``, so a take-over waits for the transaction, or the transaction sees the take-over) and
   rolls back with :class:`~rayfleet.errors.NotLeader` when it is no longer the generation the
   replica holds. A lease taken over therefore stops the old holder's decisions at its next write.
 - A replica that stops cleanly releases the lease (holder ``''``), and another takes it at its
   next try instead of waiting ``lease_duration``.
 
-This module is the store's side (records, compare-and-set, the fence check);
+This module is the store's side (records, compare-and-set);
 :mod:`.leader` is the replica's loop. Times passed in are wall-clock stamps for people (when
 acquired, last renewed); no decision reads them.
 """
@@ -27,9 +27,7 @@ acquired, last renewed); no decision reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from ..errors import NotLeader
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .store import Store
@@ -94,12 +92,3 @@ class Leases:
             return bool(db.execute("UPDATE leases SET holder='', renewals=renewals+1, renewed_at=? "
                                    "WHERE name=? AND holder=? AND generation=?",
                                    (now, lease.name, lease.holder, lease.generation)).rowcount)
-
-
-def check_fence(db: Any, name: str, generation: int, for_share: str) -> None:
-    """Inside a write transaction: NotLeader unless lease ``name`` is still at ``generation``."""
-    row = db.execute(f"SELECT generation, holder FROM leases WHERE name=?{for_share}", (name,)).fetchone()
-    if row is None or row[0] != generation:
-        now_held = f"generation {row[0]}, held by {row[1] or 'nobody'}" if row else "no lease"
-        raise NotLeader(f"the {name} lease is no longer this replica's (it held generation {generation}; now {now_held}): "
-                        "its writes are refused")

@@ -14,27 +14,42 @@ Creates that arrive from several threads at once share one transaction (:mod:`.g
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import pydantic
 
 from ..api import ALL_KINDS, Document
 from ..api.base import STORED
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, NotLeader
 from .group_commit import GroupCommit
-from .leases import check_fence
-from .store_sqlite import MIGRATIONS, SqliteEngine
+from .store_engines import STORE_ENV, Engine, is_url, open_engine, store_target
+from .store_records import (
+    ANY_UID,
+    TOKEN_ID_LEN,
+    AnyUid,
+    Event,
+    HeadRow,
+    Quarantined,
+    QuarantinedRecord,
+    Record,
+    Token,
+    TokenRecord,
+    hash_token,
+    queue_of,
+    state_of,
+    uid_of,
+)
+from .store_sqlite import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "STORE_ENV", "Store", "Record", "Event", "HeadRow", "Quarantined", "is_url", "open_engine", "store_target"]
+__all__ = ["ANY_UID", "MIGRATIONS", "STORE_ENV", "TOKEN_ID_LEN", "Engine", "Event", "HeadRow", "Quarantined", "QuarantinedRecord",
+           "Record", "Store", "Token", "TokenRecord", "hash_token", "is_url", "open_engine", "store_target"]
 
 log = logging.getLogger("rayfleet.store")
 
@@ -44,174 +59,13 @@ log = logging.getLogger("rayfleet.store")
 DECODED_MEMO = 20_000
 
 
-class Quarantined(Conflict):
-    """The stored record of this name did not decode and was moved to the quarantine (admins see it
-    at ``GET /api/v1/quarantine``). ``team``: the team the record belonged to."""
-
-    def __init__(self, message: str, *, field: str | None = None, team: str | None = None):
-        super().__init__(message, field=field)
-        self.team = team
-
-
-class _Any:
-    """Marker: no uid filter."""
-
-
-ANY_UID: Any = _Any()
-
-
-@dataclass(frozen=True)
-class QuarantinedRecord:
-    id: int
-    kind: str
-    name: str
-    team: str | None
-    uid: str | None
-    state: str | None
-    body: str
-    error: str
-    resource_version: int
-    created_at: float
-    quarantined_at: float
-
-
-@dataclass(frozen=True)
-class Record:
-    doc: Document
-    team: str | None
-    resource_version: int
-    created_at: float
-    updated_at: float
-
-    @property
-    def name(self) -> str:
-        return self.doc.name
-
-
-class HeadRow(NamedTuple):
-    """A row of :meth:`Store.queue_heads`, not yet decoded (:meth:`Store.decode` takes ``row``)."""
-
-    seq: int
-    uid: str | None
-    row: tuple  # the columns of ``Store._COLS``
-
-    @property
-    def name(self) -> str:
-        return self.row[0]
-
-    @property
-    def resource_version(self) -> int:
-        return self.row[3]
-
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    ts: float
-    kind: str
-    name: str
-    type: str
-    message: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Token:
-    team: str | None
-    admin: bool
-    label: str
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """A stored token, never its plaintext: ``id`` is the first 16 hex digits of its hash."""
-
-    id: str
-    team: str | None
-    admin: bool
-    label: str
-    created_at: float
-
-
-TOKEN_ID_LEN = 16
-
-
-def hash_token(token: str) -> str:
-    """Tokens are 256-bit random strings, so one SHA-256 is enough (no password stretching needed)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _state_of(doc: Document) -> str | None:
-    status = getattr(doc, "status", None)
-    state = getattr(status, "state", None)
-    return None if state is None else str(getattr(state, "value", state))
-
-
-def _uid_of(doc: Document) -> str | None:
-    return getattr(doc.metadata, "uid", None)
-
-
-def _queue_of(doc: Document) -> tuple[str | None, str]:
-    """(queue, priority class or '') of a queued kind (TrainJob, Service); (None, '') for the others."""
-    spec = getattr(doc, "spec", None)
-    return getattr(spec, "queue", None), getattr(spec, "priority_class", None) or ""
-
-
-class Engine(Protocol):
-    """What the store needs of a database (:class:`.store_sqlite.SqliteEngine`,
-    :class:`.store_postgres.PostgresEngine`)."""
-
-    name: str
-    migrations: builtins.list[str]
-    storage_errors: tuple[type[BaseException], ...]   # the driver's errors that fail a whole transaction
-    db: Any                                            # the writer's connection: execute(sql, args) -> cursor
-    guard: Any                                         # health() -> None or the fault's reason
-
-    def describe(self) -> str: ...
-    def indexed_by(self, index: str) -> str: ...
-    def lock_kind(self, db: Any, kind: str) -> None: ...
-    def lock_schema(self, db: Any) -> None: ...
-    def for_share(self) -> str: ...
-    def begin(self) -> Any: ...
-    def end(self, exc: BaseException | None) -> None: ...
-    def translate(self, exc: BaseException) -> Exception | None: ...
-    def open_readers(self) -> None: ...
-    def read(self, query: str, args: tuple | builtins.list) -> builtins.list[tuple] | None: ...
-    def close(self) -> None: ...
-
-
-#: The environment variable that names the store when ``--store`` does not.
-STORE_ENV = "RAYFLEET_STORE"
-
-
-def is_url(target: str | Path) -> bool:
-    """Whether ``target`` names a PostgreSQL database (else it is a SQLite file's path)."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-def store_target(store: str | None, data_dir: Path) -> str | Path:
-    """What ``--store`` (or $RAYFLEET_STORE) names: a ``postgresql://`` URL, or a SQLite file's
-    path; nothing: the SQLite file in the data directory. Any other URL is a SpecError (exit 2)."""
-    if not store:
-        return data_dir / "rayfleet.db"
-    if is_url(store):
-        return store
-    if "://" in store:
-        from ..errors import FieldProblem, SpecError
-
-        scheme = store.split("://", 1)[0]
-        raise SpecError(FieldProblem(field="--store", problem=(
-            f"must be a postgresql:// URL or a SQLite file's path, got a {scheme}:// URL")))
-    return Path(store)
-
-
-def open_engine(target: str | Path) -> Engine:
-    """The engine for a ``postgresql://`` URL, else for a SQLite file at the path ``target``."""
-    if is_url(target):
-        from .store_postgres import PostgresEngine  # psycopg is loaded only for a PostgreSQL store
-
-        return PostgresEngine(str(target))
-    return SqliteEngine(target)
+def _check_fence(db: Any, name: str, generation: int, for_share: str) -> None:
+    """Inside a write transaction: NotLeader unless lease ``name`` is still at ``generation``."""
+    row = db.execute(f"SELECT generation, holder FROM leases WHERE name=?{for_share}", (name,)).fetchone()
+    if row is None or row[0] != generation:
+        now_held = f"generation {row[0]}, held by {row[1] or 'nobody'}" if row else "no lease"
+        raise NotLeader(f"the {name} lease is no longer this replica's (it held generation {generation}; now {now_held}): "
+                        "its writes are refused")
 
 
 class Store:
@@ -292,7 +146,7 @@ class Store:
             fence = getattr(self.store._fence, "lease", None)
             if fence is not None:
                 try:
-                    check_fence(db, *fence, self.store.engine.for_share())
+                    _check_fence(db, *fence, self.store.engine.for_share())
                 except BaseException as e:
                     try:
                         self.store.engine.end(e)   # rolled back
@@ -422,7 +276,7 @@ class Store:
         """Insert a new object; Conflict if one of that kind and name exists."""
         now = self.clock() if now is None else now
         body = doc.model_dump_json(by_alias=True)
-        uid = _uid_of(doc)
+        uid = uid_of(doc)
 
         def insert(db: Any) -> None:
             self.engine.lock_kind(db, doc.KIND)   # one create of the kind at a time: seq and the name check
@@ -433,7 +287,7 @@ class Store:
             db.execute(
                 "INSERT INTO objects (kind, name, team, state, body, resource_version, created_at, updated_at, seq, uid, queue, priority_class) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (doc.KIND, doc.name, team, _state_of(doc), body, 1, now, now, seq, uid, *_queue_of(doc)),
+                (doc.KIND, doc.name, team, state_of(doc), body, 1, now, now, seq, uid, *queue_of(doc)),
             )
             if event:
                 self._event(db, now, doc.KIND, doc.name, uid, event, message or f"{doc.KIND} {doc.name} created", {})
@@ -485,14 +339,14 @@ class Store:
             if row is None:
                 raise NotFound(f"{doc.KIND} {doc.name!r} not found", field="name")
             rv, team, created, uid = row
-            if uid != _uid_of(doc):
-                raise Conflict(f"{doc.KIND} {doc.name!r} was replaced (uid {uid}, expected {_uid_of(doc)}); re-read and retry")
+            if uid != uid_of(doc):
+                raise Conflict(f"{doc.KIND} {doc.name!r} was replaced (uid {uid}, expected {uid_of(doc)}); re-read and retry")
             if expected_version is not None and rv != expected_version:
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed (version {rv}, expected {expected_version}); re-read and retry")
             written = db.execute(
                 "UPDATE objects SET body=?, state=?, resource_version=?, updated_at=?, queue=?, priority_class=? "
                 "WHERE kind=? AND name=? AND resource_version=?",
-                (body, _state_of(doc), rv + 1, now, *_queue_of(doc), doc.KIND, doc.name, rv),
+                (body, state_of(doc), rv + 1, now, *queue_of(doc), doc.KIND, doc.name, rv),
             ).rowcount
             if written != 1:   # another process sharing the database wrote it since the read above
                 raise Conflict(f"{doc.KIND} {doc.name!r} changed while it was written; re-read and retry")
@@ -623,7 +477,7 @@ class Store:
             args.append(name)
         if uid is None:
             q += " AND uid IS NULL"
-        elif not isinstance(uid, _Any):
+        elif not isinstance(uid, AnyUid):
             q += " AND uid=?"
             args.append(uid)
         q += " ORDER BY id LIMIT ?"
