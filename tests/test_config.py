@@ -202,7 +202,7 @@ def test_cli_config_check_ok_and_broken(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count("ok ") == len(SHIPPED)
     both = _cli("config", "check", "--together", *map(str, SHIPPED))
-    assert both.returncode == 2 and "a second Cluster document" in both.stderr
+    assert both.returncode == 2 and "duplicate name" in both.stderr
     broken = tmp_path / "local.yaml"
     shutil.copy(LOCAL, broken)
     broken.write_text(broken.read_text().replace("spec: {pool: l4-spot}", "spec: {pool: l4-ondemand}"))

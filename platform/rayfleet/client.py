@@ -164,6 +164,19 @@ class FleetClient:
     def pools(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v1/pools")
 
+    # ------------------------------------------------------------ clusters
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """Every cluster: backend, whether it answers, whether it is cordoned and why."""
+        return self.request("GET", "/api/v1/clusters")
+
+    def cordon_cluster(self, name: str, *, drain: bool = False, reason: str = "") -> dict[str, Any]:
+        """Admin: no new work on cluster ``name``; ``drain``: its jobs checkpoint and move, its services come up elsewhere first."""
+        return self.request("POST", f"/api/v1/clusters/{name}/cordon", json={"drain": drain, "reason": reason})
+
+    def uncordon_cluster(self, name: str) -> dict[str, Any]:
+        return self.request("POST", f"/api/v1/clusters/{name}/uncordon")
+
     # ------------------------------------------------------------ services
 
     def deploy(self, svc: Service | ServiceSubmit | dict[str, Any]) -> ServiceHandle:

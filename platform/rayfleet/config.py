@@ -7,6 +7,7 @@ reported at once.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,14 +46,24 @@ class PlatformConfig:
     queues: dict[str, Queue] = field(default_factory=dict)
     priority_classes: dict[str, PriorityClass] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
-    cluster: Cluster | None = None
+    cluster: Cluster | None = None      # the first Cluster document (platform-wide settings: fair sharing, host health)
+    clusters: dict[str, Cluster] = field(default_factory=dict)   # every Cluster document, in file order
     sources: dict[str, str] = field(default_factory=dict)  # "Kind/name" -> file
 
     def objects(self) -> list[Document]:
-        out: list[Document] = [self.cluster] if self.cluster else []
+        out: list[Document] = list(self.clusters.values()) or ([self.cluster] if self.cluster else [])
         for bucket in (self.pools, self.flavors, self.compute_classes, self.cohorts, self.priority_classes, self.teams, self.queues):
             out.extend(bucket.values())
         return out
+
+    def cluster_view(self, name: str) -> PlatformConfig:
+        """The config as one member cluster's backend sees it: that Cluster document alone."""
+        cluster = self.clusters[name]
+        return dataclasses.replace(self, cluster=cluster, clusters={name: cluster})
+
+    def clusters_with_pool(self, pool: str) -> list[str]:
+        """The clusters that run ``pool`` (a Cluster without ``spec.pools`` runs every pool)."""
+        return [n for n, c in self.clusters.items() if not c.spec.pools or pool in c.spec.pools]
 
     def pool_of_flavor(self, flavor: str) -> Pool:
         return self.pools[self.flavors[flavor].spec.pool]
@@ -191,10 +202,12 @@ def load_config(paths: Iterable[str | Path]) -> PlatformConfig:
                 continue
             ref = obj.ref()
             if obj.KIND == "Cluster":
-                if cfg.cluster is not None:
-                    problems.append(FieldProblem(field="metadata.name", problem=f"a second Cluster document (first: Cluster/{cfg.cluster.name} in {cfg.sources[cfg.cluster.ref()]})", file=file, document=ref))
+                if obj.name in cfg.clusters:
+                    problems.append(FieldProblem(field="metadata.name", problem=f"duplicate name: {ref} is also defined in {cfg.sources[ref]}", file=file, document=ref))
                     continue
-                cfg.cluster = obj  # type: ignore[assignment]
+                cfg.clusters[obj.name] = obj  # type: ignore[assignment]
+                if cfg.cluster is None:
+                    cfg.cluster = obj  # type: ignore[assignment]
             else:
                 bucket = getattr(cfg, _BUCKETS[obj.KIND])
                 if obj.name in bucket:
@@ -285,10 +298,10 @@ def cross_check(cfg: PlatformConfig) -> list[FieldProblem]:
                 zoneinfo.ZoneInfo(window.timezone)
             except Exception:
                 bad(q, f"spec.quotaSchedule.{w}.timezone", f"unknown time zone {window.timezone!r}")
-    if cfg.cluster is not None:
-        for i, p in enumerate(cfg.cluster.spec.pools):
+    for cluster in cfg.clusters.values() or ([cfg.cluster] if cfg.cluster else []):
+        for i, p in enumerate(cluster.spec.pools):
             if p not in cfg.pools:
-                bad(cfg.cluster, f"spec.pools.{i}", f"unknown pool {p!r}")
+                bad(cluster, f"spec.pools.{i}", f"unknown pool {p!r}")
     return out
 
 

@@ -46,6 +46,8 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/pools"): PLATFORM,
     ("GET", "/api/v1/flavors"): PLATFORM,
     ("GET", "/api/v1/clusters"): PLATFORM,
+    ("POST", "/api/v1/clusters/{name}/cordon"): ADMIN,
+    ("POST", "/api/v1/clusters/{name}/uncordon"): ADMIN,
     ("GET", "/api/v1/queues"): LISTING,
     ("GET", "/api/v1/queues/{name}"): OWN,
     ("POST", "/api/v1/jobs"): SUBMIT,

@@ -57,6 +57,13 @@ class HostHealthPolicy(Model):
     repair_time: Duration = Field(default=600.0, ge=0, description="How long a cordoned host is out for repair before it is returned to service (local: its Ray node restarted; GKE: node auto-repair).")
 
 
+class ClusterFailover(Model):
+    unreachable_after: Duration = Field(default=60.0, gt=0, le=limits.DURATION_MAX_S, description=(
+        "A cluster that has not answered the controller for this long is cordoned automatically (no new work; what runs there keeps its last known state)."))
+    recover_after: Duration = Field(default=300.0, ge=0, le=limits.DURATION_MAX_S, description=(
+        "A cluster cordoned automatically is uncordoned once it has answered again for this long (an admin's cordon stays until uncordoned by hand)."))
+
+
 class ClusterSpec(Model):
     backend: Literal["local", "kuberay", "sim"] = Field(default="local", description="Where Ray runs: local processes, KubeRay on GKE, or the simulated backend (no Ray, scripted hosts).")
     pools: list[Name] = Field(default_factory=list, description="Pools in this cluster; empty means every pool of the config.")
@@ -66,6 +73,7 @@ class ClusterSpec(Model):
     fair_sharing: bool = Field(default=False, description="Kueue fair sharing: admission and preemption in a cohort prefer the queue with the lowest weighted share.")
     start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
     host_health: HostHealthPolicy = Field(default_factory=HostHealthPolicy, description="When a host that breaks runs is cordoned, and when it comes back.")
+    failover: ClusterFailover = Field(default_factory=ClusterFailover, description="With several Cluster documents: when this cluster is cordoned for not answering, and when it comes back.")
 
     @model_validator(mode="after")
     def _backend(self) -> ClusterSpec:

@@ -121,7 +121,7 @@ class CapacityWait(Model):
 
 
 class NoticeRecord(Model):
-    kind: Literal["reclaim", "recycle", "window-end", "unhealthy", "migrate"] = Field(description="What was announced (migrate: a preferred compute-class step has room again).")
+    kind: Literal["reclaim", "recycle", "window-end", "unhealthy", "cluster-drain", "migrate"] = Field(description="What was announced (cluster-drain: the run's cluster is drained; migrate: a preferred compute-class step has room again).")
     host: str = Field(default="", description="The host that goes.")
     at: datetime = Field(description="When the notice was seen.")
     deadline: datetime | None = Field(default=None, description="When the host goes.")
@@ -131,11 +131,12 @@ class NoticeRecord(Model):
 class Interruption(Model):
     at: datetime = Field(description="When the interruption happened.")
     attempt: int = Field(description="Attempt that was interrupted.")
-    reason: Literal["preempted", "host-failure", "failure", "capacity", "disrupted", "reclaimed", "recycled", "window-end", "migrated", "stockout", "unhealthy-host"] = Field(
+    reason: Literal["preempted", "host-failure", "failure", "capacity", "disrupted", "reclaimed", "recycled", "window-end", "migrated", "stockout", "unhealthy-host",
+                    "cluster-drained"] = Field(
         description="Why: preempted (quota), host-failure (a host of the gang or the run's cluster was lost), disrupted (the backend stopped or suspended the run), "
         "reclaimed (a spot host was taken back), recycled (a DWS host reached its run time), window-end (a DWS calendar window closed), migrated (moved back to a "
         "preferred compute-class step), stockout (the provisioning mode had no capacity), unhealthy-host (a host of the gang was cordoned as faulty), "
-        "failure (the program failed; counts toward maxRestarts).")
+        "cluster-drained (its cluster was cordoned and drained: the job moved to another), failure (the program failed; counts toward maxRestarts).")
     message: str = Field(default="", description="Details.")
     recovered_at: datetime | None = Field(default=None, description="When the next attempt was running again.")
     resumed_from_step: int | None = Field(default=None, description="Checkpointed step the next attempt resumed from.")
@@ -159,7 +160,8 @@ class TrainJobStatus(Model):
     interruptions: list[Interruption] = Field(default_factory=list, description="Every interruption and its recovery (MTTR/MTBI inputs).")
     last_checkpoint_step: int | None = Field(default=None, description="Step of the latest checkpoint.")
     ray_job_id: str | None = Field(default=None, description="Run id of the current attempt (the backend's Ray job submission id): <name>-<attempt>-<uid prefix>.")
-    stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit", "reclaimed", "recycled", "window-end", "migrated", "unhealthy-host"] | None = Field(
+    stop_reason: Literal["user", "preempted", "deadline", "capacity", "resubmit", "reclaimed", "recycled", "window-end", "migrated", "unhealthy-host",
+                         "cluster-drained"] | None = Field(
         default=None, description="Why a STOPPING job is being stopped."
     )
     notice: NoticeRecord | None = Field(default=None, description="A disruption announced on a host of the running attempt (reclaim, recycle, window end, unhealthy host): the checkpoint asked for and when the attempt is moved.")

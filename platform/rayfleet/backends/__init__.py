@@ -25,6 +25,8 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
     RayService's serveConfigV2 application on KubeRay (given by the server layer, which may import
     ``rayfleet.serve``; backends may not). ``kind`` overrides the Cluster's ``spec.backend``
     (``rayfleet up --backend sim``)."""
+    if len(config.clusters) > 1:
+        return make_cluster_set(config, data_dir, serve_app=serve_app, kind=kind)
     kind = kind or (config.cluster.spec.backend if config.cluster else "local")
     if kind == "sim":
         from .sim import from_config
@@ -35,6 +37,31 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
 
         return KubeRayBackend(config, serve_app=serve_app)
     return _local_backend(config, data_dir)
+
+
+def make_cluster_set(config: PlatformConfig, data_dir: str | Path, *, serve_app=None, kind: str | None = None,
+                clock=None) -> Backend:
+    """Several Cluster documents: one member backend each (``kind`` overrides every member's),
+    behind :class:`.cluster_set.ClusterSet`. Simulated members share one checkpoint store (as
+    clusters share a bucket), so a job moved between them resumes."""
+    import time
+
+    from .cluster_set import ClusterSet
+    from .kuberay.manifests import cluster_pools
+
+    checkpoints: dict[str, int] = {}
+    members: dict[str, Backend] = {}
+    for name in config.clusters:
+        view = config.cluster_view(name)
+        member_kind = kind or view.cluster.spec.backend   # type: ignore[union-attr]
+        if member_kind == "sim":
+            from .sim import from_config
+
+            members[name] = from_config(view, clock=clock, checkpoints=checkpoints)
+        else:
+            members[name] = make_backend(view, Path(data_dir) / "clusters" / name, serve_app=serve_app, kind=member_kind)
+    pools = {name: tuple(cluster_pools(config.cluster_view(name))) for name in config.clusters}
+    return ClusterSet(members, pools, clock=clock or time.time)  # type: ignore[return-value]
 
 
 def _local_backend(config: PlatformConfig, data_dir: str | Path):
@@ -49,4 +76,4 @@ def _local_backend(config: PlatformConfig, data_dir: str | Path):
     return backend
 
 
-__all__ = ["Backend", "ClusterInfo", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]
+__all__ = ["Backend", "ClusterInfo", "make_cluster_set", "LaunchRequest", "PoolCapacity", "RunState", "RunStatus", "ServiceRunStatus", "local_client_env", "make_backend"]

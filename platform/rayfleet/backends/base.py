@@ -63,6 +63,7 @@ class NoticeKind(StrEnum):
     RECYCLE = "recycle"          # a DWS host reaches its maximum run time at ``deadline``; a replacement is asked for
     WINDOW_END = "window-end"    # the DWS calendar window the host belongs to closes at ``deadline``
     UNHEALTHY = "unhealthy"      # the host was cordoned as faulty; its work should move
+    DRAIN = "cluster-drain"      # the host's cluster is cordoned and drained: its work moves to another cluster
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ _SUBAPPS = [
     ("queue_cmd", "app", "queue", "Show queues: usage, borrowing, waiting workloads."),
     ("service_cmd", "app", "service", "Deploy and manage Serve services."),
     ("token_cmd", "app", "token", "Mint, list and revoke API tokens (admin)."),
+    ("cluster_cmd", "app", "cluster", "List clusters; cordon, drain and uncordon one (admin)."),
 ]
 _COMMANDS = [
     ("export_cmd", "export", "export"),

@@ -54,12 +54,14 @@ from ..backends.base import (
     WatchingBackend,
     run_id_for,
 )
+from ..backends.cluster_set import ClusterSet, Cordon
 from ..backends.placement import gang_fit
-from ..capacity import calendar, fallback, health
+from ..capacity import calendar, clusters, fallback, health
 from ..config import PlatformConfig
 from ..errors import NotLeader, SpecError
 from . import admission, transitions
 from .admission import platform_backend
+from .cordons import Cordons
 from .layout import DataLayout
 from .queue_heads import HEADS_PER_QUEUE, QueueHeads
 from .quota_bridge import QuotaBridge
@@ -129,6 +131,7 @@ class Controller:
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=lambda queue: quota.state.tree_of(queue))
+        self.cordons = Cordons(store)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._idle_at: float | None = None                      # the clock when the loop last waited for a backend's change
@@ -269,6 +272,7 @@ class Controller:
         with self._lock:
             self._leads()
             self._capacity = None
+            self._clusters(now)
             self._sync(now)
             self._finish_stops(now)
             self._schedule(now)
@@ -276,6 +280,26 @@ class Controller:
             self._launch_admitted(now)
             self.services.reconcile(self.waiting, now)
             self.cycles += 1
+
+    def _clusters(self, now: float) -> None:
+        """Several clusters: which answer (cordoning one silent for its ``failover.unreachableAfter``,
+        lifting that cordon once it has answered for ``recoverAfter``), and the cordons in force."""
+        if not isinstance(self.backend, ClusterSet):
+            return
+        cordons = self.cordons.all()
+        for st in self.backend.probe():
+            policy = self.config.clusters[st.name].spec.failover
+            rec = cordons.get(st.name)
+            decision = clusters.decide(st.failing_since, st.answering_since, None if rec is None else rec.auto,
+                                       unreachable_after=policy.unreachable_after, recover_after=policy.recover_after, now=now)
+            if decision == "cordon":
+                silent = now - (st.failing_since or now)
+                cordons[st.name] = self.cordons.set(st.name, drain=False, auto=True, now=now,
+                                                    reason=f"not answering for {silent:.0f}s: {st.error}")
+            elif decision == "uncordon":
+                self.cordons.remove(st.name, reason=f"answering again for {policy.recover_after:.0f}s", now=now)
+                del cordons[st.name]
+        self.backend.set_cordons({n: Cordon(r.drain, r.reason, r.since) for n, r in cordons.items()})
 
     def _leads(self) -> None:
         if not self.may_act():

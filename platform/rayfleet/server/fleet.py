@@ -13,8 +13,9 @@ from typing import Any
 
 from ..api import JobState, Service, ServiceState, TrainJob
 from ..backends.base import Backend, run_id_for
+from ..backends.cluster_set import ClusterSet
 from ..config import PlatformConfig
-from ..errors import Conflict, FieldProblem, SpecError
+from ..errors import Conflict, FieldProblem, NotFound, SpecError
 from . import admission, transitions
 from .auth import Principal, name_taken
 from .controller import Controller
@@ -89,6 +90,57 @@ class Fleet:
         """The elector's: this replica lost (or gave up) the lease."""
         self.controller.stop()
         self.controller.last_error = None   # (a pass refused for want of the lease is not a fault of this replica)
+
+    # ------------------------------------------------------------ clusters
+
+    def clusters_view(self) -> list[dict[str, Any]]:
+        """Every Cluster document with what runs it and whether it is cordoned (and why)."""
+        info = self.backend.info()
+        cordons = self.controller.cordons.all()
+        states = {st.name: st for st in self.backend.states()} if isinstance(self.backend, ClusterSet) else {}
+        docs = list(self.config.clusters.values())
+        if not docs:
+            return [{"kind": "Cluster", "metadata": {"name": "default"}, "spec": {"backend": self.backend.name},
+                     "status": {"state": "Up" if info else "Down", "backend": self.backend.name, "cordoned": False}}]
+        out = []
+        for doc in docs:
+            d = doc.to_dict()
+            st, cordon = states.get(doc.name), cordons.get(doc.name)
+            d["status"] = {
+                "state": ("Up" if st.reachable else "Unreachable") if st is not None else ("Up" if info else "Down"),
+                "backend": self.backend.name if st is None else doc.spec.backend,
+                "address": info.address if info and st is None else None,
+                "dashboardUrl": info.dashboard_url if info and st is None else None,
+                "serveUrl": info.serve_url if info and st is None else None,
+                "cordoned": cordon is not None, "drain": bool(cordon and cordon.drain), "cordonReason": cordon.reason if cordon else "",
+                "cordonedAutomatically": bool(cordon and cordon.auto),
+                "cordonedSince": cordon.since if cordon else None,
+                "error": st.error if st is not None else "",
+            }
+            out.append(d)
+        return out
+
+    def cordon_cluster(self, name: str, principal: Principal, *, drain: bool, reason: str) -> dict[str, Any]:
+        """Admin: no new work on cluster ``name``; ``drain``: its work moves to the others."""
+        principal.require_admin("cordoning a cluster")
+        self._check_cluster(name)
+        self.controller.cordons.set(name, drain=drain, reason=reason or f"by {principal.label or 'admin'}", auto=False, now=self.clock())
+        self.controller.wake()
+        return next(c for c in self.clusters_view() if c["metadata"]["name"] == name)
+
+    def uncordon_cluster(self, name: str, principal: Principal) -> dict[str, Any]:
+        principal.require_admin("uncordoning a cluster")
+        self._check_cluster(name)
+        self.controller.cordons.remove(name, reason=f"by {principal.label or 'admin'}", now=self.clock())
+        self.controller.wake()
+        return next(c for c in self.clusters_view() if c["metadata"]["name"] == name)
+
+    def _check_cluster(self, name: str) -> None:
+        if name not in self.config.clusters:
+            raise NotFound(f"cluster {name!r} not found (clusters: {', '.join(self.config.clusters) or 'none configured'})", field="name")
+        if len(self.config.clusters) < 2:
+            raise Conflict(f"cluster {name!r} is the platform's only cluster: cordoning it would stop all work "
+                           "(cordon and drain move work between the Cluster documents of a config)", field="name")
 
     # ------------------------------------------------------------ tenancy
 

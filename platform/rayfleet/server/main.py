@@ -52,12 +52,13 @@ def kuberay_serve_app(svc, pool: str, pool_spec, granted: int) -> dict:
 def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
              clock: Callable[[], float] = time.time, controller_interval: float = 1.0,
              heads_per_queue: int = HEADS_PER_QUEUE, store: str | None = None,
-             election: ElectionTiming | None = None) -> Fleet:
+             election: ElectionTiming | None = None, elect: bool | None = None) -> Fleet:
     """The one place the control service's parts are built and wired (tests use it too).
     ``heads_per_queue``: the queued jobs of each queue a controller pass offers quota (:mod:`.queue_heads`).
     ``store``: a ``postgresql://`` URL or a SQLite file (default: ``rayfleet.db`` in the data directory).
-    ``election``: the leader election's timing; replicas on a PostgreSQL store always elect a
-    leader (with the default timing), a SQLite store only when this is given (tests)."""
+    ``election``: the leader election's timing; ``elect``: whether this service elects a leader
+    among the replicas of its store (default: on a PostgreSQL store, or when ``election`` is given;
+    False: a test that drives the controller's passes itself)."""
     layout = DataLayout(data_dir)
     target = store_target(store, layout.data_dir)
     db = Store(target, clock=clock)
@@ -71,7 +72,7 @@ def assemble(config: PlatformConfig, backend: Backend, data_dir: str | Path, *,
                             interval=controller_interval, heads_per_queue=heads_per_queue)
     fleet = Fleet(config=config, backend=backend, store=db, layout=layout, controller=controller, services=services,
                   packages=packages, clock=clock)
-    if election is not None or is_url(target):
+    if elect if elect is not None else (election is not None or is_url(target)):
         fleet.elector = LeaderElector(db, on_started=fleet.lead, on_stopped=fleet.follow, on_following=controller.refresh_view,
                                       timing=election or ElectionTiming(), clock=clock)
         controller.may_act = fleet.elector.leading

@@ -120,14 +120,26 @@ def get_queue(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
     return fleet.queue_view(name)
 
 
-@router.get("/clusters", summary="Ray clusters rayfleet runs")
+@router.get("/clusters", summary="The clusters rayfleet runs: backend, whether each answers, whether it is cordoned and why")
 def list_clusters(fleet: FleetDep, caller: Caller) -> list[dict[str, Any]]:
-    info = fleet.backend.info()
-    cluster = fleet.config.cluster
-    d = cluster.to_dict() if cluster else {"kind": "Cluster", "metadata": {"name": "default"}, "spec": {"backend": fleet.backend.name}}
-    d["status"] = {"state": "Up" if info else "Down", "backend": fleet.backend.name, "address": info.address if info else None,
-                   "dashboardUrl": info.dashboard_url if info else None, "serveUrl": info.serve_url if info else None}
-    return [d]
+    return fleet.clusters_view()
+
+
+class CordonRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    drain: bool = Field(default=False, description="Also move its work: running jobs checkpoint and resume on another cluster, "
+                                                   "services come up elsewhere before they go from it.")
+    reason: str = Field(default="", max_length=limits.TEXT_MAX_CHARS, description="Why (kept with the cordon and its event).")
+
+
+@router.post("/clusters/{name}/cordon", summary="Cordon a cluster (admins): no new work; with drain, its work moves to the others")
+def cordon_cluster(name: str, fleet: FleetDep, caller: Caller, body: Annotated[CordonRequest, Body()] = CordonRequest()) -> dict[str, Any]:
+    return fleet.cordon_cluster(name, caller, drain=body.drain, reason=body.reason)
+
+
+@router.post("/clusters/{name}/uncordon", summary="Uncordon a cluster (admins): it takes new work again")
+def uncordon_cluster(name: str, fleet: FleetDep, caller: Caller) -> dict[str, Any]:
+    return fleet.uncordon_cluster(name, caller)
 
 
 # ------------------------------------------------------------------ jobs

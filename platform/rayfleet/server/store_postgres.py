@@ -135,6 +135,16 @@ MIGRATIONS: list[str] = [
         renewed_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # 8: cluster cordons (as SQLite's 8)
+    """
+    CREATE TABLE cluster_cordons (
+        name TEXT PRIMARY KEY,
+        drain INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        auto INTEGER NOT NULL,
+        since DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]
 
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")

@@ -124,6 +124,16 @@ MIGRATIONS: list[str] = [
         renewed_at REAL NOT NULL
     );
     """,
+    # 8: cordoned clusters (several Cluster documents): no new work; ``drain``: their work moves
+    """
+    CREATE TABLE cluster_cordons (
+        name TEXT PRIMARY KEY,
+        drain INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        auto INTEGER NOT NULL,
+        since REAL NOT NULL
+    );
+    """,
 ]
 
 #: Read-only connections beside the writer's: reads of that many threads at once run in parallel

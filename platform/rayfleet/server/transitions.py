@@ -30,7 +30,7 @@ Capacity that comes and goes (issue 13):
   end, unhealthy host) is recorded once in ``status.notice`` (:func:`noticed`) and asks the run to
   checkpoint now (REQUEST_CHECKPOINT). :func:`notice_due` stops the attempt once a checkpoint newer
   than the one at the notice is reported, or :data:`NOTICE_LEAD_S` before the notice's deadline
-  (stop reasons reclaimed, recycled, window-end, unhealthy-host). That stop is a disruption,
+  (stop reasons reclaimed, recycled, window-end, unhealthy-host, cluster-drained). That stop is a disruption,
   requeued at once, resuming from that checkpoint; if the flavor has nothing left for the gang,
   it is skipped (``capacitySkipped``) so the compute class's next step is tried. A run that ends
   LOST while a notice is out is counted with the notice's reason, requeued at once.
@@ -71,7 +71,7 @@ NOTICE_LEAD_S = 5.0
 
 #: Notice kind -> the stop reason (and interruption reason) of the attempt it moves.
 NOTICE_STOP = {"reclaim": "reclaimed", "recycle": "recycled", "window-end": "window-end", "unhealthy": "unhealthy-host",
-               "migrate": "migrated"}
+               "cluster-drain": "cluster-drained", "migrate": "migrated"}
 
 
 class Action(StrEnum):
@@ -385,7 +385,7 @@ def finish_stop(job: TrainJob, now: float) -> Transition:
         return t
     if reason is not None and reason in NOTICE_STOP.values():
         what = {"reclaimed": "spot reclaim", "recycled": "node recycling", "window-end": "calendar window end",
-                "unhealthy-host": "unhealthy host", "migrated": "migration"}[reason]
+                "unhealthy-host": "unhealthy host", "cluster-drained": "cluster drain", "migrated": "migration"}[reason]
         st.interruptions.append(Interruption(at=at(now), attempt=st.attempt, reason=reason, message=st.message))
         t = _disrupted(job, st, what, st.message, now, backoff=False, actions=actions)
         if reason == "migrated" and t.status.state == JobState.QUEUED:

@@ -18,8 +18,10 @@ def scaled_clock(scale: float, *, start: float | None = None, now: Callable[[], 
     return lambda: t0 + (now() - t0) * scale
 
 
-def from_config(config: PlatformConfig, *, clock: Callable[[], float] | None = None) -> SimBackend:
-    """The sim for a platform config: its cluster's pools, ``spec.sim`` settings and scenario file."""
+def from_config(config: PlatformConfig, *, clock: Callable[[], float] | None = None,
+                checkpoints: dict[str, int] | None = None) -> SimBackend:
+    """The sim for a platform config: its cluster's pools, ``spec.sim`` settings and scenario file;
+    ``checkpoints``: a checkpoint store shared with other clusters' sims."""
     cluster = config.cluster
     spec = cluster.spec if cluster else None
     sim = spec.sim if spec else None
@@ -36,6 +38,7 @@ def from_config(config: PlatformConfig, *, clock: Callable[[], float] | None = N
         provisioning_jitter=sim.provisioning_jitter if sim else 0.0,
         default_runtime=sim.default_runtime if sim else 30.0,
         repair_time=spec.host_health.repair_time if spec else 600.0,
+        checkpoints=checkpoints,
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...api import PoolSpec
 from ...capacity.provisioning import reclaim_notice
-from ...errors import NotFound
+from ...errors import BackendError, NotFound
 from ..base import ClusterInfo, HostInfo, LaunchRequest, PoolCapacity, RunState, RunStatus
 from ..placement import feasibility_problems, plan_request
 from .health import HealthSim
@@ -73,7 +73,9 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
 
     def __init__(self, pools: dict[str, PoolSpec], *, clock: Callable[[], float], seed: int = 0, scenario: Scenario | None = None,
                  cluster_name: str = "sim", provisioning_delay: float = 0.0, provisioning_jitter: float = 0.0,
-                 default_runtime: float = 30.0, repair_time: float = 600.0):
+                 default_runtime: float = 30.0, repair_time: float = 600.0, checkpoints: dict[str, int] | None = None):
+        """``checkpoints``: where checkpoints are kept (job -> latest step), shared by the sims of
+        several clusters as a bucket is (default: this sim's own)."""
         self.pools = {name: PoolHosts(name, spec) for name, spec in pools.items()}
         self._host_pool = {h.name: p for p, ph in self.pools.items() for h in ph.hosts}
         self.clock = clock
@@ -98,7 +100,8 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
         self.services: dict[str, SimService] = {}
         self.packages: dict[str, int] = {}
         self.launches: Counter[str] = Counter()      # job name -> runs created
-        self._checkpoint: dict[str, int] = {}        # job name -> latest checkpointed step
+        self._checkpoint: dict[str, int] = {} if checkpoints is None else checkpoints   # job name -> latest checkpointed step
+        self._outages: list[tuple[float, float, str]] = []   # (from, until, message): the cluster does not answer
         # pool -> gang shape -> pending gangs of that shape, in launch order: identical gangs
         # behind one that does not fit are not tried again in the same pass.
         self._pending: dict[str, dict[tuple, dict[str, Gang]]] = {p: {} for p in self.pools}
@@ -118,6 +121,18 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
         if name not in self.pools:
             raise NotFound(f"no pool {name!r} in the sim (pools: {sorted(self.pools)})", field="pool")
         return PoolHandle(self, name)
+
+    def outage(self, *, until: float, start: float | None = None, message: str = "connection refused") -> None:
+        """The cluster does not answer from ``start`` (default: now) to ``until``: every call the
+        control service makes raises BackendError (its runs go on meanwhile)."""
+        self._outages.append((self._now() if start is None else start, until, message))
+
+    def _answer(self) -> None:
+        if self._outages:
+            now = self._now()
+            for start, until, message in self._outages:
+                if start <= now < until:
+                    raise BackendError(f"cluster {self.cluster_name} unreachable: {message}")
 
     def _pool_script(self, name: str) -> dict[str, Any]:
         return self._pool_scripts.setdefault(name, {})
@@ -348,12 +363,14 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
         return self._info() if self._up_at is not None else None
 
     def capacity(self) -> dict[str, PoolCapacity]:
+        self._answer()
         with self._lock:
             self._advance()
             return {p: PoolCapacity(pool=p, hosts=ph.spec.max_hosts, ready_hosts=ph.ready, free_hosts=ph.free,
                                     provisioning_hosts=ph.provisioning, cordoned_hosts=ph.out) for p, ph in self.pools.items()}
 
     def launch(self, req: LaunchRequest) -> str:
+        self._answer()
         with self._lock:
             now = self._advance()
             run_id = req.run_id
@@ -383,6 +400,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             return run_id
 
     def stop(self, run_id: str, *, reason: str = "stopped") -> None:
+        self._answer()
         with self._lock:
             now = self._advance()
             run = self.runs.get(run_id)
@@ -392,6 +410,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             self._place_dirty(now)
 
     def run_status(self, run_id: str) -> RunStatus | None:
+        self._answer()
         with self._lock:
             now = self._advance()
             run = self.runs.get(run_id)
@@ -411,6 +430,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
     def request_checkpoint(self, run_id: str) -> None:
         """The running attempt saves a checkpoint at its current step now: reported at once as
         ``last_checkpoint_step``, and the job's next attempt resumes from it."""
+        self._answer()
         with self._lock:
             now = self._advance()
             run = self.runs.get(run_id)
@@ -424,6 +444,7 @@ class SimBackend(PoolsSim, HealthSim, ServingSim):
             run.log.append(f"[sim] t={now:.1f} step {step}: checkpoint saved (requested)")
 
     def logs(self, run_id: str) -> str:
+        self._answer()
         with self._lock:
             now = self._advance()
             run = self.runs.get(run_id)

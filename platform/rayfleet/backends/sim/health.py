@@ -147,6 +147,7 @@ class HealthSim:
         """Every host that is not absent. The controller asks once a pass and few hosts change
         between passes: the list is kept while no host changed what it shows
         (``Host.shown_changes``), and each host's HostInfo while that host did not (``Host.info``)."""
+        self._answer()
         with self._lock:
             self._advance()
             if self._hosts_view is not None and self._hosts_view[0] == Host.shown_changes:

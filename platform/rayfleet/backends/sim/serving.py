@@ -186,6 +186,7 @@ class ServingSim:
     # ------------------------------------------------------------ ServingBackend protocol
 
     def deploy_service(self: SimBackend, svc: Service, pool: str, pool_spec: PoolSpec, replicas: int) -> None:
+        self._answer()
         with self._lock:
             now = self._advance()
             cur = self.services.get(svc.name)
@@ -242,6 +243,7 @@ class ServingSim:
             return moving
 
     def service_status(self: SimBackend, name: str) -> ServiceRunStatus | None:
+        self._answer()
         with self._lock:
             now = self._advance()
             svc = self.services.get(name)
