@@ -27,14 +27,14 @@ def _job(name: str) -> dict:
 def test_accepted_jobs_and_tokens_survive_kill_9_and_a_new_data_directory(tmp_path, postgres):
     url = postgres.new_database()
     config = tmp_path / "platform.yaml"
-    config.write_text(PLATFORM.read_text().replace("defaultRuntime: 60", "defaultRuntime: 2"))
+    config.write_text(PLATFORM.read_text().replace("defaultRuntime: 60", "defaultRuntime: 1"))
     first = RayfleetService(tmp_path / "a" / "data", config, store=url, backend="sim")
     first.data_dir.parent.mkdir()
     first.start(timeout=120)
     accepted: list[str] = []
     try:
         with first.client("team-a") as c:
-            for i in range(40):
+            for i in range(20):
                 r = c.post("/api/v1/jobs", json=_job(f"j{i}"))
                 assert r.status_code == 201, r.text
                 accepted.append(f"j{i}")
