@@ -110,10 +110,12 @@ def test_a_cordoned_cluster_gets_no_new_work_and_its_running_work_finishes(two):
     w.submit("j1")
     w.tick(passes=2)
     on_eu = [n for n in ("j0", "j1") if w.where(n) == "eu"]
+    assert w.set.capacity()["l4-res"].hosts == 4
     w.cordon("eu")
     for i in range(2, 5):
         w.submit(f"j{i}")
     w.tick(passes=2)
+    assert w.set.capacity()["l4-res"].hosts == 2   # the cordoned cluster's capacity is left out
     assert [w.where(f"j{i}") for i in range(2, 5)] == ["us"] * 3
     w.tick(101, passes=3)
     for n in on_eu:   # what ran there finished there
