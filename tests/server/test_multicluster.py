@@ -191,6 +191,38 @@ def test_a_cluster_that_stops_answering_is_cordoned_automatically_and_comes_back
         w.fleet.close()
 
 
+def test_a_silent_cluster_drained_by_hand_moves_its_jobs_at_the_drain_grace_and_stops_them_when_it_answers(tmp_path):
+    w = World(tmp_path, ["eu", "us"], failover="  failover: {unreachableAfter: 600, drainGrace: 120}\n")
+    try:
+        for name in ("eu", "us"):
+            w.sim(name).script_run("long", runtime=1000, startup=1, step_time=1, checkpoint_every=100)
+        w.submit("long")
+        w.tick(passes=2)
+        first = w.where("long")
+        other = "us" if first == "eu" else "eu"
+        w.tick(250)   # checkpoints at 100 and 200
+        w.sim(first).outage(until=w.clock.t + 200)
+        w.tick(1)
+        w.cordon(first, drain=True)   # the admin gives up on it
+        w.tick(60, passes=2)
+        assert w.job("long").status.attempt == 1   # no checkpoint can be asked for: it waits for the grace
+        w.tick(60, passes=3)
+        w.tick(2, passes=3)
+        st = w.job("long").status
+        assert st.attempt == 2 and w.where("long") == other and st.restarts == 0, (st.state, st.message)
+        assert st.interruptions[-1].reason == "cluster-drained"
+        w.tick(2, passes=2)
+        assert w.job("long").status.interruptions[-1].resumed_from_step == 200   # its last checkpoint
+        old = w.sim(first).runs[run_id_for("long", 1, w.job("long").metadata.uid)]
+        assert old.state.value == "RUNNING"   # (the cluster never heard of the move)
+        w.tick(80)   # the silent cluster answers again: the old run gets the stop it was owed
+        assert old.state.value == "STOPPED"
+        w.tick(1000, passes=2)
+        assert w.job("long").status.state == JobState.SUCCEEDED
+    finally:
+        w.fleet.close()
+
+
 def test_a_service_on_a_drained_cluster_comes_up_on_another_before_it_goes(two):
     w = two
     svc = Service.model_validate({"metadata": {"name": "chat"}, "spec": {

@@ -62,6 +62,9 @@ class ClusterFailover(Model):
         "A cluster that has not answered the controller for this long is cordoned automatically (no new work; what runs there keeps its last known state)."))
     recover_after: Duration = Field(default=300.0, ge=0, le=limits.DURATION_MAX_S, description=(
         "A cluster cordoned automatically is uncordoned once it has answered again for this long (an admin's cordon stays until uncordoned by hand)."))
+    drain_grace: Duration = Field(default=300.0, gt=0, le=limits.DURATION_MAX_S, description=(
+        "A drained cluster's runs move once their checkpoint asked for at the drain is saved, or this long after the drain at the latest "
+        "(a run that cannot checkpoint, or a cluster that does not answer, then resumes elsewhere from its last checkpoint)."))
 
 
 class ClusterSpec(Model):

@@ -57,6 +57,7 @@ class Cordon:
     drain: bool = False
     reason: str = ""
     since: float = 0.0
+    deadline: float | None = None   # drained: when its runs move at the latest
 
 
 @dataclass(frozen=True)
@@ -221,20 +222,31 @@ class ClusterSet:
         if name is None:
             return None
         if name in self._failing:
-            return self._last.get(run_id)   # not answering: as it was last seen
+            return self._silent(name, run_id)
         try:
             rs = self._member(name).run_status(run_id)
         except BackendError as e:
             self._failed(name, e)
-            return self._last.get(run_id)
+            return self._silent(name, run_id)
         if rs is None:
             return None
         rs = self._prefixed(name, rs)
         cordon = self.cordons.get(name)
         if cordon is not None and cordon.drain:
-            rs = replace(rs, notices=(*rs.notices, Notice(NoticeKind.DRAIN, name, None, f"cluster {name} is drained: {cordon.reason}".rstrip(": "))))
+            rs = self._drained(name, rs, cordon)
         self._last[run_id] = rs
         return rs
+
+    def _silent(self, name: str, run_id: str) -> RunStatus | None:
+        """A run on a member that does not answer: as it was last seen (and, drained, with the drain's notice)."""
+        last = self._last.get(run_id)
+        cordon = self.cordons.get(name)
+        return self._drained(name, last, cordon) if last is not None and cordon is not None and cordon.drain else last
+
+    @staticmethod
+    def _drained(name: str, rs: RunStatus, cordon: Cordon) -> RunStatus:
+        notice = Notice(NoticeKind.DRAIN, name, cordon.deadline, f"cluster {name} is drained: {cordon.reason}".rstrip(": "))
+        return replace(rs, notices=(*rs.notices, notice))
 
     def logs(self, run_id: str) -> str:
         name = self._holder(run_id)

@@ -299,7 +299,9 @@ class Controller:
             elif decision == "uncordon":
                 self.cordons.remove(st.name, reason=f"answering again for {policy.recover_after:.0f}s", now=now)
                 del cordons[st.name]
-        self.backend.set_cordons({n: Cordon(r.drain, r.reason, r.since) for n, r in cordons.items()})
+        grace = {n: c.spec.failover.drain_grace for n, c in self.config.clusters.items()}
+        self.backend.set_cordons({n: Cordon(r.drain, r.reason, r.since, r.since + grace[n] if r.drain else None)
+                                  for n, r in cordons.items() if n in grace})
 
     def _leads(self) -> None:
         if not self.may_act():
