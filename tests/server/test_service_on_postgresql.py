@@ -80,3 +80,22 @@ def test_a_server_it_cannot_reach_is_a_clear_error_not_a_traceback(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "cannot connect to the store postgresql://fleet:***@127.0.0.1:1/rayfleet" in r.stderr
     assert "Traceback" not in r.stderr and "s3cret" not in r.stderr
+
+
+def test_an_empty_database_over_a_data_directory_with_state_is_refused(tmp_path, postgres):
+    from rayfleet.errors import StartupRefused
+    from rayfleet.server.storage_guard import check_store_startup
+
+    data = tmp_path / "data"
+    (data / "logs" / "j1").mkdir(parents=True)
+    url = postgres.new_database()
+    with pytest.raises(StartupRefused) as e:   # the wrong (or a wiped) database: every job would be forgotten
+        check_store_startup(url, data)
+    assert "the PostgreSQL database" in e.value.message and "holds no rayfleet data" in e.value.message
+    assert "--allow-new-database" in e.value.message
+    check_store_startup(url, data, allow_new_database=True)
+    check_store_startup(url, tmp_path / "fresh")   # a first start: nothing to lose
+    from rayfleet.server.store import Store
+
+    Store(url).close()
+    check_store_startup(url, data)   # a database with rayfleet's schema: a restart

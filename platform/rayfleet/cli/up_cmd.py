@@ -104,8 +104,8 @@ def up(
 ) -> None:
     """Start the local Ray cluster and the control service in the background; print addresses, and
     the tokens minted at the first start (shown once: only their hashes are kept)."""
-    from ..server.storage_guard import check_startup
-    from ..server.store import STORE_ENV, is_url, store_target
+    from ..server.storage_guard import check_store_startup
+    from ..server.store import STORE_ENV, store_target
     from ..server.tokens import check_credentials_out, write_credentials
 
     paths = _configs(config)
@@ -120,8 +120,7 @@ def up(
         check_credentials_out(credentials_out, ddir)
     ddir.mkdir(parents=True, exist_ok=True)
     target = store_target(store, ddir)   # exit 2: not a store
-    if not is_url(target):
-        check_startup(ddir, allow_new_database=allow_new_database, db=Path(target))  # exit 2: no new database over old state
+    check_store_startup(target, ddir, allow_new_database=allow_new_database)  # exit 2: no new database over old state
     svc_file = ddir / "service.json"
     if svc_file.exists():
         svc = json.loads(svc_file.read_text())

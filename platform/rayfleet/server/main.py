@@ -28,7 +28,7 @@ from .queue_heads import HEADS_PER_QUEUE
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .serving import serving_for
-from .storage_guard import check_startup
+from .storage_guard import check_store_startup
 from .store import Store, is_url, store_target
 from .tokens import (
     ADMIN_TOKEN_ENV,
@@ -92,8 +92,7 @@ def build_fleet(config_paths: list[Path], data_dir: Path, *, controller_interval
         check_admin_token(bootstrap)         # so is a bad bootstrap admin token
     if credentials_out is not None:
         check_credentials_out(credentials_out, data_dir)
-    if not is_url(target):
-        check_startup(data_dir, allow_new_database=allow_new_database, db=Path(target))  # no fresh database over old state
+    check_store_startup(target, data_dir, allow_new_database=allow_new_database)  # no fresh database over old state
     # The data directory (store, logs, packages) is the service's alone: closed to the Ray user.
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)

@@ -133,20 +133,43 @@ def existing_state(data_dir: Path) -> list[str]:
     return found
 
 
-def check_startup(data_dir: Path, *, allow_new_database: bool = False, db: Path | None = None) -> None:
+def check_startup(data_dir: Path, *, allow_new_database: bool = False, db: Path | None = None,
+                  elsewhere: tuple[str, bool] | None = None) -> None:
     """Refuse (StartupRefused) to start on a data directory whose database (``db``, by default
     ``rayfleet.db`` in it) is missing but whose other state is there, unless told to
-    (``allow_new_database`` or $RAYFLEET_ALLOW_NEW_DATABASE=1)."""
+    (``allow_new_database`` or $RAYFLEET_ALLOW_NEW_DATABASE=1). ``elsewhere``: (what, is new) of
+    a database that is not a file (PostgreSQL: the URL without its password, and whether it holds
+    no rayfleet schema yet)."""
     from ..errors import StartupRefused
 
-    db = db if db is not None else data_dir / "rayfleet.db"
-    if db.exists():
+    if elsewhere is not None:
+        what, missing = f"{elsewhere[0]} holds no rayfleet data", elsewhere[1]
+    else:
+        db = db if db is not None else data_dir / "rayfleet.db"
+        what, missing = f"{db} is missing", not db.exists()
+    if not missing:
         return
     allow = allow_new_database or os.environ.get(ALLOW_NEW_DATABASE_ENV, "").strip().lower() in ("1", "true", "yes")
     state = existing_state(data_dir)
     if state and not allow:
         raise StartupRefused(
-            f"{db} is missing but {data_dir} holds state of an earlier service ({', '.join(state)}): a new database "
-            "would forget every job and rotate every token. Restore the database file, or start with "
+            f"{what} but {data_dir} holds state of an earlier service ({', '.join(state)}): a new database "
+            "would forget every job and rotate every token. Restore the database (or name the right one), or start with "
             f"--allow-new-database (or {ALLOW_NEW_DATABASE_ENV}=1) to begin afresh on purpose.",
             field="--data-dir")
+
+
+def check_store_startup(target: str | Path, data_dir: Path, *, allow_new_database: bool = False) -> None:
+    """:func:`check_startup` for a store target: a SQLite file's path, or a PostgreSQL URL (checked
+    for a rayfleet schema; StorageUnavailable when the server cannot be reached)."""
+    from .store_engines import is_url  # (here: store_engines imports this module's StorageGuard)
+
+    if is_url(target):
+        from .store_postgres import database_is_new, redact
+
+        assert isinstance(target, str)
+
+        check_startup(data_dir, allow_new_database=allow_new_database,
+                      elsewhere=(f"the PostgreSQL database {redact(target)}", database_is_new(target)))
+    else:
+        check_startup(data_dir, allow_new_database=allow_new_database, db=Path(target))

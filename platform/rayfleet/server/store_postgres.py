@@ -166,6 +166,16 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def database_is_new(url: str) -> bool:
+    """Whether the database holds no rayfleet schema yet (StorageUnavailable when it cannot be reached)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('schema_version') IS NULL").fetchone()
+    except psycopg.Error as e:
+        raise StorageUnavailable("unreachable", f"cannot connect to the store {redact(url)}: {str(e).strip()}") from e
+    return bool(row and row[0])
+
+
 class Connection:
     """A psycopg connection that takes the store's SQL (``execute(sql, args)`` -> a cursor)."""
 
