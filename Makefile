@@ -58,7 +58,7 @@ FAST_LOG := .test-fast.log
 test: $(STAMP) postgresql
 	@rm -f $(FAST_LOG) $(FAST_LOG).rc; \
 	( nice -n $(FAST_NICE) $(MAKE) --no-print-directory lint contracts pytest-fast > $(FAST_LOG) 2>&1; echo $$? > $(FAST_LOG).rc ) & \
-	$(BIN)/python -m pytest -q -m slow; slow=$$?; \
+	$(BIN)/python -m pytest -q -m slow --durations=20; slow=$$?; \
 	wait; \
 	echo "== lint, contracts and the fast tier (run beside the slow tier, output in $(FAST_LOG))"; \
 	cat $(FAST_LOG); fast=$$(cat $(FAST_LOG).rc 2>/dev/null || echo 1); \
