@@ -16,6 +16,7 @@ from kuberay_fleet import start, submit_all, wait_done
 from kuberay_helpers import GKE_EXAMPLE, rbac_denied
 from typer.testing import CliRunner
 
+from rayfleet.backends.kuberay import self_manifests
 from rayfleet.backends.kuberay.core_models import model_errors
 from rayfleet.backends.kuberay.export import build_export
 from rayfleet.backends.kuberay.self_manifests import (
@@ -136,3 +137,20 @@ def test_the_bootstrap_admin_token_is_registered_and_nothing_is_minted(tmp_path,
         build_fleet([config], tmp_path / "data2", backend_kind="sim")
     assert e.value.problems[0].field == "RAYFLEET_ADMIN_TOKEN" and not (tmp_path / "data2").exists()
     assert os.environ["RAYFLEET_ADMIN_TOKEN"] == "short"
+
+
+def test_with_several_clusters_only_the_service_s_own_uses_the_pod_s_service_account(tmp_path):
+    text = GKE_EXAMPLE.read_text()
+    second = ("---\napiVersion: rayfleet.io/v1alpha1\nkind: Cluster\nmetadata: {name: europe}\nspec:\n  backend: kuberay\n"
+              "  kuberay: {kubeconfig: /etc/rayfleet/europe.kubeconfig}\n")
+    (tmp_path / "two.yaml").write_text(text + second)
+    cfg = load_config([tmp_path / "two.yaml"])
+    assert len(cfg.clusters) == 2
+    configmap = next(o for o in control_service_objects(cfg, CONTROL) if o["kind"] == "ConfigMap")
+    (tmp_path / "platform.yaml").write_text(configmap["data"]["platform.yaml"])
+    in_pod = load_config([tmp_path / "platform.yaml"])
+    home, europe = in_pod.clusters[cfg.cluster.name], in_pod.clusters["europe"]
+    assert home.spec.kuberay.in_cluster and not europe.spec.kuberay.in_cluster
+    assert europe.spec.kuberay.kubeconfig == "/etc/rayfleet/europe.kubeconfig"
+    readme = "\n".join(self_manifests.readme_section(cfg, CONTROL))
+    assert "`europe`" in readme and "kubeconfig" in readme

@@ -89,13 +89,15 @@ def _meta(name: str, namespace: str | None) -> dict[str, Any]:
 
 
 def platform_config_yaml(cfg: PlatformConfig) -> str:
-    """The config's documents as one YAML file, as the pods read it: the Cluster's KubeRay client
-    uses the pod's service account (no kubeconfig)."""
+    """The config's documents as one YAML file, as the pods read it: the KubeRay client of the
+    cluster the service runs in (the first Cluster document) uses the pod's service account (no
+    kubeconfig); other clusters keep their settings (their kubeconfig must be mounted)."""
     docs = []
+    home = cfg.cluster.name if cfg.cluster is not None else None
     for doc in cfg.objects():
         body = doc.to_dict()
         body.pop("status", None)
-        if body["kind"] == "Cluster":
+        if body["kind"] == "Cluster" and doc.name == home:
             kuberay = body.setdefault("spec", {}).setdefault("kuberay", {})
             kuberay.pop("kubeconfig", None)
             kuberay.pop("context", None)
@@ -198,6 +200,11 @@ def readme_section(cfg: PlatformConfig, control: ControlService) -> list[str]:
                   "Auth Proxy or a private IP):", "", "```sh",
                   f"kubectl -n {ns} create secret generic {STORE_SECRET} --from-literal=url='postgresql://USER:PASSWORD@HOST:5432/rayfleet'",
                   "```", ""]
+    others = [n for n in cfg.clusters if cfg.cluster is not None and n != cfg.cluster.name]
+    if others:
+        lines += [f"The service runs in cluster `{cfg.cluster.name if cfg.cluster else ''}` (its KubeRay client uses the pod's service account).",
+                  f"It reaches {', '.join(f'`{n}`' for n in others)} through the kubeconfig each Cluster document names: mount those",
+                  "files into the pods (a Secret volume) at the paths the config gives.", ""]
     lines += [f"`{FILES['Secret']}` holds the bootstrap admin token (Secret `{ADMIN_SECRET}`, key `token`): keep the file out",
               "of version control. With it, mint team tokens: `rayfleet token create --team TEAM --label ...`",
               f"(`--url http://{NAME}.{ns}:{PORT}`, `RAYFLEET_TOKEN` = the admin token); the service mints none itself."]
