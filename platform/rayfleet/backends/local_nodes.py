@@ -109,6 +109,12 @@ class LocalNodes:
         host_dir = self.host_temp_dir(name) + "/" if name in self.host_plans else None
         procs = local_procs.all_procs()
         roots = [raylet] if local_procs.pid_alive(raylet, self.temp_dir) else []
+        port = (h.get("ports") or {}).get("node_manager")
+        if not roots and port:   # the recorded pid is gone: the raylet that now serves the host's port, if one does
+            try:
+                roots = [self._find_proc("raylet", f"--node_manager_port={port}", timeout_s=0.0)]
+            except BackendError:
+                pass
         if host_dir:
             roots += [p.pid for p in procs.values() if host_dir in p.cmdline]
         pids = local_procs.descendants(roots, procs)
