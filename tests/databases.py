@@ -16,7 +16,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+from service_process import free_port
 
 from rayfleet.server.store import is_url
 
@@ -37,18 +37,12 @@ def server_bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self) -> None:
         self.bin = server_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="rayfleet-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:   # PostgreSQL will not run as root
             shutil.chown(self.dir, "postgres")

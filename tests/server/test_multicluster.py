@@ -97,6 +97,11 @@ def test_runs_spread_over_the_clusters_that_have_capacity_and_quota_is_one_over_
     assert len(running) == 6
     placed = Counter(w.where(n) for n in running)
     assert set(placed) == {"eu", "us"} and all(n >= 2 for n in placed.values()), placed
+    # a restarted service (a new set over the same clusters) learns where each run is from the clusters
+    from rayfleet.backends.cluster_set import ClusterSet
+
+    again = ClusterSet(w.set.members, w.set.pools, clock=w.clock)
+    assert {n: again._holder(run_id_for(n, 1, w.job(n).metadata.uid)) for n in running} == {n: w.where(n) for n in running}
     w.tick(101, passes=2)
     assert {w.job(f"j{i}").status.state for i in range(6)} == {JobState.SUCCEEDED}
 

@@ -4,7 +4,7 @@ clusters, as in MultiKueue) and placement that picks a cluster per run.
 
 - **Placement**: a run goes to a member that runs its pool, is not cordoned and answers, preferring
   the one with the most free hosts of the pool now (the config's order breaks ties). Which member
-  holds a run is remembered, and found again by asking the members after a restart.
+  holds a run is remembered, and learnt from each member's list of runs after a restart.
 - **Cordon** (:meth:`ClusterSet.set_cordons`, from the store: the API's and the controller's own):
   a cordoned member gets no new run or service; its pools' capacity is left out of what the
   controller sees. **Drain**: every run on the member reports a ``cluster-drain`` notice, so the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from ..api import PoolSpec, Service
 from ..errors import BackendError, NotFound
@@ -92,6 +91,7 @@ class ClusterSet:
         self._stops: dict[str, tuple[str, str]] = {}      # run id -> (member, reason): stops a silent member is owed
         self._launched: dict[tuple[str, str], int] = {}   # (member, pool) -> runs launched there (placement's tie-break)
         self._answering: dict[str, float] = {n: clock() for n in members}
+        self._unlisted: set[str] = set(members)           # members whose runs _holder has not learnt yet
 
     # ------------------------------------------------------------ members
 
@@ -137,19 +137,24 @@ class ClusterSet:
         self._answering.setdefault(name, self.clock())
 
     def _holder(self, run_id: str) -> str | None:
+        """The member that holds ``run_id``. Runs this set did not launch (it was started after a
+        restart, or a take-over) are learnt from each member's list of runs, once per member."""
         name = self._where.get(run_id)
-        if name is not None:
-            return name
-        for n, member in self.members.items():   # after a restart: ask who has it
-            if n in self._failing:
-                continue
+        if name is None and self._unlisted:
+            self._list_members()
+            name = self._where.get(run_id)
+        return name
+
+    def _list_members(self) -> None:
+        for n in sorted(self._unlisted - set(self._failing)):
             try:
-                if member.run_status(run_id) is not None:
-                    self._where[run_id] = n
-                    return n
+                runs = self._member(n).list_runs()
             except BackendError as e:
                 self._failed(n, e)
-        return None
+                continue
+            for r in runs:
+                self._where.setdefault(r, n)
+            self._unlisted.discard(n)
 
     @staticmethod
     def _prefixed(name: str, rs: RunStatus) -> RunStatus:
@@ -255,12 +260,8 @@ class ClusterSet:
         return self._member(name).logs(run_id)
 
     def list_runs(self) -> list[str]:
-        out: list[str] = []
-        for n, m in self.members.items():
-            runs = m.list_runs()
-            out.extend(runs)
-            self._where.update((r, n) for r in runs)
-        return out
+        self._list_members()
+        return list(self._where)
 
     def upload_package(self, uri: str, data: bytes) -> None:
         for m in self.members.values():   # a run may go to any of them
@@ -435,8 +436,3 @@ def _hosts_of(req: LaunchRequest) -> int:
     """Hosts a gang needs (a multi-host TPU slice's hosts, else one per worker at most)."""
     spec = req.pool_spec
     return max(1, spec.slice_hosts if spec.is_tpu and spec.slice_hosts > 1 else req.workers)
-
-
-def member_configs(config: Any) -> dict[str, Any]:
-    """cluster name -> the config as that member sees it (its Cluster document alone)."""
-    return {name: config.cluster_view(name) for name in config.clusters}
