@@ -137,6 +137,7 @@ def test_a_drained_cluster_s_jobs_checkpoint_and_resume_on_another_without_count
     w.tick(passes=2)
     first = w.where("long")
     other = "us" if first == "eu" else "eu"
+    assert w.job("long").status.cluster == first
     w.tick(300)
     assert w.job("long").status.state == JobState.RUNNING
     w.cordon(first, drain=True)
@@ -148,6 +149,9 @@ def test_a_drained_cluster_s_jobs_checkpoint_and_resume_on_another_without_count
     w.tick(2, passes=2)
     st = w.job("long").status
     assert st.state == JobState.RUNNING and st.interruptions[-1].resumed_from_step is not None
+    assert st.cluster == other
+    launched = [e for e in w.fleet.store.events("TrainJob", "long") if e.type == "Launched"]
+    assert [e.message.rsplit(" ", 1)[-1] for e in launched] == [first, other]
     assert st.interruptions[-1].resumed_from_step >= 290   # resumed from the checkpoint the drain asked for
     w.tick(800, passes=3)
     assert w.job("long").status.state == JobState.SUCCEEDED

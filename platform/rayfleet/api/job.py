@@ -152,6 +152,7 @@ class TrainJobStatus(Model):
         default=None, description="Why the job ended (set with a terminal state): DeadlineExceeded when maxRunDuration passed, BackoffLimitExceeded after maxRestarts failures, DisruptionLimitExceeded after maxDisruptions disruptions.")
     flavor: str | None = Field(default=None, description="Flavor quota admitted the job on.")
     pool: str | None = Field(default=None, description="Pool the job runs on.")
+    cluster: str | None = Field(default=None, description="Cluster the latest attempt was launched on, on a platform of several clusters (None with one).")
     borrowed: dict[str, int] = Field(default_factory=dict, description="Quota borrowed from the cohort for this admission.")
     message: str = Field(default="", description="Why the job is in its state (waiting reason, last error).")
     submitted_at: datetime | None = Field(default=None, description="When the job was accepted.")

@@ -42,8 +42,10 @@ def make_backend(config: PlatformConfig, data_dir: str | Path, *, serve_app=None
 def make_cluster_set(config: PlatformConfig, data_dir: str | Path, *, serve_app=None, kind: str | None = None,
                 clock=None) -> Backend:
     """Several Cluster documents: one member backend each (``kind`` overrides every member's),
-    behind :class:`.cluster_set.ClusterSet`. Simulated members share one checkpoint store (as
-    clusters share a bucket), so a job moved between them resumes."""
+    behind :class:`.cluster_set.ClusterSet`. Simulated members share one checkpoint store, and
+    local members one checkpoint directory (as GKE clusters share a bucket), so a job moved between
+    them resumes."""
+    import hashlib
     import time
 
     from .cluster_set import ClusterSet
@@ -58,20 +60,25 @@ def make_cluster_set(config: PlatformConfig, data_dir: str | Path, *, serve_app=
             from .sim import from_config
 
             members[name] = from_config(view, clock=clock, checkpoints=checkpoints)
+        elif member_kind == "local":
+            # Outside the data directory, which is closed to the clusters' Ray user.
+            shared = f"/tmp/rayfleet-{hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]}-checkpoints"
+            members[name] = _local_backend(view, Path(data_dir) / "clusters" / name, checkpoint_root=shared)
         else:
             members[name] = make_backend(view, Path(data_dir) / "clusters" / name, serve_app=serve_app, kind=member_kind)
     pools = {name: tuple(cluster_pools(config.cluster_view(name))) for name in config.clusters}
     return ClusterSet(members, pools, clock=clock or time.time)  # type: ignore[return-value]
 
 
-def _local_backend(config: PlatformConfig, data_dir: str | Path):
+def _local_backend(config: PlatformConfig, data_dir: str | Path, *, checkpoint_root: str | None = None):
     """The product's local cluster: Ray's token auth on (the token is the control service's, so a
     direct `ray job submit` to the cluster cannot go around quota), and, when rayfleet runs as
     root, its Ray processes run as an unprivileged user (:mod:`rayfleet.backends.local_user`)."""
     from .local import LocalBackend
     from .local_user import default_run_as
 
-    backend = LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as())
+    backend = LocalBackend.from_config(config, Path(data_dir) / "ray", auth_mode="token", run_as=default_run_as(),
+                                       checkpoint_root=checkpoint_root)
     backend.start_capacity_loop()  # pools grow and shrink whether or not anyone polls
     return backend
 

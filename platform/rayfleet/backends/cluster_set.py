@@ -136,6 +136,10 @@ class ClusterSet:
             del self._failing[name]
         self._answering.setdefault(name, self.clock())
 
+    def cluster_of(self, run_id: str) -> str | None:
+        """The name of the member cluster that holds ``run_id`` (None: none does)."""
+        return self._holder(run_id)
+
     def _holder(self, run_id: str) -> str | None:
         """The member that holds ``run_id``. Runs this set did not launch (it was started after a
         restart, or a take-over) are learnt from each member's list of runs, once per member."""

@@ -145,6 +145,7 @@ class LocalBackend(LocalHosts, LocalNodes):
         node_death_timeout_s: float = 5.0,
         python: str | None = None,
         run_as: str | None = None,
+        checkpoint_root: str | Path | None = None,
     ):
         """``pools``: the pools of the cluster (from the config); ``data_dir``: where the cluster's
         state file, run directories and process logs live.
@@ -161,6 +162,10 @@ class LocalBackend(LocalHosts, LocalNodes):
         Ray processes run as (this process must be root; :func:`local_user.default_run_as`): then
         the Ray side's files (run directories, default checkpoints, the Ray token) live in
         ``<temp_dir>/rf``, owned by that user, and ``data_dir`` is closed to it (0700).
+        ``checkpoint_root``: where a job without ``checkpoint.storagePath`` keeps its checkpoints
+        (default ``<Ray side>/checkpoints``); several local clusters of one platform share one, as
+        GKE clusters share a bucket, so a job moved between them resumes
+        (:func:`rayfleet.backends.make_cluster_set`).
         """
         if auth_mode not in ("disabled", "token"):
             raise ConfigError(FieldProblem(field="auth_mode", problem=f"must be 'disabled' or 'token', got {auth_mode!r}"))
@@ -198,6 +203,7 @@ class LocalBackend(LocalHosts, LocalNodes):
         self.run_as = run_as
         #: Where the Ray side's files live: what the cluster's processes (and so every job) can read.
         self.ray_home = Path(self.temp_dir) / "rf" if run_as else self.data_dir
+        self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else self.ray_home / "checkpoints"
         self._ids: tuple[int, int] | None = None
         self._state: dict[str, Any] | None = None
         self._jobs: RayJobs | None = None
@@ -256,13 +262,16 @@ class LocalBackend(LocalHosts, LocalNodes):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         temp = Path(self.temp_dir)
         temp.mkdir(parents=True, exist_ok=True)
-        for sub in ("runs", "checkpoints", "logs"):
+        for sub in ("runs", "logs"):
             (self.ray_home / sub).mkdir(parents=True, exist_ok=True)
+        self.checkpoint_root.mkdir(parents=True, exist_ok=True)
         if ids is None:
             return
         local_user.private_dir(self.data_dir)
         os.chown(temp, *ids)
         local_user.give(self.ray_home, *ids)
+        if not self.checkpoint_root.is_relative_to(self.ray_home):
+            local_user.give(self.checkpoint_root, *ids)
 
     def run_dir(self, run_id: str) -> RunDir:
         return RunDir(self.runs_dir / run_id)
@@ -719,7 +728,7 @@ class LocalBackend(LocalHosts, LocalNodes):
         return run_id
 
     def _request_doc(self, req: LaunchRequest, plan: GangPlan | None) -> dict[str, Any]:
-        checkpoint_dir = req.checkpoint_dir or str(self.ray_home / "checkpoints" / checkpoint_key(req.job_id, req.uid))
+        checkpoint_dir = req.checkpoint_dir or str(self.checkpoint_root / checkpoint_key(req.job_id, req.uid))
         doc = request_doc(req, plan=plan, checkpoint_dir=checkpoint_dir, placement_timeout_s=self.placement_timeout_s,
                           fake_accelerators=True)
         doc["created_at"] = time.time()

@@ -98,6 +98,8 @@ def _status_table(job: dict, queue_view: dict | None) -> Table:
     t.add_row("queue", job["spec"]["queue"])
     if st.get("flavor"):
         t.add_row("flavor / pool", f"{st['flavor']} / {st.get('pool')}")
+    if st.get("cluster"):
+        t.add_row("cluster", st["cluster"])
     t.add_row("attempt", str(st.get("attempt", 0)))
     if queue_view:
         for w in queue_view["status"]["waiting"]:

@@ -663,7 +663,8 @@ class Controller:
                 log.exception("launch of %s failed", req.run_id)
                 self._apply(job, transitions.launch_failed(job, f"launch failed: {e}", now), now)
                 continue
-            launched.append((job, transitions.launched(job, req.run_id, now)))
+            cluster = self.backend.cluster_of(req.run_id) if isinstance(self.backend, ClusterSet) else None
+            launched.append((job, transitions.launched(job, req.run_id, now, cluster=cluster)))
         with self._batched():
             for job, t in launched:
                 self._apply(job, t, now)

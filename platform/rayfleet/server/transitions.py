@@ -419,13 +419,14 @@ def waiting(job: TrainJob, reason: str) -> Transition | None:
     return Transition(st)
 
 
-def launched(job: TrainJob, run_id: str, now: float) -> Transition:
+def launched(job: TrainJob, run_id: str, now: float, *, cluster: str | None = None) -> Transition:
+    """``cluster``: the member of several clusters that took the run (None with one)."""
     st = detached(job.status)
-    st.state, st.launched_at = JobState.STARTING, at(now)
+    st.state, st.launched_at, st.cluster = JobState.STARTING, at(now), cluster
     if st.capacity_wait is None or st.capacity_wait.flavor != st.flavor:
         st.capacity_wait = CapacityWait(flavor=st.flavor or "", since=st.launched_at)
-    st.message = f"starting {job.spec.gang.workers} worker(s) on {st.pool}"
-    return Transition(st, "Launched", st.message, {"run": run_id})
+    st.message = f"starting {job.spec.gang.workers} worker(s) on {st.pool}" + (f" in cluster {cluster}" if cluster else "")
+    return Transition(st, "Launched", st.message, {"run": run_id, **({"cluster": cluster} if cluster else {})})
 
 
 def launch_failed(job: TrainJob, error: str, now: float) -> Transition:
