@@ -52,6 +52,7 @@ from rayfleet.backends.sim import from_config  # noqa: E402
 from rayfleet.config import load_config  # noqa: E402
 from rayfleet.server.auth import Principal  # noqa: E402
 from rayfleet.server.main import assemble  # noqa: E402
+from rayfleet.server.queue_heads import HEADS_PER_QUEUE  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def generator(shape: Shape, cohorts: int) -> list[tuple[float, str, WorkloadSet,
     return out
 
 
-def run_set(name: str, scale: float, interval: float, timeout: float, clients: int) -> dict:
+def run_set(name: str, scale: float, interval: float, timeout: float, clients: int, heads: int = HEADS_PER_QUEUE) -> dict:
     shape = SETS[name]
     cohorts = max(1, round(shape.cohorts * scale))
     work = Path(tempfile.mkdtemp(prefix=f"rf-kueue-{name}-"))
@@ -129,7 +130,7 @@ def run_set(name: str, scale: float, interval: float, timeout: float, clients: i
     for _, _, s, job in plan:
         sim.script_run(job, runtime=s.runtime_s, step_time=s.runtime_s)
     sim.up()
-    fleet = assemble(config, sim, work / "data", clock=time.time, controller_interval=interval)
+    fleet = assemble(config, sim, work / "data", clock=time.time, controller_interval=interval, heads_per_queue=heads)
     jobs = {job: TrainJob.model_validate({"metadata": {"name": job}, "spec": {
         "entrypoint": "true", "queue": queue, "priorityClass": s.name,
         "gang": {"workers": 1, "resourcesPerWorker": {"cpu": s.cpu}}}}) for _, queue, s, job in plan}
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", choices=["baseline", "large-scale", "both"], default="both")
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of each set's cohorts (targets judged at 1 only)")
     ap.add_argument("--interval", type=float, default=0.05, help="the controller's idle tick in seconds (default 0.05)")
+    ap.add_argument("--heads-per-queue", type=int, default=HEADS_PER_QUEUE,
+                    help=f"the controller's heads per queue and pass (default {HEADS_PER_QUEUE})")
     ap.add_argument("--timeout", type=float, default=150.0, help="give a set up after this many seconds (default 150)")
     ap.add_argument("--clients", type=int, default=8,
                     help="submitting threads (default 8): Kueue's generator creates from one goroutine per queue and workload set")
@@ -267,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.clients < 1:
         ap.error("--clients: must be at least 1")
     names = list(SETS) if args.set == "both" else [args.set]
-    result: dict = {"benchmark": "kueue_perf", "python": sys.version.split()[0], "interval_s": args.interval, "clients": args.clients}
+    result: dict = {"benchmark": "kueue_perf", "python": sys.version.split()[0], "interval_s": args.interval, "clients": args.clients, "heads_per_queue": args.heads_per_queue}
     targets: dict = {}
     for name in names:
-        r = run_set(name, args.scale, args.interval, args.timeout, args.clients)
+        r = run_set(name, args.scale, args.interval, args.timeout, args.clients, args.heads_per_queue)
         fleet = r.pop("_fleet")
         fleet.close()
         show(r, SETS[name])
