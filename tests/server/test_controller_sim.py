@@ -122,7 +122,9 @@ def test_job_path_queued_admitted_starting_running_succeeded(world):
     assert [e for e in ev if e in ("Submitted", "Admitted", "Launched", "Running", "Succeeded")] == \
         ["Submitted", "Admitted", "Launched", "Running", "Succeeded"]
     assert world.sim.launch_count("a") == 1
-    assert "attempt 1 SUCCEEDED" in world.fleet.layout.log_path(world.job("a"), 1).read_text()
+    job = world.job("a")
+    assert "attempt 1 SUCCEEDED" in world.fleet.controller.logs.read(job.name, job.metadata.uid, 1)
+    assert not world.fleet.layout.log_path(job, 1).exists()   # in the store, not in this replica's data directory
 
 
 def test_failed_run_requeued_then_failed_after_max_restarts(world):

@@ -230,7 +230,7 @@ def _finished_job_with_log(api, fleet, team_a, name: str, text: str) -> None:
     job: TrainJob = rec.doc  # type: ignore[assignment]
     job = job.model_copy(update={"status": job.status.model_copy(update={"state": JobState.FAILED, "attempt": 1})})
     fleet.store.update(job)
-    fleet.layout.log_path(job, 1).write_text(text)
+    fleet.controller.logs.save(job.name, job.metadata.uid, 1, text)
 
 
 def test_job_logs_are_paged_in_bytes(api, fleet, team_a):

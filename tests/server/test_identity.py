@@ -29,7 +29,9 @@ def run_to_success(fleet, name: str, log_text: str) -> str:
     t = tr.observe(job, RunStatus(run_id, RunState.SUCCEEDED, finished_at=NOW + 3), NOW + 3)
     job = job.model_copy(update={"status": t.status})
     fleet.store.update(job, event=t.event, message=t.message, data=t.data, now=NOW + 3)
-    fleet.layout.log_path(job, 1).write_text(log_text)
+    legacy = fleet.layout.log_path(job, 1)   # a log file as a data directory from before store migration 9 kept it
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_text(log_text)
     fleet.backend.run_dir(run_id).mark("final", run_id=run_id, state="SUCCEEDED", message="team B's run")
     assert fleet.backend.run_status(run_id).state == RunState.SUCCEEDED
     return run_id

@@ -244,3 +244,55 @@ def test_a_replica_that_takes_over_adopts_the_runs_the_old_leader_launched(tmp_p
     finally:
         one.store.close()
         two.store.close()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_what_one_replica_keeps_every_replica_reads_packages_and_logs(tmp_path, store_target):
+    """Each replica has its own data directory: a package uploaded to the follower is launched by
+    the leader, and the logs the leader saved are served by the follower (both in the store)."""
+    import hashlib
+
+    clock = Clock()
+    sim = from_config(CONFIG, clock=clock)
+    sim.script_run("uses-pkg", runtime=5, startup=1)
+    sim.up()
+    leader = assemble(CONFIG, sim, tmp_path / "leader", clock=clock, store=str(store_target), election=TIMING)
+    follower = assemble(CONFIG, sim, tmp_path / "follower", clock=clock, store=str(store_target), election=TIMING)
+    team_a = Principal(team="team-a", admin=False, label="team-a")
+    try:
+        leader.elector.holder, follower.elector.holder = "leader", "follower"
+        leader.lead = follower.lead = lambda: None
+        leader.elector.step()
+        follower.elector.step()
+        assert (leader.role(), follower.role()) == ("leader", "follower")
+        data = _zip({"main.py": b"print('from the follower')"})
+        uri = f"gcs://_ray_pkg_{hashlib.sha1(data).hexdigest()}.zip"
+        assert follower.packages.upload("team-a", uri, data)
+        follower.submit_job(TrainJob.model_validate({"metadata": {"name": "uses-pkg"}, "spec": {
+            "entrypoint": "python main.py", "queue": "team-a", "runtimeEnv": {"working_dir": uri},
+            "gang": {"workers": 1, "resourcesPerWorker": {"cpu": 1, "memory": "1Gi"}}}}), team_a)
+        for _ in range(4):
+            with leader.store.fenced(CONTROLLER, leader.elector.generation):
+                leader.controller.run_once(clock.t)
+            clock.t += 3
+        assert leader.store.get("TrainJob", "uses-pkg").doc.status.state == JobState.SUCCEEDED
+        assert list(sim.packages.values()) == [len(data)]   # the leader handed the follower's upload over
+        logs = follower.job_logs("uses-pkg", team_a)
+        assert logs and logs == leader.job_logs("uses-pkg", team_a)
+        assert not list((tmp_path / "leader" / "logs").iterdir()) and not list((tmp_path / "leader" / "packages").iterdir())
+        # deleted with the job
+        follower.delete_job("uses-pkg", team_a)
+        assert follower.store._q("SELECT count(*) FROM job_logs")[0][0] == 0
+    finally:
+        leader.store.close()
+        follower.store.close()

@@ -107,7 +107,7 @@ def test_same_directory_from_two_teams_gives_each_its_own_copy(api, fleet, team_
     assert fleet.store.get("TrainJob", sid_b).doc.spec.runtime_env["working_dir"] == uri
     (a,), (b,) = rows(fleet, "team-a"), rows(fleet, "team-b")
     assert a[0] == b[0] == uri and a[3] == b[3] == 1
-    assert (fleet.packages.directory / a[1]).read_bytes()[:2] == b"PK"
+    assert fleet.packages.bytes_of(a[1])[:2] == b"PK"
 
 
 def test_archive_uploaded_as_is_is_checked_by_its_sha1(api, fleet, team_a, tmp_path):
@@ -131,7 +131,7 @@ def test_tampered_zip_under_a_taken_name(api, fleet, team_a, team_b, tmp_path):
     sid = submit(ray_client(api, team_a), "team-a", working_dir=str(wd))
     uri = fleet.store.get("TrainJob", sid).doc.spec.runtime_env["working_dir"]
     name = name_of(uri)
-    good = (fleet.packages.directory / rows(fleet, "team-a")[0][1]).read_bytes()
+    good = fleet.packages.bytes_of(rows(fleet, "team-a")[0][1])
     evil = zip_bytes({"main.py": b"import os; os.system('steal')", "sub/util.py": b"X = 1\n"})
     # The owner: write-once, the same bytes again are a no-op.
     assert api.put(f"/api/packages/gcs/{name}", content=good, headers=team_a).status_code == 200
@@ -146,7 +146,7 @@ def test_tampered_zip_under_a_taken_name(api, fleet, team_a, team_b, tmp_path):
     env_b, uploads_b = fleet.packages.for_launch("team-b", {"working_dir": uri})
     assert env_a == {"working_dir": cluster_uri(uri, a[1]), "env_vars": {"K": "v"}}
     assert env_b["working_dir"] == cluster_uri(uri, b[1]) != env_a["working_dir"]
-    assert uploads_a[0][1].read_bytes() == good and uploads_b[0][1].read_bytes() == evil
+    assert fleet.packages.bytes_of(uploads_a[0][1]) == good and fleet.packages.bytes_of(uploads_b[0][1]) == evil
     with pytest.raises(Exception, match="was not uploaded by team 'team-c'"):
         fleet.packages.for_launch("team-c", {"working_dir": uri})
 
@@ -270,8 +270,8 @@ def test_size_cap_and_team_quota(api, fleet, team_a, team_b):
     assert api.put(url1, content=first, headers=team_a).status_code == 200
     r = api.put(url2, content=second, headers=team_a)
     assert r.status_code == 413 and "package quota" in r.text and "of 1.5 MiB used" in r.text and "RAYFLEET_PACKAGE_QUOTA_MIB" in r.text
-    # A refused upload leaves no blob behind (the disk holds only what quotas count).
-    assert {p.name for p in fleet.packages.directory.iterdir()} == {hashlib.sha256(first).hexdigest()}
+    # A refused upload leaves no bytes behind (the store holds only what quotas count).
+    assert [r[0] for r in fleet.store._q("SELECT digest FROM package_blobs")] == [hashlib.sha256(first).hexdigest()]
     assert api.put(url2, content=second, headers=team_b).status_code == 200  # team b's quota is its own
     assert [r[0] for r in rows(fleet, "team-a")] == ["gcs://pkg1-1.0-py3-none-any.whl"]
 
@@ -332,7 +332,7 @@ def test_uploads_from_before_owners_are_adopted_only_by_a_stored_job_at_launch(t
         uri = "gcs://_ray_pkg_0123456789abcdef.zip"
         assert not pk.exists("team-a", uri)  # nobody owns it: a new upload is needed to submit
         env, uploads = pk.for_launch("team-a", {"working_dir": uri})
-        assert uploads[0][1].read_bytes() == data and env["working_dir"] == cluster_uri(uri, hashlib.sha256(data).hexdigest())
+        assert pk.bytes_of(uploads[0][1]) == data and env["working_dir"] == cluster_uri(uri, hashlib.sha256(data).hexdigest())
         assert pk.exists("team-a", uri) and not pk.exists("team-b", uri)
     finally:
         store.close()
@@ -364,7 +364,7 @@ def test_full_quota_drops_old_packages_no_unfinished_job_names(api, fleet, team_
     new_uri = "gcs://_ray_pkg_" + hashlib.sha1(new).hexdigest() + ".zip"
     assert api.put(f"/api/packages/gcs/{name_of(new_uri)}", content=new, headers=team_a).status_code == 200
     assert {r[0] for r in rows(fleet, "team-a")} == {used_uri, new_uri}  # the idle one made room
-    assert not (fleet.packages.directory / hashlib.sha256(idle).hexdigest()).exists()
+    assert fleet.packages.bytes_of(hashlib.sha256(idle).hexdigest()) is None   # its bytes went with it
     # What is left is in use or new: a package that needs more room is refused.
     more = zip_bytes({"x.bin": hashlib.sha256(b"m").digest() * 64})
     r = api.put("/api/packages/gcs/_ray_pkg_" + hashlib.sha1(more).hexdigest() + ".zip", content=more, headers=team_a)
@@ -406,7 +406,7 @@ def test_wheel_is_kept_per_team_and_pip_installs_its_cluster_name(api, fleet, te
     # The renamed wheel is what Ray's py_modules plugin pip-installs on the cluster.
     staged = tmp_path / "staged" / name_of(target)
     staged.parent.mkdir()
-    staged.write_bytes(blob.read_bytes())
+    staged.write_bytes(fleet.packages.bytes_of(blob))
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(staged)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

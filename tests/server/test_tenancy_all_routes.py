@@ -128,7 +128,7 @@ def finish(fleet, name: str, log_text: str, state: RunState = RunState.SUCCEEDED
         job = job.model_copy(update={"status": t.status})
         fleet.store.update(job, event=t.event, message=t.message, data=t.data, now=NOW + 3)
     assert job.status.state.value == state.value
-    fleet.layout.log_path(job, 1).write_text(log_text)
+    fleet.controller.logs.save(job.name, job.metadata.uid, 1, log_text)
     fleet.backend.run_dir(run_id).mark("final", run_id=run_id, state=state.value, exit_code=exit_code)
     return run_id
 
@@ -261,7 +261,7 @@ def test_team_bs_attempts_change_nothing_of_team_as(api, fleet, world, team_a, t
         return (api.get(f"/api/v1/jobs/{A_JOB}", headers=team_a).json(), api.get(f"/api/v1/jobs/{A_LIVE}", headers=team_a).json(),
                 api.get(f"/api/v1/jobs/{A_JOB}/events", headers=team_a).json(), api.get(f"/api/v1/jobs/{A_JOB}/logs", headers=team_a).text,
                 api.get(f"/api/v1/services/{A_SVC}", headers=team_a).json(), api.get("/api/v1/tokens", headers=admin).json(),
-                fleet.packages.for_launch("team-a", {"working_dir": A_PKG})[1][0][1].read_bytes())
+                fleet.packages.bytes_of(fleet.packages.for_launch("team-a", {"working_dir": A_PKG})[1][0][1]))
 
     before = snapshot()
     assert A_LOG in before[3] and before[1]["status"]["state"] == "QUEUED"
@@ -397,7 +397,7 @@ def test_team_b_cannot_see_run_or_replace_team_as_package(api, fleet, world, tea
     assert api.put(f"/api/packages/gcs/{name}", content=mine, headers=team_b).status_code == 200
     env_a, [(uri_a, blob_a)] = fleet.packages.for_launch("team-a", {"working_dir": A_PKG})
     env_b, [(uri_b, blob_b)] = fleet.packages.for_launch("team-b", {"working_dir": A_PKG})
-    assert blob_a.read_bytes() == zip_of(A_PKG_MARK) and blob_b.read_bytes() == mine
+    assert fleet.packages.bytes_of(blob_a) == zip_of(A_PKG_MARK) and fleet.packages.bytes_of(blob_b) == mine
     assert uri_a != uri_b and env_a["working_dir"] == uri_a and hashlib.sha256(mine).hexdigest() in uri_b
     # and A's second upload of its own name still sees its own bytes (write-once per team)
     assert api.put(f"/api/packages/gcs/{name}", content=zip_of(A_PKG_MARK), headers=team_a).status_code == 200

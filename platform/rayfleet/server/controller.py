@@ -33,9 +33,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from ..api import HostHealthPolicy, JobState, TrainJob
@@ -66,6 +65,7 @@ from .layout import DataLayout
 from .queue_heads import HEADS_PER_QUEUE, QueueHeads
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
+from .shared_bytes import JobLogs
 from .store import Store
 from .transitions import Action, Transition
 
@@ -134,6 +134,8 @@ class Controller:
         self.cordons = Cordons(store)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
+        self._logs: list[tuple[str, str | None, int, str]] | None = None   # and logs not yet saved
+        self.logs = JobLogs(store)
         self._idle_at: float | None = None                      # the clock when the loop last waited for a backend's change
         self._due_seen: float | None = None                     # a change already due then
         self._restore()
@@ -339,17 +341,20 @@ class Controller:
         back a job it wrote from the store; the block gets the list of its writes, in order."""
         assert self._writes is None, "store batches do not nest"
         writes: list[_Write] = []
-        self._writes = writes
+        logs: list[tuple[str, str | None, int, str]] = []
+        self._writes, self._logs = writes, logs
         try:
             yield writes
         finally:
-            self._writes = None
-            self._store_writes(writes)
+            self._writes = self._logs = None
+            self._store_writes(writes, logs)
 
-    def _store_writes(self, writes: list[_Write]) -> None:
-        if not writes:
+    def _store_writes(self, writes: list[_Write], logs: Sequence[tuple[str, str | None, int, str]] = ()) -> None:
+        if not writes and not logs:
             return
-        with self.store.batch():   # the controller never changes a job in place: its writes are shared
+        with self.store.batch() as db:   # the controller never changes a job in place: its writes are shared
+            for log in logs:
+                JobLogs.save_in(db, *log)
             for w in writes:
                 self.store.update(w.job, expected_version=w.version, event=w.t.event, message=w.t.message,
                                   data=w.t.data, now=w.now, shared=True)
@@ -681,12 +686,16 @@ class Controller:
         return run_id_for(job.name, job.status.attempt, job.metadata.uid)
 
     def _save_logs(self, job: TrainJob) -> None:
+        """Keep the attempt's logs in the store (every replica serves them), before its run goes;
+        inside a batch, with the batch's writes."""
         if not job.status.attempt:
             return
         try:
             text = self.backend.logs(self._run_id(job))
         except Exception as e:  # the run may be gone with its host
             text = f"[rayfleet] logs of attempt {job.status.attempt} unavailable: {e}\n"
-        path = self.layout.log_path(job, job.status.attempt)
-        if not path.exists() or text:
-            Path(path).write_text(text)
+        log = (job.name, job.metadata.uid, job.status.attempt, text)
+        if self._logs is not None:
+            self._logs.append(log)
+        else:
+            self.logs.save(*log)

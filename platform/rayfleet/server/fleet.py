@@ -209,6 +209,7 @@ class Fleet:
         if not rec.doc.status.state.terminal:  # type: ignore[attr-defined]
             raise Conflict(f"job {name!r} is {rec.doc.status.state.value}; stop it before deleting it", field="status.state")  # type: ignore[attr-defined]
         self.store.delete("TrainJob", name)
+        self.controller.logs.delete(name, rec.doc.metadata.uid)  # type: ignore[attr-defined]
 
     def events(self, rec: Record, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """The events of the stored object (of its uid: never those of an earlier object of that name)."""
@@ -226,10 +227,11 @@ class Fleet:
                     text = self.backend.logs(run_id_for(name, attempt, job.metadata.uid))
                 except Exception as e:
                     text = f"[rayfleet] logs unavailable: {e}\n"
-            elif path.exists():
-                text = path.read_text()
             else:
-                continue
+                saved = self.controller.logs.read(name, job.metadata.uid, attempt, legacy=path)
+                if saved is None:
+                    continue
+                text = saved
             if job.status.attempt > 1:
                 parts.append(f"[rayfleet] ---- attempt {attempt} ----\n")
             parts.append(text)

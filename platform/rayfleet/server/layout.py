@@ -13,7 +13,6 @@ from ..backends.base import checkpoint_dir
 class DataLayout:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
-        self._made: set[Path] = set()   # log directories made by this process (not made again per attempt)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for sub in ("logs", "packages"):
             (self.data_dir / sub).mkdir(exist_ok=True)
@@ -23,14 +22,9 @@ class DataLayout:
         return Path(job.name) / job.metadata.uid if job.metadata.uid else Path(job.name)
 
     def log_path(self, job: TrainJob, attempt: int) -> Path:
-        """``logs/<name>/<uid>/<attempt>.log``."""
-        d = self.data_dir / "logs" / self._key(job)
-        if d not in self._made:
-            d.mkdir(parents=True, exist_ok=True)
-            if len(self._made) >= 10_000:
-                self._made.clear()
-            self._made.add(d)
-        return d / f"{attempt}.log"
+        """``logs/<name>/<uid>/<attempt>.log``: where a data directory from before store migration 9
+        kept an attempt's saved log (they are in the store now: :mod:`.shared_bytes`)."""
+        return self.data_dir / "logs" / self._key(job) / f"{attempt}.log"
 
     def checkpoint_dir(self, job: TrainJob) -> str | None:
         """The user's ``checkpoint.storagePath``/<job>, else None: the backend's default

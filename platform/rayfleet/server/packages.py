@@ -35,11 +35,9 @@ import io
 import logging
 import os
 import re
-import secrets
 import stat
 import tarfile
 import tempfile
-import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from ..api import JobState
 from ..backends.base import Backend
 from ..backends.runtime_env import package_uris, with_package_uris
 from ..errors import Conflict, FieldProblem, Forbidden, RayfleetError, SpecError
+from .shared_bytes import PackageBlobs
 from .store import Store
 
 log = logging.getLogger("rayfleet.packages")
@@ -288,18 +287,26 @@ def evictable(packages: list[tuple[str, str, int, float]], in_use: set[str], nee
 
 
 class Packages:
-    """A fleet's uploaded packages: blobs under ``<data_dir>/packages/<sha256>``, ownership rows in
-    the store."""
+    """A fleet's uploaded packages: ownership rows and their bytes (by SHA-256) in the store, so
+    every replica of the control service reads what any of them took (:mod:`.shared_bytes`).
+    ``directory``: where a data directory from before store migration 9 kept the bytes as files
+    (``<data_dir>/packages/<sha256>``), still read."""
 
     def __init__(self, store: Store, directory: Path, limits: PackageLimits | None = None):
         self.store = store
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.limits = limits or PackageLimits.from_env()
-        self._blobs_lock = threading.Lock()
+        self.blobs = PackageBlobs(store)
 
-    def _blob(self, digest: str) -> Path:
+    def _legacy_blob(self, digest: str) -> Path:
         return self.directory / digest
+
+    def bytes_of(self, digest: str) -> bytes | None:
+        """The bytes of the package(s) with SHA-256 ``digest``, or None."""
+        data = self.blobs.get(digest)
+        if data is None and self._legacy_blob(digest).is_file():
+            data = self._legacy_blob(digest).read_bytes()
+        return data
 
     @staticmethod
     def _team(team: str | None) -> str:
@@ -328,18 +335,10 @@ class Packages:
                 return False
             raise Conflict(f"package {name} was already uploaded by team {owner!r} with other contents; packages are write-once", field="package_name")
         verified = check_content(uri, data, self.limits)
-        with self._blobs_lock:  # a blob is written, recorded or removed by one upload at a time
-            blob = self._blob(digest)
-            written = not blob.exists()
-            if written:
-                tmp = blob.with_name(f".{digest}.{secrets.token_hex(4)}.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(blob)
-            outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
-            if outcome == "over_quota" and self._evict(owner, used + len(data) - self.limits.quota_bytes, self.store.clock()):
-                outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes)
-            if outcome != "created" and written and not self.store.package_digest_used(digest):
-                blob.unlink()  # refused: leave nothing on disk that no quota counts
+        # the bytes are stored with the ownership row, in its transaction: a refused upload leaves none
+        outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes, data=data)
+        if outcome == "over_quota" and self._evict(owner, used + len(data) - self.limits.quota_bytes, self.store.clock()):
+            outcome, used = self.store.add_package(uri, owner, digest, len(data), verified, quota_bytes=self.limits.quota_bytes, data=data)
         if outcome == "different":
             raise Conflict(f"package {name} was already uploaded by team {owner!r} with other contents; packages are write-once", field="package_name")
         if outcome == "over_quota":
@@ -357,9 +356,9 @@ class Packages:
                   for _, uri in package_uris(rec.doc.spec.runtime_env)}  # type: ignore[attr-defined]
         victims = evictable(self.store.team_packages(team), in_use, needed, now)
         for uri, digest in victims:
-            self.store.delete_package(uri, team)
+            self.store.delete_package(uri, team)   # (its bytes with it, unless another package has them)
             if not self.store.package_digest_used(digest):
-                self._blob(digest).unlink(missing_ok=True)
+                self._legacy_blob(digest).unlink(missing_ok=True)
             log.info("package %s of team %s dropped to make room in the team's package quota", uri, team)
         return bool(victims)
 
@@ -380,11 +379,11 @@ class Packages:
         if problems:
             raise SpecError(problems)
 
-    def for_launch(self, team: str | None, runtime_env: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+    def for_launch(self, team: str | None, runtime_env: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """The runtime_env a launch of ``team``'s job hands the cluster (its package URIs replaced
-        by :func:`cluster_uri` of the team's own copies) and ``(cluster uri, blob)`` to upload."""
+        by :func:`cluster_uri` of the team's own copies) and ``(cluster uri, digest)`` to upload."""
         mapping: dict[str, str] = {}
-        uploads: list[tuple[str, Path]] = []
+        uploads: list[tuple[str, str]] = []
         for field, uri in package_uris(runtime_env):
             row = self.store.package(uri, team) if team else None
             if row is None:
@@ -392,15 +391,18 @@ class Packages:
             if row is None:
                 raise SpecError(FieldProblem(field=f"spec.runtimeEnv.{field}", problem=f"package {uri} was not uploaded by team {team!r}"))
             mapping[uri] = cluster_uri(uri, row[0])
-            uploads.append((mapping[uri], self._blob(row[0])))
+            uploads.append((mapping[uri], row[0]))
         return with_package_uris(runtime_env, mapping), uploads
 
     def hand_over(self, team: str | None, runtime_env: dict[str, Any], backend: Backend) -> dict[str, Any]:
         """Upload the team's own copy of every package the runtime_env names to the backend's
         cluster; returns the runtime_env naming those copies (see :meth:`for_launch`)."""
         env, uploads = self.for_launch(team, runtime_env)
-        for target, blob in uploads:
-            backend.upload_package(target, blob.read_bytes())
+        for target, digest in uploads:
+            data = self.bytes_of(digest)
+            if data is None:
+                raise RayfleetError(f"the bytes of package {target} (sha256 {digest}) are not in the store")
+            backend.upload_package(target, data)
         return env
 
     def _adopt_legacy(self, team: str | None, uri: str) -> tuple[str, int, bool] | None:
@@ -416,8 +418,5 @@ class Packages:
             log.warning("upload %s from before packages had owners is not adopted: %s", uri, e.message)
             return None
         digest = hashlib.sha256(data).hexdigest()
-        blob = self._blob(digest)
-        if not blob.exists():
-            blob.write_bytes(data)
-        self.store.add_package(uri, team, digest, len(data), verified, quota_bytes=2**62)
+        self.store.add_package(uri, team, digest, len(data), verified, quota_bytes=2**62, data=data)
         return self.store.package(uri, team)

@@ -545,11 +545,15 @@ class Store:
 
     # ------------------------------------------------------------ packages (Ray Jobs working_dir uploads)
 
-    def add_package(self, uri: str, team: str, digest: str, size: int, verified: bool, *, quota_bytes: int) -> tuple[str, int]:
+    def add_package(self, uri: str, team: str, digest: str, size: int, verified: bool, *, quota_bytes: int,
+                    data: bytes | None = None) -> tuple[str, int]:
         """Record that ``team`` uploaded ``uri`` (write-once per team), within the team's quota, in
-        one transaction. Returns ``(outcome, bytes the team holds)``; outcome is ``created``,
-        ``same`` (already there with this digest), ``different`` (already there with another
-        digest; nothing changed) or ``over_quota`` (nothing changed)."""
+        one transaction, with its bytes ``data`` (kept once per digest, :mod:`.shared_bytes`).
+        Returns ``(outcome, bytes the team holds)``; outcome is ``created``, ``same`` (already there
+        with this digest), ``different`` (already there with another digest; nothing changed) or
+        ``over_quota`` (nothing changed)."""
+        from .shared_bytes import PackageBlobs
+
         with self._tx() as db:
             row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
             used = db.execute("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM packages WHERE team=?", (team,)).fetchone()[0]
@@ -557,6 +561,8 @@ class Store:
                 return ("same" if row[0] == digest else "different"), used
             if used + size > quota_bytes:
                 return "over_quota", used
+            if data is not None:
+                PackageBlobs.put_in(db, digest, data)
             db.execute("INSERT INTO packages (uri, team, digest, size, verified, created_at) VALUES (?,?,?,?,?,?)",
                        (uri, team, digest, size, int(verified), self.clock()))
             return "created", used + size
@@ -571,8 +577,14 @@ class Store:
         return [tuple(r) for r in self._q("SELECT uri, digest, size, created_at FROM packages WHERE team=? ORDER BY created_at, uri", (team,))]  # type: ignore[misc]
 
     def delete_package(self, uri: str, team: str) -> None:
+        """Drop ``team``'s package ``uri``, and its bytes when no other package has them."""
+        from .shared_bytes import PackageBlobs
+
         with self._tx() as db:
+            row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
             db.execute("DELETE FROM packages WHERE uri=? AND team=?", (uri, team))
+            if row is not None:
+                PackageBlobs.drop_unused_in(db, row[0])
 
     def package_digest_used(self, digest: str) -> bool:
         """Whether any team's package has these bytes (blobs are shared by equal bytes)."""

@@ -145,6 +145,20 @@ MIGRATIONS: list[str] = [
         since DOUBLE PRECISION NOT NULL
     )
     """,
+    # 9: saved job logs and package bytes (as SQLite's 9)
+    """
+    CREATE TABLE job_logs (
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (name, uid, attempt)
+    );
+    CREATE TABLE package_blobs (
+        digest TEXT PRIMARY KEY,
+        data BYTEA NOT NULL
+    )
+    """,
 ]
 
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")

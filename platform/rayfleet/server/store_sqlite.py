@@ -134,6 +134,21 @@ MIGRATIONS: list[str] = [
         since REAL NOT NULL
     );
     """,
+    # 9: what every replica must read, in the store rather than in one replica's data directory:
+    # the logs saved at the end of each attempt, and the bytes of uploaded packages (by SHA-256)
+    """
+    CREATE TABLE job_logs (
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (name, uid, attempt)
+    );
+    CREATE TABLE package_blobs (
+        digest TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    """,
 ]
 
 #: Read-only connections beside the writer's: reads of that many threads at once run in parallel
