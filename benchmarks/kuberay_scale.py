@@ -50,7 +50,7 @@ import kuberay_fleet as kf  # noqa: E402
 
 from rayfleet.api import JobState  # noqa: E402
 
-CALLS_PER_ATTEMPT_MAX = 4
+CALLS_PER_ATTEMPT_MAX = 6   # create its ConfigMap and RayJob, read its logs, delete both once its end is stored, + watches
 TTL_S = 1
 RUNTIME_S = (1.0, 3.0)
 PASS_RUNNING = 60

@@ -19,8 +19,9 @@ from rayfleet.backends.kuberay import manifests as m
 
 NS = "rayfleet"
 #: API requests one attempt may cost: create its notice ConfigMap and its RayJob, read its logs
-#: through the API server's proxy, plus a share of the watches (list + watch per kind).
-CALLS_PER_ATTEMPT = 4
+#: through the API server's proxy, delete both once its end is stored (server/run_release.py),
+#: plus a share of the watches (list + watch per kind).
+CALLS_PER_ATTEMPT = 6
 
 
 
@@ -69,6 +70,7 @@ def test_deleting_a_rayjob_deletes_its_cluster_and_pods(backend, fake_api, gke_c
 
 def test_jobs_through_the_controller_and_the_kuberay_backend(tmp_path):
     run = start(tmp_path, jobs=30, cpu_hosts=16, t4_hosts=4, queues=2, runtime=(0.05, 0.15))
+    fleet_clusters = {c["metadata"]["name"] for c in run.api.all("RayCluster", NS)}   # the services' RayCluster
     try:
         submit_all(run)
         assert wait_done(run, 60) == 30
@@ -83,5 +85,19 @@ def test_jobs_through_the_controller_and_the_kuberay_backend(tmp_path):
         assert calls.get(("get", "rayjobs"), 0) == 0 and calls.get(("list", "pods"), 0) <= 2, calls
         assert run.operator.peak_running <= 16 + 4                               # the pools' hosts bound the clusters at once
         assert run.fleet.controller.last_error is None
+        # ended runs are released: no RayJob, RayCluster or notice ConfigMap of theirs is left behind
+        assert until(lambda: not run.api.all("RayJob", NS) and {c["metadata"]["name"] for c in run.api.all("RayCluster", NS)} == fleet_clusters,
+                     timeout=10.0), \
+            [j["metadata"]["name"] for j in run.api.all("RayJob", NS)]
+        assert not [c for c in run.api.all("ConfigMap", NS) if c["metadata"]["name"].endswith("-notice")]
+        assert calls_since(run).get(("delete", "rayjobs"), 0) == 30
+        # a crash between an end's commit and its release leaves the RayJob: the next leader sweeps it
+        job = run.fleet.store.get("TrainJob", run.jobs[0].name).doc
+        run.backend.launch(run.fleet.controller.launch_request(job))   # that ended attempt's RayJob, back
+        assert until(lambda: len(run.api.all("RayJob", NS)) == 1, timeout=5.0)
+        run.fleet.controller.take_over()
+        run.fleet.controller.wake()
+        assert until(lambda: not run.api.all("RayJob", NS), timeout=10.0)
+        assert run.fleet.store.get("TrainJob", job.name).doc.status.state == JobState.SUCCEEDED
     finally:
         run.close()

@@ -282,6 +282,17 @@ class CapacityBackend(Protocol):
 
 
 @runtime_checkable
+class ReleasingBackend(Protocol):
+    """A backend that keeps objects for every run until told it may drop them (KubeRay: a RayJob,
+    its notice ConfigMap, a DWS request and its PodTemplate, which would otherwise pile up in the
+    API server, one set per attempt). The controller releases a run once its end is in the store
+    (its logs saved with it), and at start-up or take-over every run no unfinished job runs."""
+
+    def release_run(self, run_id: str) -> None:
+        """Drop what the backend keeps for an ended run; no-op for a run that is gone."""
+
+
+@runtime_checkable
 class TimedBackend(Protocol):
     """A backend that knows when its next change of its own is due (the simulated backend: a run
     that ends, a host that comes up): the controller's loop wakes then instead of at its next tick,

@@ -37,6 +37,7 @@ from .base import (
     Notice,
     NoticeKind,
     PoolCapacity,
+    ReleasingBackend,
     RunStatus,
     ServiceRunStatus,
     ServingBackend,
@@ -225,6 +226,19 @@ class ClusterSet:
         except BackendError as e:
             self._failed(name, e)
             self._stops[run_id] = (name, reason)
+
+    def release_run(self, run_id: str) -> None:
+        """An ended run: its member drops what it keeps for it (when it keeps anything), and this
+        set forgets where it was. Kept for later on a member that does not answer (as a stop)."""
+        name = self._holder(run_id)
+        if name is None:
+            return
+        member = self._member(name)
+        if isinstance(member, ReleasingBackend):
+            if name in self._failing:
+                return   # (the sweep of the next take-over releases it; its holder stays known)
+            member.release_run(run_id)
+        self._where.pop(run_id, None)
 
     def run_status(self, run_id: str) -> RunStatus | None:
         name = self._holder(run_id)

@@ -58,7 +58,7 @@ from ..backends.placement import gang_fit
 from ..capacity import calendar, clusters, fallback, health
 from ..config import PlatformConfig
 from ..errors import NotLeader, SpecError
-from . import admission, transitions
+from . import admission, run_release, transitions
 from .admission import platform_backend
 from .cordons import Cordons
 from .layout import DataLayout
@@ -136,6 +136,7 @@ class Controller:
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._logs: list[tuple[str, str | None, int, str]] | None = None   # and logs not yet saved
         self.logs = JobLogs(store)
+        self._swept = False   # runs of ended jobs released once leading (server/run_release.py)
         self._idle_at: float | None = None                      # the clock when the loop last waited for a backend's change
         self._due_seen: float | None = None                     # a change already due then
         self._restore()
@@ -178,6 +179,7 @@ class Controller:
             self._placements.clear()
             self.waiting = {}
             self._capacity, self._idle_at, self._due_seen = None, None, None
+            self._swept = False
             self._restore()
 
     def start(self, fence: tuple[str, int] | None = None) -> None:
@@ -273,6 +275,8 @@ class Controller:
     def run_once(self, now: float) -> None:
         with self._lock:
             self._leads()
+            if not self._swept:   # (leading from now on: what a crash or another leader left behind)
+                self._swept = run_release.sweep(self.store, self.backend)
             self._capacity = None
             self._clusters(now)
             self._sync(now)
@@ -358,6 +362,8 @@ class Controller:
             for w in writes:
                 self.store.update(w.job, expected_version=w.version, event=w.t.event, message=w.t.message,
                                   data=w.t.data, now=w.now, shared=True)
+        # committed: the runs whose end is now recorded go (never before: server/run_release.py)
+        run_release.release(self.backend, [r for w in writes if (r := run_release.ended(w.job, w.before))])
         for w in writes:
             if w.job.status.state == JobState.QUEUED and w.before != JobState.QUEUED:
                 self.heads.unpark([w.job.spec.queue])   # requeued (preempted, disrupted) at its old place: maybe behind its cursor

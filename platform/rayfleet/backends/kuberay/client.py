@@ -537,10 +537,18 @@ class KubeRayBackend:
     def stop(self, run_id: str, *, reason: str = "stopped") -> None:
         """Delete the run's RayJob (KubeRay stops the Ray job and deletes its RayCluster) and its
         DWS request. No-op for a run that is gone."""
+        self._delete_run(run_id, f"stopping run {run_id} ({reason})")
+
+    def release_run(self, run_id: str) -> None:
+        """An ended run whose end (and logs) the control plane has stored: its RayJob (with the
+        RayCluster it owns), notice ConfigMap and DWS request go, so they do not pile up."""
+        self._delete_run(run_id, f"releasing ended run {run_id}")
+
+    def _delete_run(self, run_id: str, why: str) -> None:
         name = self.run_name(run_id)
         job = self._run_job(run_id)
         if job is not None:
-            log.info("stopping run %s (%s)", run_id, reason)
+            log.info("%s", why)
             self.kube.delete("RayJob", name, self.namespace)
             inf = self._informer("RayJob")
             if inf is not None:
