@@ -86,10 +86,13 @@ def test_jobs_through_the_controller_and_the_kuberay_backend(tmp_path):
         assert run.operator.peak_running <= 16 + 4                               # the pools' hosts bound the clusters at once
         assert run.fleet.controller.last_error is None
         # ended runs are released: no RayJob, RayCluster or notice ConfigMap of theirs is left behind
-        assert until(lambda: not run.api.all("RayJob", NS) and {c["metadata"]["name"] for c in run.api.all("RayCluster", NS)} == fleet_clusters,
-                     timeout=10.0), \
-            [j["metadata"]["name"] for j in run.api.all("RayJob", NS)]
-        assert not [c for c in run.api.all("ConfigMap", NS) if c["metadata"]["name"].endswith("-notice")]
+        def notices() -> list[str]:
+            return [c["metadata"]["name"] for c in run.api.all("ConfigMap", NS) if c["metadata"]["name"].endswith("-notice")]
+
+        # (a release deletes the RayJob, then the ConfigMap: wait for both)
+        assert until(lambda: not run.api.all("RayJob", NS) and not notices()
+                     and {c["metadata"]["name"] for c in run.api.all("RayCluster", NS)} == fleet_clusters, timeout=10.0), \
+            ([j["metadata"]["name"] for j in run.api.all("RayJob", NS)], notices())
         assert calls_since(run).get(("delete", "rayjobs"), 0) == 30
         # a crash between an end's commit and its release leaves the RayJob: the next leader sweeps it
         job = run.fleet.store.get("TrainJob", run.jobs[0].name).doc

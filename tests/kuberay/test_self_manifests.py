@@ -90,7 +90,8 @@ def test_the_rbac_lets_through_every_request_the_kuberay_backend_makes(tmp_path)
         submit_all(run)
         assert wait_done(run, 60) == 30
         # every ended run's logs saved (the dashboard through the service proxy), then released
-        assert until(lambda: not run.api.all("RayJob", "rayfleet"), timeout=10.0)
+        assert until(lambda: not run.api.all("RayJob", "rayfleet") and not [
+            c for c in run.api.all("ConfigMap", "rayfleet") if c["metadata"]["name"].endswith("-notice")], timeout=10.0)
         requests = {k for k, n in run.api.counts.items() if n and k[1] != "discovery"}
     finally:
         run.close()
