@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from service_process import RayfleetService, free_port
 
 import rayfleet
-from rayfleet.backends import local_procs, make_backend
+from rayfleet.backends import local_procs, make_backend, shared_checkpoint_root
 from rayfleet.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -97,8 +96,7 @@ def two_clusters(tmp_path_factory):
         for temp in temps.values():
             assert not local_procs.cluster_pids(temp), f"processes of cluster {temp} survived down()"
             shutil.rmtree(temp, ignore_errors=True)
-        shared = f"/tmp/rayfleet-{hashlib.sha1(str(Path(svc.data_dir).resolve()).encode()).hexdigest()[:10]}-checkpoints"
-        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(shared_checkpoint_root(svc.data_dir), ignore_errors=True)
 
 
 def test_a_job_on_a_drained_cluster_resumes_on_the_other_from_its_checkpoint(two_clusters):

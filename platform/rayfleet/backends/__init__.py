@@ -45,13 +45,13 @@ def make_cluster_set(config: PlatformConfig, data_dir: str | Path, *, serve_app=
     behind :class:`.cluster_set.ClusterSet`. Simulated members share one checkpoint store, and
     local members one checkpoint directory (as GKE clusters share a bucket), so a job moved between
     them resumes."""
-    import hashlib
     import time
 
     from .cluster_set import ClusterSet
     from .kuberay.manifests import cluster_pools
 
     checkpoints: dict[str, int] = {}
+    shared = shared_checkpoint_root(data_dir)
     members: dict[str, Backend] = {}
     for name in config.clusters:
         view = config.cluster_view(name)
@@ -61,13 +61,19 @@ def make_cluster_set(config: PlatformConfig, data_dir: str | Path, *, serve_app=
 
             members[name] = from_config(view, clock=clock, checkpoints=checkpoints)
         elif member_kind == "local":
-            # Outside the data directory, which is closed to the clusters' Ray user.
-            shared = f"/tmp/rayfleet-{hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]}-checkpoints"
             members[name] = _local_backend(view, Path(data_dir) / "clusters" / name, checkpoint_root=shared)
         else:
             members[name] = make_backend(view, Path(data_dir) / "clusters" / name, serve_app=serve_app, kind=member_kind)
     pools = {name: tuple(cluster_pools(config.cluster_view(name))) for name in config.clusters}
     return ClusterSet(members, pools, clock=clock or time.time)  # type: ignore[return-value]
+
+
+def shared_checkpoint_root(data_dir: str | Path) -> str:
+    """Where the local clusters of one platform keep their jobs' checkpoints: one directory for
+    all of them, outside the data directory (closed to the clusters' Ray user)."""
+    import hashlib
+
+    return f"/tmp/rayfleet-{hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:10]}-checkpoints"
 
 
 def _local_backend(config: PlatformConfig, data_dir: str | Path, *, checkpoint_root: str | None = None):

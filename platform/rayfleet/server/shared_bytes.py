@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from .store import Store
 
 
+#: Store migration 9 on both engines (``blob``: the engine's type for bytes).
+SCHEMA = """
+    CREATE TABLE job_logs (
+        name TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (name, uid, attempt)
+    );
+    CREATE TABLE package_blobs (
+        digest TEXT PRIMARY KEY,
+        data {blob} NOT NULL
+    )
+"""
+
+
 class JobLogs:
     """Saved logs, one text per (job name, job uid, attempt)."""
 

@@ -29,6 +29,7 @@ from ..api import ALL_KINDS, Document
 from ..api.base import STORED
 from ..errors import Conflict, NotFound, NotLeader
 from .group_commit import GroupCommit
+from .shared_bytes import PackageBlobs
 from .store_engines import STORE_ENV, Engine, is_url, open_engine, store_target
 from .store_records import (
     ANY_UID,
@@ -552,8 +553,6 @@ class Store:
         Returns ``(outcome, bytes the team holds)``; outcome is ``created``, ``same`` (already there
         with this digest), ``different`` (already there with another digest; nothing changed) or
         ``over_quota`` (nothing changed)."""
-        from .shared_bytes import PackageBlobs
-
         with self._tx() as db:
             row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
             used = db.execute("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM packages WHERE team=?", (team,)).fetchone()[0]
@@ -578,8 +577,6 @@ class Store:
 
     def delete_package(self, uri: str, team: str) -> None:
         """Drop ``team``'s package ``uri``, and its bytes when no other package has them."""
-        from .shared_bytes import PackageBlobs
-
         with self._tx() as db:
             row = db.execute("SELECT digest FROM packages WHERE uri=? AND team=?", (uri, team)).fetchone()
             db.execute("DELETE FROM packages WHERE uri=? AND team=?", (uri, team))

@@ -40,6 +40,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from ..errors import StorageUnavailable
+from .shared_bytes import SCHEMA as SHARED_BYTES_SCHEMA
 
 log = logging.getLogger("rayfleet.storage")
 
@@ -146,19 +147,7 @@ MIGRATIONS: list[str] = [
     )
     """,
     # 9: saved job logs and package bytes (as SQLite's 9)
-    """
-    CREATE TABLE job_logs (
-        name TEXT NOT NULL,
-        uid TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        PRIMARY KEY (name, uid, attempt)
-    );
-    CREATE TABLE package_blobs (
-        digest TEXT PRIMARY KEY,
-        data BYTEA NOT NULL
-    )
-    """,
+    SHARED_BYTES_SCHEMA.format(blob="BYTEA"),
 ]
 
 _INDEXED_BY = re.compile(r"\s+INDEXED BY \w+")

@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
+from .shared_bytes import SCHEMA as SHARED_BYTES_SCHEMA
 from .storage_guard import StorageGuard
 
 MIGRATIONS: list[str] = [
@@ -136,19 +137,7 @@ MIGRATIONS: list[str] = [
     """,
     # 9: what every replica must read, in the store rather than in one replica's data directory:
     # the logs saved at the end of each attempt, and the bytes of uploaded packages (by SHA-256)
-    """
-    CREATE TABLE job_logs (
-        name TEXT NOT NULL,
-        uid TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        PRIMARY KEY (name, uid, attempt)
-    );
-    CREATE TABLE package_blobs (
-        digest TEXT PRIMARY KEY,
-        data BLOB NOT NULL
-    );
-    """,
+    SHARED_BYTES_SCHEMA.format(blob="BLOB"),
 ]
 
 #: Read-only connections beside the writer's: reads of that many threads at once run in parallel
