@@ -52,7 +52,7 @@ def test_borrow_then_reclaim_then_resume_from_checkpoint(fleet_service):
     a = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-a"))
     b = rayfleet.connect(fleet_service.url, token=fleet_service.token("team-b"))
     # team-a's gang needs 4 GPUs: its 2 nominal + 2 borrowed from team-b's idle quota.
-    exp = a.submit(_train("exp-borrow", "team-a", workers=2, gpus=2, steps=40, sleep=0.25, every=5))
+    exp = a.submit(_train("exp-borrow", "team-a", workers=2, gpus=2, steps=24, sleep=0.25, every=5))
     deadline = time.monotonic() + 300
     while True:
         st = exp.status()

@@ -105,7 +105,7 @@ def test_a_job_on_a_drained_cluster_resumes_on_the_other_from_its_checkpoint(two
     team = rayfleet.connect(svc.url, token=svc.token("team-a"))
     assert [(c["metadata"]["name"], c["status"]["state"]) for c in admin.clusters()] == [("east", "Up"), ("west", "Up")]
 
-    job = team.submit(_train("moves", steps=40))
+    job = team.submit(_train("moves", steps=24))
     st = _until("a checkpoint on the first cluster",
                 lambda: (s := job.status())["state"] == "RUNNING" and (s.get("lastCheckpointStep") or 0) >= 5 and s, 300)
     first = st["cluster"]
@@ -124,6 +124,14 @@ def test_a_job_on_a_drained_cluster_resumes_on_the_other_from_its_checkpoint(two
     done = hello.wait(timeout=300)
     assert done["state"] == "SUCCEEDED" and done["cluster"] == other, done
 
+    # uncordoned, the first cluster takes work again: with the other one cordoned (no drain: the
+    # moved job keeps running there), it is the only place
+    admin.uncordon_cluster(first)
+    admin.cordon_cluster(other, reason="the other way round")
+    assert [c["status"]["cordoned"] for c in admin.clusters() if c["metadata"]["name"] in (first, other)] == \
+        [name == other for name in NAMES if name in (first, other)]
+    back = team.submit(_command("after-uncordon"))
+
     final = job.wait(timeout=400)
     assert final["state"] == "SUCCEEDED", final
     assert final["attempt"] == 2 and final["restarts"] == 0 and final["cluster"] == other
@@ -135,10 +143,5 @@ def test_a_job_on_a_drained_cluster_resumes_on_the_other_from_its_checkpoint(two
     launched = [e for e in job.events() if e["type"] == "Launched"]
     assert [e["message"].rsplit(" ", 1)[-1] for e in launched] == [first, other]
 
-    # uncordoned, the first cluster takes work again: with the other one cordoned, it is the only place
-    admin.uncordon_cluster(first)
-    admin.cordon_cluster(other, reason="the other way round")
-    assert [c["status"]["cordoned"] for c in admin.clusters() if c["metadata"]["name"] in (first, other)] == \
-        [name == other for name in NAMES if name in (first, other)]
-    back = team.submit(_command("after-uncordon")).wait(timeout=300)
-    assert back["state"] == "SUCCEEDED" and back["cluster"] == first, back
+    done_back = back.wait(timeout=300)
+    assert done_back["state"] == "SUCCEEDED" and done_back["cluster"] == first, done_back
