@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,33 @@ def load_config(paths: Iterable[str | Path]) -> PlatformConfig:
     return cfg
 
 
+def _check_resource_groups(cfg: PlatformConfig, obj: Document, groups: Sequence[Any], bad: Callable[[Document, str, str], None]) -> dict[str, int]:
+    """A queue's or a cohort's resourceGroups against the flavors and pools: each flavor known and
+    in one group, quota only for what its pool offers, each resource in one group. The flavors
+    seen, with their group."""
+    seen_flavors: dict[str, int] = {}
+    for g, group in enumerate(groups):
+        for f, fq in enumerate(group.flavors):
+            path = f"spec.resourceGroups.{g}.flavors.{f}"
+            if fq.name in seen_flavors and seen_flavors[fq.name] != g:
+                bad(obj, f"{path}.name", f"flavor {fq.name!r} is already in resource group {seen_flavors[fq.name]}")
+            seen_flavors[fq.name] = g
+            if fq.name not in cfg.flavors:
+                bad(obj, f"{path}.name", f"unknown flavor {fq.name!r}")
+                continue
+            pool_name = cfg.flavors[fq.name].spec.pool
+            pool = cfg.pools.get(pool_name)
+            if pool is None:
+                continue
+            for r, rq in enumerate(fq.resources):
+                if rq.nominal_quota and not pool.spec.offers(rq.name):
+                    bad(obj, f"{path}.resources.{r}.name", f"quota for {rq.name} but pool {pool_name!r} (flavor {fq.name!r}) offers no {rq.name}")
+    covered = [r for group in groups for r in group.covered_resources]
+    for r in sorted({r for r in covered if covered.count(r) > 1}):
+        bad(obj, "spec.resourceGroups", f"resource {r} is covered by more than one resource group")
+    return seen_flavors
+
+
 def cross_check(cfg: PlatformConfig) -> list[FieldProblem]:
     """References between documents: every problem found, in a stable order."""
     out: list[FieldProblem] = []
@@ -240,6 +267,14 @@ def cross_check(cfg: PlatformConfig) -> list[FieldProblem]:
     for co in cfg.cohorts.values():
         if co.spec.parent is not None and co.spec.parent not in cfg.cohorts:
             bad(co, "spec.parent", f"unknown cohort {co.spec.parent!r}")
+        _check_resource_groups(cfg, co, co.spec.resource_groups, bad)
+        if co.spec.parent is None:   # (Kueue: "must be nil when parent is empty")
+            for g, group in enumerate(co.spec.resource_groups):
+                for f, fq in enumerate(group.flavors):
+                    for r, rq in enumerate(fq.resources):
+                        if rq.borrowing_limit is not None:
+                            bad(co, f"spec.resourceGroups.{g}.flavors.{f}.resources.{r}.borrowingLimit",
+                                "a cohort without a parent has nothing to borrow from: give spec.parent or drop the limit")
     # cohort cycles
     for co in cfg.cohorts.values():
         seen = [co.name]
@@ -259,26 +294,7 @@ def cross_check(cfg: PlatformConfig) -> list[FieldProblem]:
             bad(q, "spec.team", f"unknown team {q.spec.team!r}")
         if q.spec.cohort is not None and q.spec.cohort not in cfg.cohorts:
             bad(q, "spec.cohort", f"unknown cohort {q.spec.cohort!r}")
-        seen_flavors: dict[str, int] = {}
-        for g, group in enumerate(q.spec.resource_groups):
-            for f, fq in enumerate(group.flavors):
-                path = f"spec.resourceGroups.{g}.flavors.{f}"
-                if fq.name in seen_flavors and seen_flavors[fq.name] != g:
-                    bad(q, f"{path}.name", f"flavor {fq.name!r} is already in resource group {seen_flavors[fq.name]}")
-                seen_flavors[fq.name] = g
-                if fq.name not in cfg.flavors:
-                    bad(q, f"{path}.name", f"unknown flavor {fq.name!r}")
-                    continue
-                pool_name = cfg.flavors[fq.name].spec.pool
-                pool = cfg.pools.get(pool_name)
-                if pool is None:
-                    continue
-                for r, rq in enumerate(fq.resources):
-                    if rq.nominal_quota and not pool.spec.offers(rq.name):
-                        bad(q, f"{path}.resources.{r}.name", f"quota for {rq.name} but pool {pool_name!r} (flavor {fq.name!r}) offers no {rq.name}")
-        covered = [r for group in q.spec.resource_groups for r in group.covered_resources]
-        for r in sorted({r for r in covered if covered.count(r) > 1}):
-            bad(q, "spec.resourceGroups", f"resource {r} is covered by more than one resource group")
+        seen_flavors = _check_resource_groups(cfg, q, q.spec.resource_groups, bad)
         if q.spec.compute_class is not None:
             cc = cfg.compute_classes.get(q.spec.compute_class)
             if cc is None:

@@ -59,8 +59,19 @@ def resource_quota(draw, busy: bool) -> ResourceQuota:
 def quota_config(draw, busy: bool = False) -> QuotaConfig:
     """Random queues and cohorts; ``busy`` draws larger quotas and policies that preempt, so that
     small workloads crowd in and preempt each other."""
-    n_cohorts = draw(st.integers(0, 2))
-    cohorts = tuple(CohortConfig(f"c{k}", fair_share_weight=draw(st.sampled_from([0.5, 1.0, 2.0]))) for k in range(n_cohorts))
+    n_cohorts = draw(st.integers(0, 3))
+    cohorts = []
+    for k in range(n_cohorts):
+        # hierarchical cohorts: a parent among the cohorts drawn before (no cycles), and quota of
+        # the cohort's own on some (flavor, resource) pairs, lent to its subtree
+        parent = draw(st.sampled_from([None] + [f"c{j}" for j in range(k)]))
+        own = {}
+        for fr in draw(st.lists(st.sampled_from([(f, r) for f in ("f0", "f1") for r in RESOURCES]), max_size=2, unique=True)):
+            nominal = draw(st.sampled_from([0, 2, 4, 6]))
+            own[fr] = ResourceQuota(nominal, draw(st.sampled_from([None, 0, 2])) if parent else None,
+                                    draw(st.sampled_from([None, 0, 2, nominal + 4])))
+        cohorts.append(CohortConfig(f"c{k}", parent=parent, quotas=own, fair_share_weight=draw(st.sampled_from([0.5, 1.0, 2.0]))))
+    cohorts = tuple(cohorts)
     queues = []
     for k in range(draw(st.integers(1, 5))):
         flavors = draw(st.sampled_from([("f0",), ("f1",), ("f0", "f1"), ("f1", "f0")]))
@@ -176,7 +187,11 @@ def check_invariants(state: QuotaState) -> None:
                 assert used <= rq.nominal + rq.borrowing_limit, (qc.name, fr, used)
         if qc.cohort is not None:
             by_cohort.setdefault(qc.cohort, []).append((qc, u))
+    _check_levels(eff, {qc.name: state.queue_usage(qc.name).usage for qc in eff.queues})
+    flat = {c.name for c in eff.cohorts if c.parent is None and not c.quotas and not any(o.parent == c.name for o in eff.cohorts)}
     for cohort, members in by_cohort.items():
+        if cohort not in flat:
+            continue
         frs = {fr for qc, _ in members for fr in qc.quotas}
         for fr in frs:
             used = sum(u.usage.get(fr, 0) for _, u in members)
@@ -196,6 +211,49 @@ def check_invariants(state: QuotaState) -> None:
             assert borrowed <= lendable, (cohort, fr, borrowed, lendable)
             usage, cap = state.cohort_usage(cohort).get(fr, (0, 0))
             assert usage <= cap
+
+
+def _check_levels(eff: QuotaConfig, usage: dict[str, dict]) -> None:
+    """Every level of every cohort tree within its quota, worked out from the config alone: a
+    subtree uses no more than the nominal quota in it (its queues' and its cohorts' own) plus its
+    borrowing limit (a root: nothing more), and what the rest of the tree uses of a node's quota
+    is at most its lending limit."""
+    parent = {c.name: c.parent for c in eff.cohorts}
+    own = {c.name: c.quotas for c in eff.cohorts}
+    below: dict[str, list[str]] = {c.name: [] for c in eff.cohorts}   # cohort -> queues in its subtree
+    cohorts_below: dict[str, list[str]] = {c.name: [c.name] for c in eff.cohorts}
+    for c in eff.cohorts:
+        anc = c.parent
+        while anc is not None:
+            cohorts_below[anc].append(c.name)
+            anc = parent[anc]
+    for qc in eff.queues:
+        anc = qc.cohort
+        while anc is not None:
+            below[anc].append(qc.name)
+            anc = parent[anc]
+    quotas = {qc.name: qc.quotas for qc in eff.queues}
+    for c in eff.cohorts:
+        root = c.name
+        while parent[root] is not None:
+            root = parent[root]
+        frs = {fr for q in below[root] for fr in quotas[q]} | {fr for x in cohorts_below[root] for fr in own[x]}
+        for fr in frs:
+            def nominal(queues: list[str], cs: list[str], fr=fr) -> int:
+                return sum(quotas[q][fr].nominal for q in queues if fr in quotas[q]) + sum(own[x][fr].nominal for x in cs if fr in own[x])
+
+            used = sum(usage[q].get(fr, 0) for q in below[c.name])
+            mine = nominal(below[c.name], cohorts_below[c.name])
+            limit = own[c.name][fr].borrowing_limit if fr in own[c.name] else None
+            if c.parent is None:
+                assert used <= mine, (c.name, fr, used, mine)
+            elif limit is not None:
+                assert used <= mine + limit, (c.name, fr, used, mine, limit)
+            lending = own[c.name][fr].lending_limit if fr in own[c.name] else None
+            if lending is not None:
+                outside = [q for q in below[root] if q not in below[c.name]]
+                others = [x for x in cohorts_below[root] if x not in cohorts_below[c.name]]
+                assert sum(usage[q].get(fr, 0) for q in outside) <= nominal(outside, others) + min(lending, mine), (c.name, fr)
 
 
 def reclaimable_heads(state: QuotaState) -> list[str]:

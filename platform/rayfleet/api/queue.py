@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -100,11 +101,15 @@ def _known_resource(v: str) -> str:
 ResourceName = Annotated[str, AfterValidator(_known_resource)]
 
 
-class ResourceQuotaSpec(_QuotaAmounts):
+class _ResourceQuota(_QuotaAmounts):
     name: ResourceName = Field(description="Resource name: cpu, memory, nvidia.com/gpu or google.com/tpu.")
     nominal_quota: int = Field(ge=0, le=_AMOUNT_MAX, description="Quota guaranteed to this queue (a quantity: 8, 500m, 64Gi); at most 1000000 cpu, 1Ei memory, 1000000 accelerators.")
     borrowing_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most this queue may borrow from its cohort above nominalQuota; empty = no limit.")
     lending_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most of nominalQuota this queue lends to its cohort; empty = all of it.")
+
+
+class ResourceQuotaSpec(_ResourceQuota):
+    """A queue's quota of one resource on one flavor (Kueue's ClusterQueue ``resources`` entry)."""
 
     @model_validator(mode="after")
     def _limits(self) -> ResourceQuotaSpec:
@@ -113,12 +118,21 @@ class ResourceQuotaSpec(_QuotaAmounts):
         return self
 
 
-class FlavorQuotas(Model):
+class CohortResourceQuota(_ResourceQuota):
+    """A cohort's own quota of one resource on one flavor (Kueue's Cohort ``resources`` entry)."""
+
+    nominal_quota: int = Field(ge=0, le=_AMOUNT_MAX, description="Quota the cohort itself holds, lent to its members and child cohorts (a quantity: 8, 500m, 64Gi).")
+    borrowing_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most the whole cohort may take from its parent above its subtree's quota; empty = no limit; only in a cohort with a parent.")
+    lending_limit: int | None = Field(default=None, ge=0, le=_AMOUNT_MAX, description="Most of the cohort's subtree quota (its own and what its members lend it) that its parent may lend elsewhere; empty = all of it. Unlike a queue's, it may exceed nominalQuota.")
+
+
+class _FlavorQuotas(Model):
     name: Name = Field(description="Flavor name.")
-    resources: list[ResourceQuotaSpec] = Field(min_length=1, description="Quota per resource on this flavor.")
+    if TYPE_CHECKING:
+        resources: Sequence[_ResourceQuota]
 
     @model_validator(mode="after")
-    def _unique(self) -> FlavorQuotas:
+    def _unique(self) -> Self:
         names = [r.name for r in self.resources]
         for i, n in enumerate(names):
             if n in names[:i]:
@@ -126,12 +140,21 @@ class FlavorQuotas(Model):
         return self
 
 
-class ResourceGroup(Model):
+class FlavorQuotas(_FlavorQuotas):
+    resources: list[ResourceQuotaSpec] = Field(min_length=1, description="Quota per resource on this flavor.")
+
+
+class CohortFlavorQuotas(_FlavorQuotas):
+    resources: list[CohortResourceQuota] = Field(min_length=1, description="The cohort's quota per resource on this flavor.")
+
+
+class _ResourceGroup(Model):
     covered_resources: list[ResourceName] = Field(min_length=1, description="Resources whose quota is given together, flavor by flavor.")
-    flavors: list[FlavorQuotas] = Field(min_length=1, description="Flavors in order of preference (the queue's flavor order).")
+    if TYPE_CHECKING:
+        flavors: Sequence[_FlavorQuotas]
 
     @model_validator(mode="after")
-    def _cover(self) -> ResourceGroup:
+    def _cover(self) -> Self:
         covered = set(self.covered_resources)
         for i, fq in enumerate(self.flavors):
             got = [r.name for r in fq.resources]
@@ -140,6 +163,14 @@ class ResourceGroup(Model):
                     f"flavors.{i}.resources: flavor {fq.name!r} must give quota for exactly the covered resources {sorted(covered)}, got {got}"
                 )
         return self
+
+
+class ResourceGroup(_ResourceGroup):
+    flavors: list[FlavorQuotas] = Field(min_length=1, description="Flavors in order of preference (the queue's flavor order).")
+
+
+class CohortResourceGroup(_ResourceGroup):
+    flavors: list[CohortFlavorQuotas] = Field(min_length=1, description="Flavors the cohort holds quota on.")
 
 
 class BorrowWithinCohort(Model):
@@ -193,6 +224,17 @@ class QuotaWindow(Model):
         return v
 
 
+def _flavor_order(groups: Sequence[_ResourceGroup]) -> list[str]:
+    out: list[str] = []
+    for group in groups:
+        out.extend(f.name for f in group.flavors if f.name not in out)
+    return out
+
+
+def _quotas(groups: Sequence[_ResourceGroup]) -> dict[tuple[str, str], Any]:
+    return {(f.name, r.name): r for g in groups for f in g.flavors for r in f.resources}
+
+
 class QueueSpec(Model):
     team: Name = Field(description="Team that owns the queue; its tokens submit here.")
     cohort: Name | None = Field(default=None, description="Cohort whose members lend and borrow idle quota.")
@@ -205,13 +247,10 @@ class QueueSpec(Model):
     quota_schedule: list[QuotaWindow] = Field(default_factory=list, description="Time windows with other quotas (e.g. inference by day, training by night).")
 
     def flavor_order(self) -> list[str]:
-        out: list[str] = []
-        for group in self.resource_groups:
-            out.extend(f.name for f in group.flavors if f.name not in out)
-        return out
+        return _flavor_order(self.resource_groups)
 
     def quotas(self) -> dict[tuple[str, str], ResourceQuotaSpec]:
-        return {(f.name, r.name): r for g in self.resource_groups for f in g.flavors for r in f.resources}
+        return _quotas(self.resource_groups)
 
 
 class QueueStatus(Model):
@@ -233,13 +272,24 @@ class Queue(Document):
 
 class CohortSpec(Model):
     parent: Name | None = Field(default=None, description="Parent cohort (hierarchical cohorts).")
+    resource_groups: list[CohortResourceGroup] = Field(
+        default_factory=list,
+        description="Quota of the cohort itself (Kueue Cohort resourceGroups), per flavor and resource: its members and child cohorts "
+                    "borrow it as they borrow each other's idle quota; borrowingLimit bounds what the whole cohort takes from its parent, "
+                    "lendingLimit what of the cohort's quota (its own and its members' lent quota) its parent may lend elsewhere.")
     fair_sharing: FairSharing = Field(default_factory=FairSharing, description="Fair-sharing weight of the cohort in its parent.")
+
+    def flavor_order(self) -> list[str]:
+        return _flavor_order(self.resource_groups)
+
+    def quotas(self) -> dict[tuple[str, str], CohortResourceQuota]:
+        return _quotas(self.resource_groups)
 
 
 class Cohort(Document):
     KIND = "Cohort"
     kind: Literal["Cohort"] = "Cohort"
-    spec: CohortSpec = Field(default_factory=CohortSpec, description="Parent and weight.")
+    spec: CohortSpec = Field(default_factory=CohortSpec, description="Parent, quota and weight.")
 
 
 class PriorityClassSpec(Model):

@@ -84,7 +84,8 @@ def queue_config(queue: Queue, compute_classes: Mapping[str, ComputeClass] | Non
 
 
 def cohort_config(cohort: Cohort) -> CohortConfig:
-    return CohortConfig(name=cohort.name, parent=cohort.spec.parent, fair_share_weight=cohort.spec.fair_sharing.weight)
+    quotas = {fr: ResourceQuota(rq.nominal_quota, rq.borrowing_limit, rq.lending_limit) for fr, rq in cohort.spec.quotas().items()}
+    return CohortConfig(name=cohort.name, parent=cohort.spec.parent, quotas=quotas, fair_share_weight=cohort.spec.fair_sharing.weight)
 
 
 def to_quota_config(

@@ -124,25 +124,181 @@ def get_targets(
 ) -> tuple[list[Target], list[Adm]]:
     """Victims that let ``wl`` fit on the flavor of ``req`` (empty if none would), and the
     candidates the policy allowed."""
+    if shares is None:
+        return _classical(wl, q, req, idx)
     cands = find_candidates(wl, q, idx)
     if not cands:
         return [], cands
-    same = [c for c in cands if c.queue is q]
-    if len(same) == len(cands):
-        return _minimal(req, q, idx, cands, True, None), cands
-    threshold = _threshold(q, wl)
-    if shares is not None:
-        return _fair(wl, req, q, idx, cands, threshold, shares, strategies), cands
-    if threshold is not None:
-        pool = cands
-        if not _under_nominal(q, idx):
-            pool = [c for c in cands if c.queue is q or c.wl.priority < threshold]
-        return _minimal(req, q, idx, pool, True, threshold), cands
-    if _under_nominal(q, idx):
-        targets = _minimal(req, q, idx, cands, False, None)
-        if targets:
-            return targets, cands
-    return _minimal(req, q, idx, same, True, None), cands
+    if all(c.queue is q for c in cands):
+        return _own_queue(req, q, cands), cands
+    return _fair(wl, req, q, idx, cands, _threshold(q, wl), shares, strategies), cands
+
+
+# ---------------------------------------------------------------- classical, in a cohort tree
+#
+# Kueue's classical preemption over hierarchical cohorts: the preemptor's queue looks for victims
+# level by level up its path, at each cohort among the subtrees it has not looked at yet, and only
+# in queues (and cohorts) that use more than their own quota. Where the preemptor's request fits
+# within the quota of its own queue, or of a cohort on its path below the level, it has the
+# *hierarchical advantage*: it reclaims there whatever the victims' priority allows under
+# reclaimWithinCohort, even while it borrows inside its own subtree. Elsewhere victims are taken
+# by priority, and borrowWithinCohort decides whether the preemptor may borrow after preempting.
+
+_HIERARCHICAL, _WITHOUT_BORROWING, _WHILE_BORROWING, _WITHIN = range(4)
+
+
+class _Cand:
+    __slots__ = ("adm", "lca", "variant")
+
+    def __init__(self, adm: Adm, lca: Node | None, variant: int) -> None:
+        self.adm, self.lca, self.variant = adm, lca, variant
+
+
+def _within_quota(node: Node, idx: frozenset[int]) -> bool:
+    """The node uses no more than its own (subtree) quota of any of ``idx``."""
+    usage, sub = node.usage, node.subtree
+    return all(usage[i] <= sub[i] for i in idx)
+
+
+def _local_available(node: Node, i: int) -> int:
+    """What the node holds of ``i`` without asking its parent (a root: all it has left)."""
+    if node.parent is None:
+        return max(0, node.subtree[i] - node.usage[i])
+    return max(0, node.guar[i] - node.usage[i])
+
+
+def _fits_in_quota(node: Node, need: dict[int, int]) -> tuple[bool, dict[int, int]]:
+    """Whether ``need`` fits within the node's quota as it is used now, and what of it is left
+    for the node's parent to give."""
+    ok = True
+    rest: dict[int, int] = {}
+    for i, v in need.items():
+        if node.usage[i] + v > node.subtree[i]:
+            ok = False
+        rest[i] = max(0, v - _local_available(node, i))
+    return ok, rest
+
+
+def may_reclaim_in_hierarchy(node: Node, i: int, v: int) -> bool:
+    """A queue that must borrow ``v`` of ``i`` may still preempt for it without borrowWithinCohort
+    when a cohort on its path, below the root, would hold the request within its own quota
+    (Kueue's lowest subtree that fits): it reclaims from the subtrees beside it."""
+    if node.parent is None:
+        return False
+    rest = v - _local_available(node, i)
+    anc: Node | None = node.parent
+    while anc is not None:
+        if anc.usage[i] + rest <= anc.subtree[i]:
+            return anc.parent is not None
+        rest -= _local_available(anc, i)
+        anc = anc.parent
+    return False
+
+
+def _priority_allows(wl: Workload, q: QueueRt, a: Adm) -> bool:
+    """The preemptor's queue's policy (withinClusterQueue for its own workloads,
+    reclaimWithinCohort for others') lets ``wl`` preempt ``a`` by priority."""
+    prio, ap = wl.priority, a.wl.priority
+    if a.queue is q:
+        if q.within == PreemptionPolicy.NEVER or ap > prio:
+            return False
+        return ap < prio or (q.lonep and wl.created < a.wl.created)
+    if q.reclaim == PreemptionPolicy.NEVER:
+        return False
+    return q.reclaim == PreemptionPolicy.ANY or ap < prio
+
+
+def _variant(wl: Workload, q: QueueRt, a: Adm, advantage: bool) -> int:
+    if advantage:
+        return _HIERARCHICAL
+    if not q.bwc or a.wl.priority >= wl.priority or (q.bwc_max is not None and a.wl.priority > q.bwc_max):
+        return _WITHOUT_BORROWING
+    return _WHILE_BORROWING
+
+
+def _collect(wl: Workload, q: QueueRt, req: Req, idx: frozenset[int]) -> tuple[list[_Cand], list[_Cand], list[_Cand]]:
+    """(hierarchical, by priority, own queue) candidates, each list in preemption order."""
+    key = _candidate_key(q)
+    same = [_Cand(a, None, _WITHIN) for a in q.admitted.values() if a.uses_any(idx) and _priority_allows(wl, q, a)]
+    hier: list[_Cand] = []
+    prio: list[_Cand] = []
+    if q.in_cohort and q.reclaim != PreemptionPolicy.NEVER:
+        queues = {id(o.node): o for o in q.tree.queues}
+        need: dict[int, int] = {}
+        for i, v in req:
+            need[i] = need.get(i, 0) + v
+        advantage, rest = _fits_in_quota(q.node, need)
+        below: Node = q.node
+        level = q.node.parent
+        while level is not None:
+            out = hier if advantage else prio
+
+            def visit(cohort: Node, lca: Node = level, skip: Node = below, adv: bool = advantage, out: list[_Cand] = out) -> None:
+                for child in cohort.children:
+                    if child is skip or child is q.node or _within_quota(child, idx):
+                        continue
+                    if not child.is_queue:
+                        visit(child)
+                        continue
+                    other = queues.get(id(child))
+                    for a in other.admitted.values() if other is not None else ():
+                        if a.uses_any(idx) and _priority_allows(wl, q, a):
+                            out.append(_Cand(a, lca, _variant(wl, q, a, adv)))
+
+            visit(level)
+            fits_here, rest = _fits_in_quota(level, rest)
+            advantage = advantage or fits_here
+            below, level = level, level.parent
+    for lst in (hier, prio, same):
+        lst.sort(key=lambda c: key(c.adm))
+    return hier, prio, same
+
+
+def _valid(c: _Cand, q: QueueRt, idx: frozenset[int], borrow: bool) -> bool:
+    """A candidate still worth preempting, as the search has removed others: its queue, and every
+    cohort between it and the level it was found at, still over quota."""
+    a = c.adm
+    if a.queue is q:
+        return True
+    if borrow and c.variant == _WITHOUT_BORROWING:
+        return False
+    node: Node | None = a.queue.node
+    while node is not None and node is not c.lca:
+        if _within_quota(node, idx):
+            return False
+        node = node.parent
+    return True
+
+
+def _classical(wl: Workload, q: QueueRt, req: Req, idx: frozenset[int]) -> tuple[list[Target], list[Adm]]:
+    hier, prio, same = _collect(wl, q, req, idx)
+    cands = hier + prio + same
+    if not cands:
+        return [], []
+    # Kueue tries with and without the preemptor borrowing afterwards, in this order
+    if (not hier and not prio) or (not q.bwc and not _under_nominal(q, idx)):
+        attempts: tuple[bool, ...] = (True,)
+    elif not q.bwc and not hier:
+        attempts = (False, True)
+    else:
+        attempts = (True, False)
+    node = q.node
+    for borrow in attempts:
+        targets: list[Target] = []
+        for c in cands:
+            if not _valid(c, q, idx, borrow):
+                continue
+            _remove(c.adm)
+            reason = IN_CQ if c.variant == _WITHIN else WHILE_BORROWING if c.variant == _WHILE_BORROWING else RECLAIM
+            targets.append((c.adm, reason))
+            if fits(req, node, borrow):
+                targets = _fill_back(targets, req, node, borrow)
+                _restore(targets)
+                order = {id(x.adm): k for k, x in enumerate(cands)}
+                targets.sort(key=lambda t: order[id(t[0])])
+                return targets, [x.adm for x in cands]
+        _restore(targets)
+    return [], [x.adm for x in cands]
 
 
 def _fill_back(targets: list[Target], req: Req, node: Node, allow_borrowing: bool) -> list[Target]:
@@ -162,37 +318,22 @@ def _restore(targets: list[Target]) -> None:
         _add(adm)
 
 
-def _minimal(
-    req: Req, q: QueueRt, idx: frozenset[int], cands: list[Adm], allow_borrowing: bool, threshold: int | None
-) -> list[Target]:
+def _own_queue(req: Req, q: QueueRt, cands: list[Adm]) -> list[Target]:
+    """Victims among the preemptor's own queue's workloads (``cands``, in preemption order), the
+    preemptor allowed to borrow afterwards."""
     targets: list[Target] = []
     node = q.node
-    ok = False
     for c in cands:
-        reason = IN_CQ
-        if c.queue is not q:
-            if not is_borrowing(c.queue, idx):
-                continue
-            reason = RECLAIM
-            if threshold is not None:
-                if c.wl.priority >= threshold:
-                    allow_borrowing = False
-                else:
-                    reason = WHILE_BORROWING
         _remove(c)
-        targets.append((c, reason))
-        if fits(req, node, allow_borrowing):
-            ok = True
-            break
-    if not ok:
-        _restore(targets)
-        return []
-    targets = _fill_back(targets, req, node, allow_borrowing)
+        targets.append((c, IN_CQ))
+        if fits(req, node, True):
+            targets = _fill_back(targets, req, node, True)
+            _restore(targets)
+            order = {id(c): k for k, c in enumerate(cands)}
+            targets.sort(key=lambda t: order[id(t[0])])   # reported in preemption order
+            return targets
     _restore(targets)
-    # Report victims in preemption order.
-    order = {id(c): k for k, c in enumerate(cands)}
-    targets.sort(key=lambda t: order[id(t[0])])
-    return targets
+    return []
 
 
 class _CandQueue:

@@ -70,6 +70,7 @@ class QueueRt:
         "in_cohort",
         "can_preempt",
         "preempt_while_borrowing",
+        "reclaim_ok",
         "stop_borrow",
         "stop_preempt",
         "lonep",
@@ -110,6 +111,9 @@ class QueueRt:
         # Kueue lets a workload that needs more than the nominal quota preempt only when it may
         # preempt while borrowing: borrowWithinCohort, or fair sharing.
         self.preempt_while_borrowing = self.in_cohort and (self.bwc or fair_sharing)
+        # ... or when a cohort on its path holds the request within its own quota (hierarchical
+        # reclaim, :func:`.preemption.may_reclaim_in_hierarchy`), under reclaimWithinCohort.
+        self.reclaim_ok = self.in_cohort and self.reclaim != PreemptionPolicy.NEVER
         self.stop_borrow = cfg.flavor_fungibility.when_can_borrow == WhenCanBorrow.BORROW
         self.stop_preempt = cfg.flavor_fungibility.when_can_preempt == WhenCanPreempt.PREEMPT
         self.admitted: dict[str, Adm] = {}

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .fairshare import ShareCalc, strategy_fn
-from .preemption import get_targets, reclaim_over_limits
+from .preemption import get_targets, may_reclaim_in_hierarchy, reclaim_over_limits
 from .runtime import Adm, QueueRt, Req, TreeRt
 from .schedule import effective_config
 from .tree import Node, add_usage, available, build_potential, build_quotas, remove_usage
@@ -81,6 +81,10 @@ class _Out:
 
 
 _DEFER_OUT = _Out(_DEFER)
+
+
+def _wait_order(w: Wait) -> tuple[str, int]:
+    return w.queue, w.position
 
 
 class QuotaState:
@@ -545,6 +549,7 @@ class QuotaState:
         if len(res.admitted) != len(self._cycle):
             res.admitted = [a for a in res.admitted if a is not None]
         self._cycle = {}
+        res.waiting.sort(key=_wait_order)   # one order, however the cycle reached each decision
         return res
 
     def _batch(self, tree: TreeRt, now: float, res: CycleResult) -> None:
@@ -817,7 +822,8 @@ class QuotaState:
                 if b:
                     borrow = True
                 continue
-            if v > pot[i] or not q.can_preempt or (v > sub[i] and not q.preempt_while_borrowing):
+            if v > pot[i] or not q.can_preempt or (
+                    v > sub[i] and not q.preempt_while_borrowing and not (q.reclaim_ok and may_reclaim_in_hierarchy(node, i, v))):
                 return 4, None
             if b:
                 borrow = True

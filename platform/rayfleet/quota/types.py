@@ -436,6 +436,7 @@ class CycleResult:
     now: float
     admitted: list[Admit] = field(default_factory=list)
     preempted: list[Preempt] = field(default_factory=list)
+    #: By queue name, then place in the queue.
     waiting: list[Wait] = field(default_factory=list)
     #: True when some pending workloads were not considered (one-head-per-queue mode only).
     more: bool = False

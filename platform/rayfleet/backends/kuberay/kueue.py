@@ -9,7 +9,8 @@ Queue                  ClusterQueue (``cohortName``, nominal/borrowing/lending q
                        resource, preemption, flavor fungibility, fair-sharing weight, queueing
                        strategy) restricted to the team's namespace, and a LocalQueue of the same
                        name in that namespace
-Cohort                 Cohort (``parentName``, fair-sharing weight)
+Cohort                 Cohort (``parentName``, the cohort's own ``resourceGroups`` with borrowing and
+                       lending limits, fair-sharing weight)
 PriorityClass          WorkloadPriorityClass
 queued DWS pool        ProvisioningRequestConfig + AdmissionCheck ``dws-<pool>``, applied to the
                        pool's flavors through ``admissionChecksStrategy``
@@ -22,6 +23,7 @@ equalities). :func:`not_exported` lists what a config loses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ...api import Cohort, Flavor, PriorityClass, Queue
@@ -89,27 +91,34 @@ def _dws_flavors(q: Queue, cfg: PlatformConfig) -> dict[str, list[str]]:
     return out
 
 
-def cluster_queue(q: Queue, cfg: PlatformConfig) -> dict[str, Any]:
-    s = q.spec
-    groups = []
-    for g, group in enumerate(s.resource_groups):
+def _resource_groups(doc: Queue | Cohort, groups: Sequence[Any], has_parent: bool) -> list[dict[str, Any]]:
+    """Kueue ``resourceGroups`` (the same shape in a ClusterQueue and a Cohort), quantities as
+    Kubernetes quantities; a borrowing limit only where there is a parent to borrow from."""
+    out = []
+    for g, group in enumerate(groups):
         flavors = []
         for f, fq in enumerate(group.flavors):
             resources = []
             for r, rq in enumerate(fq.resources):
                 entry: dict[str, Any] = {"name": rq.name, "nominalQuota": format_quantity(rq.name, rq.nominal_quota)}
                 if rq.borrowing_limit is not None:
-                    if s.cohort is None:
+                    if not has_parent:
                         raise ValueError(
-                            f"Queue/{q.name}: spec.resourceGroups.{g}.flavors.{f}.resources.{r}.borrowingLimit: "
-                            "Kueue allows a borrowing limit only in a cohort"
+                            f"{doc.KIND}/{doc.name}: spec.resourceGroups.{g}.flavors.{f}.resources.{r}.borrowingLimit: "
+                            f"Kueue allows a borrowing limit only in a {'cohort' if isinstance(doc, Queue) else 'cohort with a parent'}"
                         )
                     entry["borrowingLimit"] = format_quantity(rq.name, rq.borrowing_limit)
                 if rq.lending_limit is not None:
                     entry["lendingLimit"] = format_quantity(rq.name, rq.lending_limit)
                 resources.append(entry)
             flavors.append({"name": fq.name, "resources": resources})
-        groups.append({"coveredResources": list(group.covered_resources), "flavors": flavors})
+        out.append({"coveredResources": list(group.covered_resources), "flavors": flavors})
+    return out
+
+
+def cluster_queue(q: Queue, cfg: PlatformConfig) -> dict[str, Any]:
+    s = q.spec
+    groups = _resource_groups(q, s.resource_groups, s.cohort is not None)
     pre = s.preemption
     bwc: dict[str, Any] = {"policy": pre.borrow_within_cohort.policy.value}
     if pre.borrow_within_cohort.max_priority_threshold is not None:
@@ -155,6 +164,8 @@ def cohort(co: Cohort, cfg: PlatformConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {"fairSharing": {"weight": _weight(co.spec.fair_sharing.weight)}}
     if co.spec.parent is not None:
         spec["parentName"] = co.spec.parent
+    if co.spec.resource_groups:
+        spec["resourceGroups"] = _resource_groups(co, co.spec.resource_groups, co.spec.parent is not None)
     return {"apiVersion": API_VERSION, "kind": "Cohort", "metadata": {"name": co.name, "labels": _labels(cfg)}, "spec": spec}
 
 
