@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from rayfleet.api import Cohort, ComputeClass, PriorityClass, Queue, TrainJob
+from rayfleet.backends.kuberay import kueue
+from rayfleet.config import load_config
+from rayfleet.errors import ConfigError
 from rayfleet.quota import (
+    FairSharingStrategy,
     PreemptionPolicy,
     QueueingStrategy,
     QuotaState,
@@ -155,3 +159,24 @@ def test_fair_sharing_follows_the_cluster_unless_overridden():
     assert from_platform(platform).fair_sharing is True
     assert from_platform(platform, fair_sharing=False).fair_sharing is False
     assert from_platform(SimpleNamespace(queues={"research": q}, cohorts={"ml": ml}, compute_classes={}, cluster=None)).fair_sharing is False
+
+
+LOCAL = Path(__file__).resolve().parents[2] / "cluster_configs" / "local.yaml"
+
+
+def test_the_clusters_fair_sharing_strategies_reach_the_quota_layer(tmp_path):
+    local = LOCAL.read_text()
+    assert "kind: Cluster\n" in local and "  backend: local\n" in local
+    path = tmp_path / "platform.yaml"
+    path.write_text(local.replace("  backend: local\n", "  backend: local\n  fairSharing: true\n  fairSharingStrategies: [LessThanInitialShare]\n", 1))
+    cfg = from_platform(load_config([path]))
+    assert cfg.fair_sharing and cfg.fair_sharing_strategies == (FairSharingStrategy.LESS_THAN_INITIAL_SHARE,)
+    # Kueue holds them in its controller configuration: the export says it cannot carry them
+    assert [n for n in kueue.not_exported(load_config([path])) if "preemptionStrategies LessThanInitialShare" in n]
+    path.write_text(local.replace("  backend: local\n", "  backend: local\n  fairSharingStrategies: [LessThanInitialShare, LessThanOrEqualToFinalShare]\n", 1))
+    with pytest.raises(ConfigError) as e:
+        load_config([path])
+    assert "fairSharingStrategies: Kueue accepts" in str(e.value) and "Cluster/" in str(e.value)
+    # the default: Kueue's, both in order
+    assert from_platform(load_config([LOCAL])).fair_sharing_strategies == (
+        FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE, FairSharingStrategy.LESS_THAN_INITIAL_SHARE)

@@ -5,9 +5,20 @@ flavorFungibility, gangs; plus rayfleet's batch cycle."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from quota_helpers import admitted_ids, config, preempted_ids, queue, waiting_ids, wl
 
-from rayfleet.quota import CohortConfig, PodSet, PreemptionReason, QuotaState, ResourceQuota, Workload
+from rayfleet.quota import (
+    CohortConfig,
+    FairSharingStrategy,
+    PodSet,
+    PreemptionReason,
+    QuotaState,
+    ResourceQuota,
+    Workload,
+)
 
 # ---------------------------------------------------------------- borrowing (cluster_queue.md)
 
@@ -291,6 +302,24 @@ def test_fair_sharing_admits_lowest_share_first():
 
     assert admitted_ids(run(True)) == ["b1"]  # b would borrow 5, a 10: b's share is lower
     assert admitted_ids(run(False)) == ["a1"]  # plain FIFO
+
+
+@pytest.mark.parametrize("strategies, preempts", [
+    (("LessThanOrEqualToFinalShare",), False),
+    (("LessThanOrEqualToFinalShare", "LessThanInitialShare"), True),   # Kueue's default
+    (("LessThanInitialShare",), True),
+])
+def test_fair_sharing_preemption_strategies(strategies, preempts):
+    """a (borrowing 2 once admitted) against b (borrowing 4, 0 once preempted): a's share after
+    admission is not at most b's share after the preemption (LessThanOrEqualToFinalShare refuses),
+    but it is below b's share before it (LessThanInitialShare allows)."""
+    cfg = dataclasses.replace(
+        config(queue("a", 4, cohort="co", reclaim="Any"), queue("b", 4, cohort="co"), queue("c", 4, cohort="co"), cohorts=("co",), fair=True),
+        fair_sharing_strategies=tuple(FairSharingStrategy(x) for x in strategies))
+    s = QuotaState(cfg)
+    assert sorted(admitted_ids(s.schedule(0, [wl("b-1", "b", 4, t=1), wl("b-2", "b", 4, t=2), wl("c-1", "c", 2, t=3)]))) == ["b-1", "b-2", "c-1"]
+    r = s.schedule(1, [wl("a-1", "a", 6, t=4)])
+    assert (preempted_ids(r), admitted_ids(r)) == ((["b-2"], ["a-1"]) if preempts else ([], []))
 
 
 # ---------------------------------------------------------------- queueing strategies

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -57,6 +58,11 @@ class HostHealthPolicy(Model):
     repair_time: Duration = Field(default=600.0, ge=0, description="How long a cordoned host is out for repair before it is returned to service (local: its Ray node restarted; GKE: node auto-repair).")
 
 
+class FairSharingStrategy(StrEnum):
+    LESS_THAN_OR_EQUAL_TO_FINAL_SHARE = "LessThanOrEqualToFinalShare"
+    LESS_THAN_INITIAL_SHARE = "LessThanInitialShare"
+
+
 class ClusterFailover(Model):
     unreachable_after: Duration = Field(default=60.0, gt=0, le=limits.DURATION_MAX_S, description=(
         "A cluster that has not answered the controller for this long is cordoned automatically (no new work; what runs there keeps its last known state)."))
@@ -74,9 +80,23 @@ class ClusterSpec(Model):
     kuberay: KubeRaySpec | None = Field(default=None, description="KubeRay settings (backend: kuberay).")
     sim: SimSpec = Field(default_factory=SimSpec, description="Simulated backend settings (backend: sim).")
     fair_sharing: bool = Field(default=False, description="Kueue fair sharing: admission and preemption in a cohort prefer the queue with the lowest weighted share.")
+    fair_sharing_strategies: list[FairSharingStrategy] = Field(
+        default_factory=lambda: [FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE, FairSharingStrategy.LESS_THAN_INITIAL_SHARE],
+        description="Kueue's fairSharing.preemptionStrategies, tried in order while fair sharing is on: LessThanOrEqualToFinalShare preempts a "
+                    "workload when the preemptor's share after admission is at most the target queue's share after the preemption; "
+                    "LessThanInitialShare when it is below the target's share before it. One of the two, or both in that order.")
     start_timeout: Duration = Field(default=120, gt=0, description="How long bringing the cluster up may take.")
     host_health: HostHealthPolicy = Field(default_factory=HostHealthPolicy, description="When a host that breaks runs is cordoned, and when it comes back.")
     failover: ClusterFailover = Field(default_factory=ClusterFailover, description="With several Cluster documents: when this cluster is cordoned for not answering, and when it comes back.")
+
+    @model_validator(mode="after")
+    def _strategies(self) -> ClusterSpec:
+        allowed = [[FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE, FairSharingStrategy.LESS_THAN_INITIAL_SHARE],
+                   [FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE], [FairSharingStrategy.LESS_THAN_INITIAL_SHARE]]
+        if self.fair_sharing_strategies not in allowed:
+            raise ValueError("fairSharingStrategies: Kueue accepts [LessThanOrEqualToFinalShare, LessThanInitialShare], "
+                             f"[LessThanOrEqualToFinalShare] or [LessThanInitialShare], got {[s.value for s in self.fair_sharing_strategies]}")
+        return self
 
     @model_validator(mode="after")
     def _backend(self) -> ClusterSpec:

@@ -110,12 +110,15 @@ def to_quota_config(
 def from_platform(platform: Any, *, fair_sharing: bool | None = None) -> QuotaConfig:
     """From anything with ``queues``, ``cohorts`` and ``compute_classes`` mappings of api objects
     (``rayfleet.config.PlatformConfig``). ``fair_sharing`` None follows the Cluster's
-    ``spec.fairSharing`` (off without a Cluster)."""
+    ``spec.fairSharing`` (off without a Cluster); the preemption strategies are the Cluster's
+    ``spec.fairSharingStrategies``."""
+    cluster = getattr(platform, "cluster", None)
     if fair_sharing is None:
-        cluster = getattr(platform, "cluster", None)
         fair_sharing = bool(cluster is not None and getattr(cluster.spec, "fair_sharing", False))
+    strategies = getattr(cluster.spec, "fair_sharing_strategies", None) if cluster is not None else None
     return to_quota_config(
-        platform.queues.values(), platform.cohorts.values(), platform.compute_classes, fair_sharing=fair_sharing
+        platform.queues.values(), platform.cohorts.values(), platform.compute_classes, fair_sharing=fair_sharing,
+        fair_sharing_strategies=tuple(FairSharingStrategy(s.value) for s in strategies) if strategies else None,
     )
 
 

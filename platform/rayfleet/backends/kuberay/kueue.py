@@ -253,4 +253,8 @@ def not_exported(cfg: PlatformConfig) -> list[str]:
                 f"Flavor/{f.name}: on-demand; Kueue node labels cannot exclude spot/flex-start/reserved nodes of the same machine type "
                 "(rayfleet's own RayJobs carry a node affinity that does)"
             )
+    if cfg.cluster is not None and cfg.cluster.spec.fair_sharing:
+        strategies = ", ".join(s.value for s in cfg.cluster.spec.fair_sharing_strategies)
+        notes.append(f"Cluster/{cfg.cluster.name}: fairSharing (preemptionStrategies {strategies}) is Kueue's controller configuration "
+                     "(fairSharing.enable, fairSharing.preemptionStrategies), not an object: set it there")
     return notes
