@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pydantic
 import pytest
 
+from rayfleet.api.queue import FlavorFungibility
 from rayfleet.backends.kuberay import compute_class as ccm
 from rayfleet.backends.kuberay import crd_schema, kueue
 from rayfleet.config import PlatformConfig
@@ -89,6 +91,20 @@ def test_borrowing_limit_without_cohort_is_refused(gke_cfg):
     cfg.queues["training"] = q
     with pytest.raises(ValueError, match="borrowing limit only in a cohort"):
         kueue.cluster_queue(q, cfg)
+
+
+def test_flavor_fungibility_preference_is_exported(gke_cfg):
+    q = gke_cfg.queues["training"].model_copy(deep=True)
+    assert q.spec.flavor_fungibility.when_can_borrow.value == "TryNextFlavor" and q.spec.flavor_fungibility.when_can_preempt.value == "TryNextFlavor"
+    q.spec.flavor_fungibility.preference = "PreemptionOverBorrowing"
+    cq = kueue.cluster_queue(q, gke_cfg)
+    assert cq["spec"]["flavorFungibility"] == {"whenCanBorrow": "TryNextFlavor", "whenCanPreempt": "TryNextFlavor", "preference": "PreemptionOverBorrowing"}
+    assert crd_schema.validate(cq) == []
+
+
+def test_a_preference_needs_both_policies_try_next_flavor():
+    with pytest.raises(pydantic.ValidationError, match="preference: can only be set when both whenCanBorrow and whenCanPreempt are TryNextFlavor"):
+        FlavorFungibility.model_validate({"whenCanBorrow": "Borrow", "whenCanPreempt": "TryNextFlavor", "preference": "PreemptionOverBorrowing"})
 
 
 # ---------------------------------------------------------------- ComputeClass

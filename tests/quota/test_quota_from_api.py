@@ -12,6 +12,7 @@ from rayfleet.config import load_config
 from rayfleet.errors import ConfigError
 from rayfleet.quota import (
     FairSharingStrategy,
+    FlavorPreference,
     PreemptionPolicy,
     QueueingStrategy,
     QuotaState,
@@ -180,3 +181,12 @@ def test_the_clusters_fair_sharing_strategies_reach_the_quota_layer(tmp_path):
     # the default: Kueue's, both in order
     assert from_platform(load_config([LOCAL])).fair_sharing_strategies == (
         FairSharingStrategy.LESS_THAN_OR_EQUAL_TO_FINAL_SHARE, FairSharingStrategy.LESS_THAN_INITIAL_SHARE)
+
+
+def test_flavor_fungibility_preference_reaches_the_quota_layer():
+    spec = {**QUEUE["spec"], "flavorFungibility": {"whenCanBorrow": "TryNextFlavor", "whenCanPreempt": "TryNextFlavor",
+                                                   "preference": "PreemptionOverBorrowing"}}
+    q = Queue.model_validate({**QUEUE, "spec": spec})
+    cohort = Cohort.model_validate({"kind": "Cohort", "metadata": {"name": "ml"}})
+    assert to_quota_config([q], [cohort]).queues[0].flavor_fungibility.preference == FlavorPreference.PREEMPTION_OVER_BORROWING
+    assert to_quota_config([Queue.model_validate(QUEUE)], [cohort]).queues[0].flavor_fungibility.preference == FlavorPreference.BORROWING_OVER_PREEMPTION

@@ -13,6 +13,8 @@ from quota_helpers import admitted_ids, config, preempted_ids, queue, waiting_id
 from rayfleet.quota import (
     CohortConfig,
     FairSharingStrategy,
+    FlavorFungibility,
+    FlavorPreference,
     PodSet,
     PreemptionReason,
     QuotaState,
@@ -377,6 +379,24 @@ def test_when_can_preempt():
     assert r.admitted[0].flavor == "spot" and r.preempted == []
     r = run("Preempt")
     assert r.admitted[0].flavor == "reserved" and preempted_ids(r) == ["low"]
+
+
+@pytest.mark.parametrize("preference, flavor, preempted", [
+    (None, "f2", []),                                   # BorrowingOverPreemption, the default
+    ("BorrowingOverPreemption", "f2", []),
+    ("PreemptionOverBorrowing", "f1", ["lent"]),
+])
+def test_flavor_fungibility_preference(preference, flavor, preempted):
+    """Both whenCanBorrow and whenCanPreempt TryNextFlavor: x's gang fits within x's nominal quota
+    on f1 once it reclaims what y borrowed there, or on f2 by borrowing y's idle quota; the
+    preference decides."""
+    x = queue("x", {"f1": 4, "f2": 0}, cohort="co", reclaim="Any", when_can_borrow="TryNextFlavor")
+    ff = FlavorFungibility("TryNextFlavor", "TryNextFlavor", *([FlavorPreference(preference)] if preference else []))
+    cfg = config(dataclasses.replace(x, flavor_fungibility=ff), queue("y", {"f1": 0, "f2": 4}, cohort="co"), cohorts=("co",))
+    s = QuotaState(cfg)
+    assert admitted_ids(s.schedule(0, [wl("lent", "y", 4, t=1, flavors=("f1",))])) == ["lent"]
+    r = s.schedule(1, [wl("x-1", "x", 2, t=2)])
+    assert [(a.workload_id, a.flavor) for a in r.admitted] == [("x-1", flavor)] and preempted_ids(r) == preempted
 
 
 def test_workload_flavor_restriction():

@@ -54,6 +54,11 @@ class WhenCanPreempt(StrEnum):
     TRY_NEXT_FLAVOR = "TryNextFlavor"
 
 
+class FlavorPreference(StrEnum):
+    BORROWING_OVER_PREEMPTION = "BorrowingOverPreemption"
+    PREEMPTION_OVER_BORROWING = "PreemptionOverBorrowing"
+
+
 #: Largest quota amount of any resource in its canonical unit (per resource: limits.QUANTITY_MAX).
 _AMOUNT_MAX = max(limits.QUANTITY_MAX.values())
 
@@ -187,6 +192,17 @@ class PreemptionSpec(Model):
 class FlavorFungibility(Model):
     when_can_borrow: WhenCanBorrow = Field(default=WhenCanBorrow.BORROW, description="Borrow on this flavor, or try the next flavor first.")
     when_can_preempt: WhenCanPreempt = Field(default=WhenCanPreempt.TRY_NEXT_FLAVOR, description="Preempt on this flavor, or try the next flavor first.")
+    preference: FlavorPreference | None = Field(
+        default=None,
+        description="With both whenCanBorrow and whenCanPreempt TryNextFlavor, which flavor wins when none fits without borrowing or preemption: "
+                    "BorrowingOverPreemption (the default) takes a flavor where the gang fits by borrowing before one where it must preempt; "
+                    "PreemptionOverBorrowing takes a flavor where it fits within the queue's nominal quota after preemption before one where it borrows.")
+
+    @model_validator(mode="after")
+    def _preference(self) -> FlavorFungibility:
+        if self.preference is not None and (self.when_can_borrow, self.when_can_preempt) != (WhenCanBorrow.TRY_NEXT_FLAVOR, WhenCanPreempt.TRY_NEXT_FLAVOR):
+            raise ValueError("preference: can only be set when both whenCanBorrow and whenCanPreempt are TryNextFlavor")
+        return self
 
 
 class FairSharing(Model):

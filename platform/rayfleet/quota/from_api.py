@@ -16,6 +16,7 @@ from .types import (
     CohortConfig,
     FairSharingStrategy,
     FlavorFungibility,
+    FlavorPreference,
     PodSet,
     PreemptionConfig,
     PreemptionPolicy,
@@ -77,6 +78,7 @@ def queue_config(queue: Queue, compute_classes: Mapping[str, ComputeClass] | Non
         flavor_fungibility=FlavorFungibility(
             WhenCanBorrow(spec.flavor_fungibility.when_can_borrow.value),
             WhenCanPreempt(spec.flavor_fungibility.when_can_preempt.value),
+            spec.flavor_fungibility.preference or FlavorPreference.BORROWING_OVER_PREEMPTION,
         ),
         fair_share_weight=spec.fair_sharing.weight,
         schedule=windows,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .tree import Node
-from .types import PreemptionPolicy, QueueConfig, QueueingStrategy, WhenCanBorrow, WhenCanPreempt, Workload
+from .types import (
+    FlavorPreference,
+    PreemptionPolicy,
+    QueueConfig,
+    QueueingStrategy,
+    WhenCanBorrow,
+    WhenCanPreempt,
+    Workload,
+)
 
 Req = tuple[tuple[int, int], ...]  # ((flavor-resource index, amount), ...)
 
@@ -73,6 +81,7 @@ class QueueRt:
         "reclaim_ok",
         "stop_borrow",
         "stop_preempt",
+        "rank_order",
         "lonep",
         "admitted",
         "memo1",
@@ -116,6 +125,9 @@ class QueueRt:
         self.reclaim_ok = self.in_cohort and self.reclaim != PreemptionPolicy.NEVER
         self.stop_borrow = cfg.flavor_fungibility.when_can_borrow == WhenCanBorrow.BORROW
         self.stop_preempt = cfg.flavor_fungibility.when_can_preempt == WhenCanPreempt.PREEMPT
+        # a flavor rank (0 fits, 1 fits by borrowing, 2 preempts within nominal, 3 preempts while
+        # borrowing, 4 no fit) -> its place in the queue's preference (flavorFungibility.preference)
+        self.rank_order = (0, 2, 1, 3, 4) if cfg.flavor_fungibility.preference == FlavorPreference.PREEMPTION_OVER_BORROWING else (0, 1, 2, 3, 4)
         self.admitted: dict[str, Adm] = {}
         # Outcomes of evaluations that did not admit, per phase, by Workload.memo_key; valid while
         # the tree's generation is unchanged (so a hit is exactly what re-evaluating would give).

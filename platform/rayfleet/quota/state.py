@@ -848,7 +848,7 @@ class QuotaState:
                 or (rank == 3 and q.stop_preempt and q.stop_borrow)
             ):
                 return rank, pos, need
-            if rank < 4 and (best is None or rank < best[0]):
+            if rank < 4 and (best is None or q.rank_order[rank] < q.rank_order[best[0]]):
                 best = (rank, pos, need)
         return best if best is not None else (4, -1, None)
 
@@ -891,7 +891,7 @@ class QuotaState:
             r, nd = self._eval(q, req)
             if r < 4:
                 ranked.append((r, p, nd))
-        ranked.sort(key=lambda x: (x[0], x[1]))
+        ranked.sort(key=lambda x: (q.rank_order[x[0]], x[1]))
         for r, p, nd in ranked:
             if r == 0:
                 return _Out(_ADMIT, p)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from ..api.queue import FlavorPreference as FlavorPreference
 from ..api.queue import QueueingStrategy as QueueingStrategy  # the same Kueue values as the api
 from ..api.queue import WhenCanBorrow as WhenCanBorrow
 from ..api.queue import WhenCanPreempt as WhenCanPreempt
@@ -94,6 +95,8 @@ class PreemptionConfig:
 class FlavorFungibility:
     when_can_borrow: WhenCanBorrow = WhenCanBorrow.BORROW
     when_can_preempt: WhenCanPreempt = WhenCanPreempt.TRY_NEXT_FLAVOR
+    #: Which of the flavors found wins when each needs borrowing or preemption (both TryNextFlavor).
+    preference: FlavorPreference = FlavorPreference.BORROWING_OVER_PREEMPTION
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -140,6 +140,8 @@ def cluster_queue(q: Queue, cfg: PlatformConfig) -> dict[str, Any]:
         },
         "fairSharing": {"weight": _weight(s.fair_sharing.weight)},
     }
+    if s.flavor_fungibility.preference is not None:
+        spec["flavorFungibility"]["preference"] = s.flavor_fungibility.preference.value
     if s.cohort is not None:
         spec["cohortName"] = s.cohort
     dws = _dws_flavors(q, cfg)
