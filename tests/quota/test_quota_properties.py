@@ -420,7 +420,7 @@ class ReferenceState(QuotaState):
                 mode[q.name] = "deferred"
                 later.append((wl, q, p))
             else:
-                waits.append(st._wait(wl.id, q.name, p, out.reason, out.blocking, out.could))
+                waits.append(st._wait(wl.id, q.name, p, out.reason, out.blocking, out.could, out.code))
                 if q.strict:
                     mode[q.name] = "blocked"
                     blocked[q.name] = wl.id
@@ -443,7 +443,7 @@ class ReferenceState(QuotaState):
                 if out.kind == st._ADMIT:
                     self._admit(wl, q, out, now, res, p)
                 else:
-                    waits.append(st._wait(wl.id, q.name, p, out.reason, out.blocking, out.could))
+                    waits.append(st._wait(wl.id, q.name, p, out.reason, out.blocking, out.could, out.code))
                     if q.strict:
                         mode[q.name] = "blocked"
                         blocked[q.name] = wl.id

@@ -366,3 +366,31 @@ def test_the_victims_of_one_cycle_are_stopped_in_two_transactions_whatever_their
         st = world.job(name).status
         assert st.state == JobState.QUEUED and st.interruptions[-1].reason == "preempted"
     assert world.state("high") in (JobState.STARTING, JobState.RUNNING)
+
+
+def test_a_waiting_job_says_why_as_a_code_in_the_api_the_ray_jobs_view_and_the_metrics(world):
+    from rayfleet.api import PendingReason
+    from rayfleet.server import metrics, ray_jobs_api
+
+    world.sim.script_run("first", runtime=1000)
+    world.start()
+    world.submit("first", queue="team-b", workers=2)
+    world.submit("second", queue="team-b", workers=2)
+    world.submit("too-big", queue="team-b", workers=3)   # team-b holds 2 GPUs and has no cohort to borrow from
+    assert world.job("second").status.pending_reason == PendingReason.QUEUED   # not looked at yet
+    world.tick()
+    assert world.state("first") == JobState.STARTING and world.job("first").status.pending_reason is None
+    second, big = world.job("second").status, world.job("too-big").status
+    assert second.pending_reason == PendingReason.WAITING_FOR_QUOTA and "requests 2, 0 available" in second.message
+    assert big.pending_reason == PendingReason.EXCEEDS_QUOTA and "more than the queue can ever get" in big.message
+    # the queue view lists the code beside the words; Ray's job views lead with it
+    codes = {w["workload"]: w["code"] for w in world.fleet.queue_view("team-b")["status"]["waiting"]}
+    assert codes == {"second": "WaitingForQuota", "too-big": "ExceedsQuota"}
+    assert ray_jobs_api.pending_message(second) == f"WaitingForQuota: {second.message}"
+    text = metrics.render(world.fleet)[0].decode()
+    assert 'rayfleet_queue_pending_workloads_by_reason{queue="team-b",reason="WaitingForQuota"} 1.0' in text
+    assert 'rayfleet_queue_pending_workloads_by_reason{queue="team-b",reason="ExceedsQuota"} 1.0' in text
+    # admitted once the first ends: the code goes with the queue
+    world.tick(1000)
+    world.tick()
+    assert world.state("second") in (JobState.STARTING, JobState.RUNNING) and world.job("second").status.pending_reason is None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rayfleet.api import Interruption, JobState, ServiceState, ServiceStatus, TrainJob
+from rayfleet.api import Interruption, JobState, PendingReason, ServiceState, ServiceStatus, TrainJob
 from rayfleet.backends.base import Notice, NoticeKind, RunState, RunStatus, ServiceRunStatus, run_id_for
 from rayfleet.server import transitions as tr
 from rayfleet.server.transitions import Action
@@ -202,9 +202,28 @@ def test_admission_makes_a_new_attempt_with_a_uid_run_id():
     assert other.status.ray_job_id != t.status.ray_job_id  # same name, same attempt, another object: another run
 
 
-def test_waiting_only_changes_the_message():
-    assert tr.waiting(job(JobState.QUEUED, message="no quota"), "no quota") is None
-    assert tr.waiting(job(JobState.QUEUED), "no quota").status.message == "no quota"
+def test_waiting_only_changes_the_message_and_its_code():
+    waits = job(JobState.QUEUED, message="no quota", pendingReason="WaitingForQuota")
+    assert tr.waiting(waits, "no quota") is None
+    t = tr.waiting(job(JobState.QUEUED), "no quota")
+    assert t.status.message == "no quota" and t.status.pending_reason == PendingReason.WAITING_FOR_QUOTA and t.event is None
+    t = tr.waiting(waits, "no quota", PendingReason.EXCEEDS_QUOTA)
+    assert t.status.pending_reason == PendingReason.EXCEEDS_QUOTA and t.status.message == "no quota"
+
+
+def test_a_pending_reason_is_kept_only_while_queued():
+    assert tr.submitted("team-a", 100, T0).pending_reason == PendingReason.QUEUED
+    # requeued with a back-off: Backoff; without: Queued; admitted (or ended): none
+    t = tr.launch_failed(job(JobState.ADMITTED, max_restarts=0), "launch failed: cluster down", T0)
+    tr.settle_pending_reason(JobState.ADMITTED, t.status)
+    assert t.status.pending_reason == PendingReason.BACKOFF
+    requeued = tr.finish_stop(job(JobState.STOPPING, stop_reason="preempted"), T0)
+    tr.settle_pending_reason(JobState.STOPPING, requeued.status)
+    assert requeued.status.state == JobState.QUEUED and requeued.status.pending_reason == PendingReason.QUEUED
+    queued = job(JobState.QUEUED, pendingReason="WaitingForQuota")
+    admitted = tr.admitted(queued, "cpu-default", "cpu", {})
+    tr.settle_pending_reason(JobState.QUEUED, admitted.status)
+    assert admitted.status.pending_reason is None
 
 
 def test_launch_starts_the_capacity_wait():

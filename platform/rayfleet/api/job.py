@@ -115,6 +115,21 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)
 
 
+class PendingReason(StrEnum):
+    """Why a QUEUED job is not admitted yet, as a code (``TrainJobStatus.pendingReason``, beside the
+    message in words; ``/metrics`` counts waiting jobs by it)."""
+
+    QUEUED = "Queued"                                        # not yet offered to quota (behind its queue's heads)
+    WAITING_FOR_QUOTA = "WaitingForQuota"                    # the quota it needs is in use now
+    EXCEEDS_QUOTA = "ExceedsQuota"                           # more than its queue could ever get
+    NO_MATCHING_FLAVOR = "NoMatchingFlavor"                  # no flavor of its queue can take it
+    STRICT_FIFO_BLOCKED = "StrictFIFOBlocked"                # behind a StrictFIFO head that waits
+    QUEUE_NOT_FOUND = "QueueNotFound"                        # its queue is not in the config
+    DISPLACED = "Displaced"                                  # admitted, then displaced in the same cycle
+    WAITING_FOR_CALENDAR_WINDOW = "WaitingForCalendarWindow"  # its flavors' DWS calendar windows are closed
+    BACKOFF = "Backoff"                                      # requeued after a disruption, held back until notBefore
+
+
 class CapacityWait(Model):
     flavor: str = Field(description="Flavor whose machines the job waits for.")
     since: datetime = Field(description="First launch on that flavor (its compute-class step's waitForCapacity runs from here).")
@@ -155,6 +170,9 @@ class TrainJobStatus(Model):
     cluster: str | None = Field(default=None, description="Cluster the latest attempt was launched on, on a platform of several clusters (None with one).")
     borrowed: dict[str, int] = Field(default_factory=dict, description="Quota borrowed from the cohort for this admission.")
     message: str = Field(default="", description="Why the job is in its state (waiting reason, last error).")
+    pending_reason: PendingReason | None = Field(
+        default=None, description="While QUEUED: why it is not admitted yet, as a code (Queued, WaitingForQuota, ExceedsQuota, NoMatchingFlavor, "
+                                  "StrictFIFOBlocked, QueueNotFound, Displaced, WaitingForCalendarWindow, Backoff); None in other states.")
     submitted_at: datetime | None = Field(default=None, description="When the job was accepted.")
     started_at: datetime | None = Field(default=None, description="When the first attempt started running.")
     finished_at: datetime | None = Field(default=None, description="When the job ended.")

@@ -101,6 +101,8 @@ def _status_table(job: dict, queue_view: dict | None) -> Table:
     if st.get("cluster"):
         t.add_row("cluster", st["cluster"])
     t.add_row("attempt", str(st.get("attempt", 0)))
+    if st.get("pendingReason"):
+        t.add_row("pending reason", st["pendingReason"])
     if queue_view:
         for w in queue_view["status"]["waiting"]:
             if w["workload"] == job["metadata"]["name"]:

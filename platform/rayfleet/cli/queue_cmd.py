@@ -42,7 +42,7 @@ def show(name: str, as_json: bool = typer.Option(False, "--json"), url: str = Ur
     for label in ("nominal", "usage", "borrowed", "lent"):
         console.print(f"  {label}: {_fmt(st[label])}")
     console.print(f"  admitted: {', '.join(st['admittedWorkloads']) or '-'}")
-    t = Table("pos", "workload", "reason", "could preempt")
+    t = Table("pos", "workload", "code", "reason", "could preempt")
     for w in st["waiting"]:
-        t.add_row(str(w["position"]), w["workload"], w["reason"], ", ".join(w["couldPreempt"]))
+        t.add_row(str(w["position"]), w["workload"], w.get("code", ""), w["reason"], ", ".join(w["couldPreempt"]))
     console.print(t)

@@ -41,6 +41,7 @@ from .types import (
     Blocking,
     CycleResult,
     FlavorResource,
+    PendingReason,
     Preempt,
     PreemptionReason,
     QueueUsage,
@@ -63,21 +64,29 @@ _MEMO_LIMIT = 4096
 _tuple_new = tuple.__new__
 
 
-def _wait(wid: str, queue: str, pos: int, reason: str, blocking: tuple[Any, ...], could: tuple[Any, ...]) -> Wait:
+_QUOTA = PendingReason.WAITING_FOR_QUOTA.value
+_EXCEEDS = PendingReason.EXCEEDS_QUOTA.value
+_NO_FLAVOR = PendingReason.NO_MATCHING_FLAVOR.value
+_FIFO_BLOCKED = PendingReason.STRICT_FIFO_BLOCKED.value
+
+
+def _wait(wid: str, queue: str, pos: int, reason: str, blocking: tuple[Any, ...], could: tuple[Any, ...], code: str = _QUOTA) -> Wait:
     """A Wait, built without the NamedTuple constructor's Python-level call."""
-    return _tuple_new(Wait, (wid, queue, pos, reason, blocking, could))
+    return _tuple_new(Wait, (wid, queue, pos, reason, blocking, could, code))
 
 
 class _Out:
-    __slots__ = ("kind", "pos", "targets", "reason", "blocking", "could")
+    __slots__ = ("kind", "pos", "targets", "reason", "blocking", "could", "code")
 
-    def __init__(self, kind: int, pos: int = -1, targets: Any = (), reason: str = "", blocking: Any = (), could: Any = ()) -> None:
+    def __init__(self, kind: int, pos: int = -1, targets: Any = (), reason: str = "", blocking: Any = (), could: Any = (),
+                 code: str = _QUOTA) -> None:
         self.kind = kind
         self.pos = pos
         self.targets = targets
         self.reason = reason
         self.blocking = blocking
         self.could = could
+        self.code = code
 
 
 _DEFER_OUT = _Out(_DEFER)
@@ -538,7 +547,7 @@ class QuotaState:
             if wl.queue not in self._queues:
                 pos = orphans.get(wl.queue, 0)
                 orphans[wl.queue] = pos + 1
-                res.waiting.append(Wait(wl.id, wl.queue, pos, f"queue {wl.queue!r} does not exist"))
+                res.waiting.append(Wait(wl.id, wl.queue, pos, f"queue {wl.queue!r} does not exist", code=PendingReason.QUEUE_NOT_FOUND.value))
         for tree in self._trees:
             if not tree.pending:
                 continue
@@ -616,7 +625,7 @@ class QuotaState:
                 out = self._try(wl, q, phase)
             kind = out.kind
             if kind == _WAIT:
-                waits.append(_wait(wl.id, q.name, q.i, out.reason, out.blocking, out.could))
+                waits.append(_wait(wl.id, q.name, q.i, out.reason, out.blocking, out.could, out.code))
                 q.i += 1
                 if q.strict:
                     q.state = _BLOCKED
@@ -674,9 +683,9 @@ class QuotaState:
 
     @staticmethod
     def _emit_run(q: QueueRt, start: int, end: int, out: _Out, waits: list[Wait]) -> None:
-        name, reason, blocking, could, lst = q.name, out.reason, out.blocking, out.could, q.lst
+        name, reason, blocking, could, code, lst = q.name, out.reason, out.blocking, out.could, out.code, q.lst
         new, cls = _tuple_new, Wait
-        waits.extend([new(cls, (lst[j].id, name, j, reason, blocking, could)) for j in range(start, end)])
+        waits.extend([new(cls, (lst[j].id, name, j, reason, blocking, could, code)) for j in range(start, end)])
 
     def _phase2_fair(self, deferred: list[QueueRt], now: float, res: CycleResult, waits: list[Wait]) -> None:
         """Decide the borrowing workloads lowest dominant resource share (after admission) first."""
@@ -710,7 +719,7 @@ class QuotaState:
                 if out.kind == _ADMIT:
                     self._admit(wl, q, out, now, res, pos)
                 else:
-                    waits.append(_wait(wl.id, q.name, pos, out.reason, out.blocking, out.could))
+                    waits.append(_wait(wl.id, q.name, pos, out.reason, out.blocking, out.could, out.code))
                     if q.strict:
                         q.state = _BLOCKED
                         blocked_by[q.name] = wl.id
@@ -766,12 +775,12 @@ class QuotaState:
             if out.kind == _ADMIT:
                 self._admit(wl, q, out, now, res, pos)
             else:
-                res.waiting.append(_wait(wl.id, q.name, pos, out.reason, out.blocking, out.could))
+                res.waiting.append(_wait(wl.id, q.name, pos, out.reason, out.blocking, out.could, out.code))
                 if not q.strict:
                     parked.add(wl.id)
 
     def _blocked_wait(self, wl: Workload, q: QueueRt, pos: int, head: str) -> Wait:
-        return _wait(wl.id, q.name, pos, f"StrictFIFO: queue {q.name!r} is blocked behind {head!r}, which cannot be admitted yet", (), ())
+        return _wait(wl.id, q.name, pos, f"StrictFIFO: queue {q.name!r} is blocked behind {head!r}, which cannot be admitted yet", (), (), _FIFO_BLOCKED)
 
     # ------------------------------------------------------------------ one workload
 
@@ -870,7 +879,7 @@ class QuotaState:
     def _decide(self, wl: Workload, q: QueueRt, phase: int) -> _Out:
         opts = self._options(q, wl)
         if isinstance(opts, str):
-            return _Out(_WAIT, reason=opts)
+            return _Out(_WAIT, reason=opts, code=_NO_FLAVOR)
         rank, pos, need = self._select(q, opts)
         if rank == 0 or (rank == 1 and phase == 2):
             return _Out(_ADMIT, pos)
@@ -915,16 +924,20 @@ class QuotaState:
         node = q.node
         fr = self._fr_list
         parts = []
+        never = 0   # flavors where the request is more than the queue can ever get
         for f, req in opts:
+            ever = True
             for i, v in req:
                 avail = available(node, i)
                 if v > avail:
                     r = fr[i][1]
                     blocking.append(Blocking(f, r, v, max(0, avail)))
                     if v > node.potential[i]:
+                        ever = False
                         parts.append(f"{r} on {f}: requests {v}, more than the queue can ever get ({node.potential[i]})")
                     else:
                         parts.append(f"{r} on {f}: requests {v}, {max(0, avail)} available")
+            never += not ever
         if could:
             head = f"{len(could)} workload(s) could be preempted but that would not free enough quota"
         elif any(self._eval(q, req)[0] in (2, 3) for _, req in opts):
@@ -934,7 +947,7 @@ class QuotaState:
         else:
             head = "insufficient quota"
         reason = head + ("; " + "; ".join(parts) if parts else "")
-        return _Out(_WAIT, reason=reason, blocking=tuple(blocking), could=could)
+        return _Out(_WAIT, reason=reason, blocking=tuple(blocking), could=could, code=_EXCEEDS if never == len(opts) else _QUOTA)
 
     def _admit(self, wl: Workload, q: QueueRt, out: _Out, now: float, res: CycleResult, pos: int) -> None:
         victims = []
@@ -953,6 +966,7 @@ class QuotaState:
                         adm.queue.name,
                         vpos,
                         f"displaced in this cycle by {_taker(wl, q, adm.queue)} ({_REASON_TEXT[reason]})",
+                        code=PendingReason.DISPLACED.value,
                     )
                 )
                 continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from ..api.job import PendingReason as PendingReason
 from ..api.queue import FlavorPreference as FlavorPreference
 from ..api.queue import QueueingStrategy as QueueingStrategy  # the same Kueue values as the api
 from ..api.queue import WhenCanBorrow as WhenCanBorrow
@@ -406,9 +407,9 @@ class Preempt:
 
 
 class Wait(NamedTuple):
-    """``workload_id`` stays pending: ``position`` in its queue (0 = head), ``reason`` in words,
-    the ``blocking`` quotas, and ``could_preempt``: admitted workloads the preemption policy would
-    allow it to preempt (not enough of them, or none would help).
+    """``workload_id`` stays pending: ``position`` in its queue (0 = head), ``reason`` in words (and
+    as a ``code``), the ``blocking`` quotas, and ``could_preempt``: admitted workloads the preemption
+    policy would allow it to preempt (not enough of them, or none would help).
 
     A NamedTuple of strings, ints and tuples: a cycle makes one per waiting workload, and such
     tuples cost the garbage collector nothing once it has looked at them.
@@ -420,6 +421,8 @@ class Wait(NamedTuple):
     reason: str
     blocking: tuple[Blocking, ...] = ()
     could_preempt: tuple[str, ...] = ()
+    #: ``reason`` as a code (:class:`rayfleet.api.PendingReason`).
+    code: str = PendingReason.WAITING_FOR_QUOTA.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -427,6 +430,7 @@ class Wait(NamedTuple):
             "queue": self.queue,
             "position": self.position,
             "reason": self.reason,
+            "code": self.code,
             "blocking": [b._asdict() for b in self.blocking],
             "couldPreempt": list(self.could_preempt),
         }

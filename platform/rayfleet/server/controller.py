@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..api import HostHealthPolicy, JobState, TrainJob
+from ..api import HostHealthPolicy, JobState, PendingReason, TrainJob
 from ..api.queue import QueueingStrategy
 from ..backends.base import (
     Backend,
@@ -326,6 +326,8 @@ class Controller:
             self.backend.stop(run_id, reason=job.status.stop_reason or t.event or "stopped")
         if Action.RELEASE_QUOTA in t.actions:
             self.quota.release(job.name)
+        if t.status is not job.status:
+            transitions.settle_pending_reason(job.status.state, t.status)
         if t.event is None and (t.status is job.status or t.status == job.status):
             return job
         write = _Write(job.model_copy(update={"status": t.status}), job.status.state, t, version, now)
@@ -595,7 +597,7 @@ class Controller:
                 continue
             why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
                             for f in fallback.remaining(self._placement(job), job.status.capacity_skipped))
-            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}")))
+            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}", PendingReason.WAITING_FOR_CALENDAR_WINDOW)))
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         # the quota layer's message names the preemptor only to a victim of its own queue
@@ -612,7 +614,7 @@ class Controller:
             if got is None:
                 self.services.waiting(w, now)
                 continue
-            decisions.append((got, transitions.waiting(got, w.reason)))
+            decisions.append((got, transitions.waiting(got, w.reason, PendingReason(w.code))))
         self._write_decisions(decisions, now)
         admitted = {a.workload_id for a in result.admitted}
         self.heads.park(heads, admitted | {w.workload_id for w in result.waiting}, admitted)

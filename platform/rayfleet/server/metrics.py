@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..api import JobState, TrainJob
+from ..api import JobState, PendingReason, TrainJob
 from ..train.history import reliability
 from .accounting import RESERVATION_IDLE, CostBook, flavor_prices, job_cost, service_cost
 
@@ -53,6 +53,13 @@ class FleetCollector:
             for (flavor, res), v in sorted(u.lent.items()):
                 lent.add_metric([name, flavor, res], v)
         yield from (pending, usage, borrowed, lent)
+        by_reason = GaugeMetricFamily("rayfleet_queue_pending_workloads_by_reason", "Training jobs waiting in each queue, by why they wait "
+                                      "(TrainJobStatus.pendingReason: WaitingForQuota, ExceedsQuota, NoMatchingFlavor, ...).", labels=["queue", "reason"])
+        reasons = Counter((r.doc.spec.queue, (r.doc.status.pending_reason or PendingReason.QUEUED).value)  # type: ignore[attr-defined]
+                          for r in jobs if r.doc.status.state == JobState.QUEUED)  # type: ignore[attr-defined]
+        for (queue, reason), n in sorted(reasons.items()):
+            by_reason.add_metric([queue, reason], n)
+        yield by_reason
         interruptions = CounterMetricFamily("rayfleet_job_interruptions", "Interruptions of training jobs.", labels=["queue", "reason"])
         counts = Counter((r.doc.spec.queue, i.reason) for r in jobs for i in r.doc.status.interruptions)  # type: ignore[attr-defined]
         for (queue, reason), n in sorted(counts.items()):

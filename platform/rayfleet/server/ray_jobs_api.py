@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from ray.dashboard.modules.version import CURRENT_VERSION
 
-from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob, limits
+from ..api import CPU, GPU, MEMORY, TPU, Accelerator, JobState, TrainJob, TrainJobStatus, limits
 from ..backends.base import run_id_for
 from ..errors import FieldProblem, Forbidden, NotFound, RayfleetError, SpecError, Unauthorized
 from .auth import Principal, UnknownToken, bearer_token, principal, principal_of_token
@@ -88,6 +88,14 @@ def _exit_code(fleet: Fleet, job: TrainJob) -> int | None:
     return 0 if job.status.state is JobState.SUCCEEDED else None
 
 
+def pending_message(st: TrainJobStatus) -> str:
+    """A job's message for Ray's job views: a queued job's pending reason code first
+    (``WaitingForQuota: insufficient quota; ...``), as ``ray job status`` shows it."""
+    if st.state == JobState.QUEUED and st.pending_reason is not None:
+        return f"{st.pending_reason.value}: {st.message}"
+    return st.message
+
+
 def _details(job: TrainJob, exit_code: int | None = None) -> dict[str, Any]:
     st = job.status
     meta = {k: str(v) for k, v in (job.metadata.annotations or {}).items() if not k.startswith("rayfleet.io/")}
@@ -102,7 +110,7 @@ def _details(job: TrainJob, exit_code: int | None = None) -> dict[str, Any]:
         "driver_info": None,
         "status": RAY_STATUS[st.state],
         "entrypoint": job.spec.entrypoint or f"rayfleet train app {job.spec.train_app.module if job.spec.train_app else ''}",
-        "message": st.message,
+        "message": pending_message(st),
         "error_type": None,
         "start_time": ts(st.submitted_at),
         "end_time": ts(st.finished_at) if st.state.terminal else None,
@@ -392,8 +400,8 @@ async def tail(websocket: WebSocket, job_id: str) -> None:
         while True:
             job: TrainJob = fleet.store.get("TrainJob", job_id).doc  # type: ignore[assignment]
             text = await asyncio.to_thread(fleet.job_logs, job_id, caller)
-            if job.status.state in (JobState.QUEUED, JobState.ADMITTED) and job.status.message != last_note:
-                last_note = job.status.message
+            if job.status.state in (JobState.QUEUED, JobState.ADMITTED) and pending_message(job.status) != last_note:
+                last_note = pending_message(job.status)
                 await websocket.send_text(f"[rayfleet] {job.status.state.value}: {last_note}\n")
             if len(text) < sent:  # logs of a new attempt replaced the live view
                 sent = 0

@@ -55,6 +55,7 @@ from ..api import (
     Interruption,
     JobState,
     NoticeRecord,
+    PendingReason,
     ServiceState,
     ServiceStatus,
     TrainJob,
@@ -102,7 +103,8 @@ def at(ts: float) -> datetime:
 
 def submitted(queue: str, priority: int, now: float) -> TrainJobStatus:
     t = at(now)
-    return TrainJobStatus(state=JobState.QUEUED, submitted_at=t, queued_at=t, message=f"queued in {queue} (priority {priority})")
+    return TrainJobStatus(state=JobState.QUEUED, submitted_at=t, queued_at=t, message=f"queued in {queue} (priority {priority})",
+                          pending_reason=PendingReason.QUEUED)
 
 
 def eligible(job: TrainJob, now: float) -> bool:
@@ -411,12 +413,24 @@ def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) ->
     return Transition(st, "Admitted", st.message, {"flavor": flavor, "attempt": st.attempt, "borrowed": st.borrowed})
 
 
-def waiting(job: TrainJob, reason: str) -> Transition | None:
-    if job.status.message == reason:
+def waiting(job: TrainJob, reason: str, code: PendingReason = PendingReason.WAITING_FOR_QUOTA) -> Transition | None:
+    """A queued job told to wait: ``reason`` in words, ``code`` as a :class:`PendingReason`."""
+    if job.status.message == reason and job.status.pending_reason == code:
         return None
     st = detached(job.status)
-    st.message = reason
+    st.message, st.pending_reason = reason, code
     return Transition(st)
+
+
+def settle_pending_reason(before: JobState, st: TrainJobStatus) -> None:
+    """The one rule for ``pendingReason`` outside a quota decision: a job that (re)enters the queue
+    is ``Queued`` (``Backoff`` while its requeue back-off holds it); one that leaves it has none.
+    ``st`` is a transition's new status (never a stored document's)."""
+    if st.state == JobState.QUEUED:
+        if before != JobState.QUEUED:
+            st.pending_reason = PendingReason.BACKOFF if st.not_before is not None else PendingReason.QUEUED
+    elif st.pending_reason is not None:
+        st.pending_reason = None
 
 
 def launched(job: TrainJob, run_id: str, now: float, *, cluster: str | None = None) -> Transition:
