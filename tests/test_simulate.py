@@ -164,6 +164,12 @@ def test_simulate_admits_preempts_and_explains(files):
     assert huge["blocking"][0] == {"flavor": "h100", "resource": "nvidia.com/gpu", "requested": 32, "available": 0}
     assert out["queues"]["inference"]["usage"] == {"h100": {"cpu": 32, "memory": "256Gi", "nvidia.com/gpu": 16}}
     assert out["queues"]["research"]["usage"]["h100"]["nvidia.com/gpu"] == 8
+    # the final state, in the config's units (cores, GiB, GPUs), never millicores or bytes
+    final = out["final"]
+    assert [(a["workload"], a["flavor"]) for a in final["admitted"]] == [("exp-old", "h100"), ("serve-llm", "h100"), ("prep", "cpu")]
+    assert final["admitted"][2]["usage"] == {"cpu": 8, "memory": "16Gi"}
+    assert {w["workload"]: w["code"] for w in final["waiting"]} == {"huge": "ExceedsQuota", "exp-new": "Queued"}
+    assert "requests 32, more than the queue can ever get (24)" in huge["reason"]
 
 
 def test_quota_change_before_applying_it(files):
@@ -172,8 +178,10 @@ def test_quota_change_before_applying_it(files):
     cfg, wl = files(nominal_a=0, workloads=workloads)
     out = simulate([cfg], wl, at=parse_time("2026-03-02T21:00:00Z"))  # 22:00 in Paris: inference lends nothing
     c = _cycle(out)
-    assert [(p["workload"], p["reason"]) for p in c["preempted"]] == [("exp-new", "QuotaShrunk"), ("exp-old", "QuotaShrunk")]
-    assert all(p["preemptor"] is None for p in c["preempted"])
+    # the state loaded is over the quota in force: it says so (nothing shrank during the run)
+    assert [(p["workload"], p["reason"]) for p in c["preempted"]] == [("exp-new", "OverQuota"), ("exp-old", "OverQuota")]
+    assert all(p["preemptor"] is None and "over the quota in force" in p["message"] for p in c["preempted"])
+    assert out["final"]["admitted"] == [] and {w["workload"]: w["code"] for w in out["final"]["waiting"]} == {"exp-new": "Queued", "exp-old": "Queued"}
     # At 11:00 inference's 16 GPUs are lendable: the same change reclaims nothing.
     out = simulate([cfg], wl)
     assert _cycle(out)["preempted"] == []

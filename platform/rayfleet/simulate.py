@@ -217,6 +217,7 @@ class Simulation:
             for a in res.admitted:
                 self._track(a.workload_id, now)
             d = res.to_dict()
+            self._last = (d["waiting"], [p["workload"] for p in d["preempted"]])
             out.append(
                 {
                     "cycle": c + 1,
@@ -228,6 +229,19 @@ class Simulation:
                 }
             )
         return out
+
+    def final(self) -> dict[str, Any]:
+        """The state after the last cycle: who is admitted (in admission order, on which flavor,
+        using what), and who waits and why (the victims of the last cycle are back in their queue,
+        not yet decided on)."""
+        waiting, requeued = getattr(self, "_last", ([], []))
+        admitted = [{"workload": wid, "queue": a.workload.queue, "flavor": a.flavor, "usage": _fmt_resources(dict(a.usage))}
+                    for wid, a in self.state.admitted.items()]
+        waits = [{"workload": w["workload"], "queue": w["queue"], "position": w["position"], "code": w["code"], "reason": w["reason"]}
+                 for w in waiting]
+        waits += [{"workload": wid, "queue": self.workloads[wid].queue, "position": None, "code": "Queued",
+                   "reason": "preempted in the last cycle, back in its queue"} for wid in requeued]
+        return {"admitted": admitted, "waiting": waits}
 
     def queues(self) -> dict[str, Any]:
         out = {}
@@ -290,4 +304,5 @@ def simulate(
     spec = load_workloads(workloads_path)
     sim = Simulation(platform, spec, at=at, fair_sharing=fair_sharing, file=str(workloads_path))
     cycles_out = sim.run(cycles, step)
-    return {"config": paths, "workloads": str(workloads_path), "start": iso(sim.start), "cycles": cycles_out, "queues": sim.queues()}
+    return {"config": paths, "workloads": str(workloads_path), "start": iso(sim.start), "cycles": cycles_out, "final": sim.final(),
+            "queues": sim.queues()}

@@ -122,7 +122,7 @@ def test_reclaim_within_cohort_never_does_not_preempt():
     r = s.schedule(0, [wl("a1", "a", 6, prio=10)])
     assert r.admitted == [] and r.preempted == []
     assert "never preempts" in r.waiting[0].reason
-    assert "cpu on default: requests 6, 4 available" in r.waiting[0].reason
+    assert "cpu on default: requests 6m, 4m available" in r.waiting[0].reason
 
 
 def test_reclaim_within_cohort_lower_priority_spares_higher_priority_borrowers():
@@ -476,3 +476,16 @@ def test_borrowing_along_a_cohort_chain_and_cohort_lending_limit():
     s.submit(wl("y2", "y", 1, t=4))
     r = s.schedule(1)  # x2 is still pending: schedule() without a list keeps the submitted set
     assert admitted_ids(r) == ["y1"] and sorted(waiting_ids(r)) == ["x2", "y2"]
+
+
+def test_a_waits_reason_speaks_in_the_configs_units():
+    """Canonical amounts (millicores, bytes) never reach the words: cores and GiB, as configs say."""
+    s = QuotaState(config(queue("q", 4000), queue("m", 2**31, resource="memory")))
+    r = s.schedule(0, [wl("cpu-hungry", "q", 6000), wl("mem-hungry", "m", 3 * 2**30, resource="memory")])
+    reasons = {w.workload_id: (w.code, w.reason) for w in r.waiting}
+    never = "insufficient quota, and the queue's preemption policy never preempts"
+    assert reasons["cpu-hungry"] == ("ExceedsQuota", f"{never}; cpu on default: requests 6, more than the queue can ever get (4)")
+    assert reasons["mem-hungry"] == ("ExceedsQuota", f"{never}; memory on default: requests 3Gi, more than the queue can ever get (2Gi)")
+    s.schedule(1, [wl("half", "q", 3500)])
+    r = s.schedule(2, [wl("more", "q", 1000)])
+    assert [(w.code, w.reason) for w in r.waiting] == [("WaitingForQuota", f"{never}; cpu on default: requests 1, 500m available")]

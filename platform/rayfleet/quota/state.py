@@ -30,6 +30,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..api.base import format_quantity
 from .fairshare import ShareCalc, strategy_fn
 from .preemption import get_targets, may_reclaim_in_hierarchy, reclaim_over_limits
 from .runtime import Adm, QueueRt, Req, TreeRt
@@ -394,10 +395,11 @@ class QuotaState:
 
     def reconcile(self, now: float) -> list[Preempt]:
         """Re-apply the configuration at ``now`` and reclaim whatever is over a limit (e.g. after
-        :meth:`restore` loaded a state admitted under other quotas). Reason QuotaShrunk."""
+        :meth:`restore` loaded a state admitted under other quotas). Reason OverQuota: nothing
+        shrank, the state loaded is more than the quota in force allows."""
         self._window_key = self._windows_at(now)
         self._tick_minute = int(now // 60)
-        return self._apply(effective_config(self._config, now))
+        return self._apply(effective_config(self._config, now), PreemptionReason.OVER_QUOTA)
 
     def tick(self, now: float) -> list[Preempt]:
         """Apply the quota schedules at ``now``; returns the reclaims a shrinking quota causes."""
@@ -414,10 +416,10 @@ class QuotaState:
             return []
         return self._apply(eff)
 
-    def _apply(self, eff: QuotaConfig) -> list[Preempt]:
+    def _apply(self, eff: QuotaConfig, reason: PreemptionReason = PreemptionReason.QUOTA_SHRUNK) -> list[Preempt]:
         lost = self._build(eff)
         out = [
-            Preempt(a.wl.id, a.wl.queue, None, PreemptionReason.QUOTA_SHRUNK, msg) for a, msg in lost
+            Preempt(a.wl.id, a.wl.queue, None, reason, msg) for a, msg in lost
         ]
         for tree in self._trees:
             for a in reclaim_over_limits(tree, self._n):
@@ -426,15 +428,11 @@ class QuotaState:
                     add_usage(a.queue.node, k, v)
                 self._unaccount(a)
                 flavor = a.flavor
-                out.append(
-                    Preempt(
-                        a.wl.id,
-                        a.queue.name,
-                        None,
-                        PreemptionReason.QUOTA_SHRUNK,
-                        f"quota on flavor {flavor!r} shrank below what is admitted in cohort tree {tree.name!r}",
-                    )
-                )
+                why = (f"quota on flavor {flavor!r} shrank below what is admitted in cohort tree {tree.name!r}"
+                       if reason == PreemptionReason.QUOTA_SHRUNK else
+                       f"what is admitted on flavor {flavor!r} in cohort tree {tree.name!r} is over the quota in force "
+                       "(the state was admitted under other quotas)")
+                out.append(Preempt(a.wl.id, a.queue.name, None, reason, why))
         return out
 
     # ------------------------------------------------------------------ accessors
@@ -934,9 +932,10 @@ class QuotaState:
                     blocking.append(Blocking(f, r, v, max(0, avail)))
                     if v > node.potential[i]:
                         ever = False
-                        parts.append(f"{r} on {f}: requests {v}, more than the queue can ever get ({node.potential[i]})")
+                        parts.append(f"{r} on {f}: requests {format_quantity(r, v)}, more than the queue can ever get "
+                                     f"({format_quantity(r, node.potential[i])})")
                     else:
-                        parts.append(f"{r} on {f}: requests {v}, {max(0, avail)} available")
+                        parts.append(f"{r} on {f}: requests {format_quantity(r, v)}, {format_quantity(r, max(0, avail))} available")
             never += not ever
         if could:
             head = f"{len(could)} workload(s) could be preempted but that would not free enough quota"
@@ -1008,6 +1007,7 @@ _REASON_TEXT = {
     PreemptionReason.IN_COHORT_FAIR_SHARING: "fair sharing within the cohort",
     PreemptionReason.IN_COHORT_RECLAIM_WHILE_BORROWING: "reclamation within the cohort while borrowing",
     PreemptionReason.QUOTA_SHRUNK: "quota shrank",
+    PreemptionReason.OVER_QUOTA: "over the quota in force",
 }
 
 

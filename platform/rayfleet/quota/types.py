@@ -42,13 +42,16 @@ class PreemptionPolicy(StrEnum):
 
 
 class PreemptionReason(StrEnum):
-    """Why a workload was preempted, in Kueue's words (plus QuotaShrunk for quota schedules)."""
+    """Why a workload was preempted, in Kueue's words, plus QuotaShrunk (a quota schedule or a new
+    config took the capacity back) and OverQuota (a state restored under other quotas is over the
+    quota in force: :meth:`~rayfleet.quota.QuotaState.reconcile`)."""
 
     IN_CLUSTER_QUEUE = "InClusterQueue"
     IN_COHORT_RECLAMATION = "InCohortReclamation"
     IN_COHORT_FAIR_SHARING = "InCohortFairSharing"
     IN_COHORT_RECLAIM_WHILE_BORROWING = "InCohortReclaimWhileBorrowing"
     QUOTA_SHRUNK = "QuotaShrunk"
+    OVER_QUOTA = "OverQuota"
 
 
 class FairSharingStrategy(StrEnum):
