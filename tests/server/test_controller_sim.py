@@ -394,3 +394,31 @@ def test_a_waiting_job_says_why_as_a_code_in_the_api_the_ray_jobs_view_and_the_m
     world.tick(1000)
     world.tick()
     assert world.state("second") in (JobState.STARTING, JobState.RUNNING) and world.job("second").status.pending_reason is None
+
+
+def test_a_quota_cut_while_the_service_was_down_is_reclaimed_at_restart_and_says_so(world, tmp_path):
+    from rayfleet.api import PendingReason
+
+    world.sim.script_run("big", runtime=1000)
+    world.start()
+    world.submit("big", queue="team-b", workers=2)
+    world.tick()
+    world.tick(5)
+    assert world.state("big") == JobState.RUNNING
+    # the service goes down; team-b's GPUs are cut from 2 to 1; it comes back over the same store
+    text = Path(__file__).with_name("sim_platform.yaml").read_text()
+    block = text[text.index("kind: Queue\nmetadata: {name: team-b}"):]
+    cut = text.replace(block, block.replace("- {name: nvidia.com/gpu, nominalQuota: 2}", "- {name: nvidia.com/gpu, nominalQuota: 1}", 1))
+    assert cut != text
+    (tmp_path / "cut.yaml").write_text(cut)
+    world.fleet.close()
+    world.fleet = assemble(load_config([tmp_path / "cut.yaml"]), world.sim, world.dir, clock=world.clock)
+    world.tick()
+    job = world.job("big")
+    assert job.status.state == JobState.QUEUED and job.status.pending_reason is not None
+    (interruption,) = job.status.interruptions
+    assert interruption.reason == "preempted"
+    assert "config changed while the control service was down" in interruption.message
+    assert "over the quota in force" in interruption.message
+    world.tick()
+    assert world.job("big").status.pending_reason == PendingReason.EXCEEDS_QUOTA   # 2 GPUs, of a queue that now holds 1

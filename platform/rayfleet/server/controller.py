@@ -584,7 +584,9 @@ class Controller:
 
     def _schedule(self, now: float) -> None:
         reclaims, self._startup_reclaims = self._startup_reclaims, []
-        self._preempt([(p.victim_id, f"quota schedule: {p.message or p.reason}") for p in reclaims + self.quota.tick(now)], now)
+        # (reclaims: the config in force when the service started is less than what was admitted)
+        self._preempt([(p.victim_id, f"config changed while the control service was down: {p.message or p.reason}") for p in reclaims]
+                      + [(p.victim_id, f"quota schedule: {p.message or p.reason}") for p in self.quota.tick(now)], now)
         self.heads.quota_now(self.quota.state.releases_by_tree(), self.quota.state.effective_config)
         heads = self.heads.read()
         pending = [h.job for h in heads if transitions.eligible(h.job, now)]
