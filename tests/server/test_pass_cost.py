@@ -121,3 +121,29 @@ def test_a_pass_reads_the_heads_of_a_queue_not_its_backlog(tmp_path):
         assert big[1] - small[1] < 500, (small, big)   # no walk over 4,950 more rows
         # the queue's status counts the whole backlog, not only the heads the cycle looked at
         assert fleet.queue_view("team-a")["status"]["pending"] >= 5000
+
+
+def test_a_pass_only_looks_at_running_jobs_with_nothing_to_do(tmp_path):
+    """A running job whose run reports nothing new is not worked on (no observe, notices, fallback
+    or deadline check: ``Controller._quiet``); one that has something new is."""
+    with _full_fleet(tmp_path) as (fleet, run_pass):
+        controller = fleet.controller
+        running = [r.name for r in fleet.store.list("TrainJob", states=[JobState.RUNNING.value])]
+        assert running
+        worked: list[str] = []
+        inner = controller._sync_one
+
+        def counting(job, *args, **kw):
+            worked.append(job.name)
+            return inner(job, *args, **kw)
+
+        controller._sync_one = counting  # type: ignore[method-assign]
+        run_pass()
+        assert worked == []          # every running job: nothing new
+        # one run checkpoints: that job, and only it, is looked at (its newer step is recorded)
+        sim = controller.backend
+        run = sim.runs[fleet.store.get("TrainJob", running[0]).doc.status.ray_job_id]  # type: ignore[attr-defined]
+        run.requested_checkpoint = 7
+        run_pass()
+        assert worked == [running[0]]
+        assert fleet.store.get("TrainJob", running[0]).doc.status.last_checkpoint_step == 7  # type: ignore[attr-defined]

@@ -68,6 +68,12 @@ def why_not(spec: PoolSpec, job: TrainJob, now: float) -> str | None:
     return f"cannot end before the calendar window drains in {end - drain - now:.0f}s and does not checkpoint"
 
 
+def has_window(spec: PoolSpec) -> bool:
+    """The pool's capacity comes in calendar windows (a DWS calendar pool): work there is drained
+    as a window closes (:func:`drain_deadline`)."""
+    return _window(spec) is not None
+
+
 def drain_deadline(spec: PoolSpec, now: float) -> float | None:
     """The window's end once its drain time has begun (``now >= end - drainBefore``): running work
     there gets a window-end notice with this deadline. None before that, or for other pools."""

@@ -133,6 +133,7 @@ class Controller:
         self.heads = QueueHeads(store, quota.priority, self._strict, heads_per_queue, tree=lambda queue: quota.state.tree_of(queue))
         self.cordons = Cordons(store)
         self._placements: dict[str, tuple[str, ...]] = {}     # job uid -> placement_flavors
+        self._settled: dict[tuple[str, str | None, str | None], bool] = {}   # (queue, flavor, pool): no calendar window, no step to move back to
         self._writes: list[_Write] | None = None                # inside _batched: writes not yet stored
         self._logs: list[tuple[str, str | None, int, str]] | None = None   # and logs not yet saved
         self.logs = JobLogs(store)
@@ -177,6 +178,7 @@ class Controller:
                                     tree=lambda queue: self.quota.state.tree_of(queue))
             self.health = health.HostHealth(self.health.policy)
             self._placements.clear()
+            self._settled.clear()
             self.waiting = {}
             self._capacity, self._idle_at, self._due_seen = None, None, None
             self._swept = False
@@ -373,24 +375,50 @@ class Controller:
     # ------------------------------------------------------------ 1. sync
 
     def _sync(self, now: float) -> None:
-        """Each launched job as its run is now (its writes in one transaction), then deadlines."""
+        """Each launched job as its run is now (its writes in one transaction), then deadlines. A
+        job with nothing to do (:meth:`_quiet`, most running jobs most passes) is only looked at."""
         hosts = self._host_health(now)
         out = health.out_of_service(hosts, self.health)
         launched = self.store.list("TrainJob", states=LAUNCHED, shared=True)
+        looked: dict[str, TrainJob] = {}
         with self._batched() as written:
             for rec in launched:
-                self._sync_one(rec.doc, rec.resource_version, out, now)  # type: ignore[arg-type]
+                job: TrainJob = rec.doc  # type: ignore[assignment]
+                status = self.backend.run_status(job.status.ray_job_id or self._run_id(job))
+                if self._quiet(job, status, out, now):
+                    continue
+                looked[job.name] = job
+                self._sync_one(job, status, rec.resource_version, out, now)
         # each job as the phase left it (its last write, else as read), not read from the store again
-        latest: dict[str, TrainJob] = {rec.name: rec.doc for rec in launched}  # type: ignore[misc]
-        latest.update((w.job.name, w.job) for w in written)
+        looked.update((w.job.name, w.job) for w in written)
         with self._batched():
-            for job in latest.values():
+            for job in looked.values():
                 if job.status.state.value in LAUNCHED:
                     self._apply(job, transitions.check_deadline(job, now), now)
 
-    def _sync_one(self, job: TrainJob, version: int, out: set[str], now: float) -> None:
+    def _quiet(self, job: TrainJob, rs: RunStatus | None, out: set[str], now: float) -> bool:
+        """Nothing :meth:`_sync_one` and the deadline check would do for this job now: it runs, its
+        run reports it running with no newer checkpoint and no notice, none of its hosts is out of
+        service, its pool has no calendar window draining, its compute class has no step to move
+        back to, and its maxRunDuration has not passed (each the condition under which the full
+        look would act)."""
+        st = job.status
+        if st.state != JobState.RUNNING or st.notice is not None or rs is None or rs.state != RunState.RUNNING or rs.notices:
+            return False
+        if rs.last_checkpoint_step is not None and rs.last_checkpoint_step != st.last_checkpoint_step:
+            return False
+        if out and not out.isdisjoint(rs.hosts):
+            return False
+        key = (job.spec.queue, st.flavor, st.pool)
+        settled = self._settled.get(key)
+        if settled is None:   # (the config does not change while the controller runs)
+            pool = self.config.pools.get(st.pool or "")
+            windows = pool is not None and calendar.has_window(pool.spec)
+            settled = self._settled[key] = not windows and not fallback.preferred(self.config, job.spec.queue, st.flavor)
+        return settled and not transitions.deadline_passed(job, now)
+
+    def _sync_one(self, job: TrainJob, status: RunStatus | None, version: int, out: set[str], now: float) -> None:
         """One launched job: its run's report, failures counted against hosts, notices, capacity fallback."""
-        status: RunStatus | None = self.backend.run_status(self._run_id(job))
         lost_noticed = status is not None and status.state == RunState.LOST and job.status.notice is not None
         stockout = status is not None and status.state == RunState.STOCKOUT
         t = transitions.observe(job, status, now, next_flavor=self._next_flavor(job, now) if stockout else None,
