@@ -149,6 +149,7 @@ class Simulation:
             raise SpecError(problems)
         self.state = QuotaState(from_platform(platform, fair_sharing=fair_sharing), self.start)
         self.finish: dict[str, float] = {}
+        self._last: tuple[list[dict[str, Any]], list[str]] = ([], [])   # the last cycle's waits and victims (for final())
         ordered = sorted(((w.order if w.order is not None else i, i, wl, w) for wl, w, i in admitted), key=lambda x: (x[0], x[1]))
         for order, i, wl, w in ordered:
             at_ = to_seconds(w.admitted_at) if w.admitted_at is not None else self.start
@@ -234,7 +235,7 @@ class Simulation:
         """The state after the last cycle: who is admitted (in admission order, on which flavor,
         using what), and who waits and why (the victims of the last cycle are back in their queue,
         not yet decided on)."""
-        waiting, requeued = getattr(self, "_last", ([], []))
+        waiting, requeued = self._last
         admitted = [{"workload": wid, "queue": a.workload.queue, "flavor": a.flavor, "usage": _fmt_resources(dict(a.usage))}
                     for wid, a in self.state.admitted.items()]
         waits = [{"workload": w["workload"], "queue": w["queue"], "position": w["position"], "code": w["code"], "reason": w["reason"]}

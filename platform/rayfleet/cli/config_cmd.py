@@ -71,9 +71,7 @@ def import_kueue(
     except (ConfigError, SpecError) as e:
         _problems(e.problems)
     text = yaml.safe_dump_all(result.docs, sort_keys=False)
-    target = str(out) if out is not None else "(imported)"
-    problems = [p for i, doc in enumerate(result.docs) for p in parse_document(doc, file=target, index=i)[1]]
-    if not problems and pools:
+    if pools:   # checked as one platform with the pools: schemas and references
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -81,8 +79,12 @@ def import_kueue(
             path.write_text(text)
             try:
                 load_config([*pools, path])
+                problems = []
             except ConfigError as e:
                 problems = list(e.problems)
+    else:       # each document's schema (its pools are not known)
+        target = str(out) if out is not None else "(imported)"
+        problems = [p for i, doc in enumerate(result.docs) for p in parse_document(doc, file=target, index=i)[1]]
     if problems:
         _problems(problems)
     if out is not None:

@@ -44,5 +44,5 @@ def show(name: str, as_json: bool = typer.Option(False, "--json"), url: str = Ur
     console.print(f"  admitted: {', '.join(st['admittedWorkloads']) or '-'}")
     t = Table("pos", "workload", "code", "reason", "could preempt")
     for w in st["waiting"]:
-        t.add_row(str(w["position"]), w["workload"], w.get("code", ""), w["reason"], ", ".join(w["couldPreempt"]))
+        t.add_row(str(w["position"]), w["workload"], w["code"], w["reason"], ", ".join(w["couldPreempt"]))
     console.print(t)

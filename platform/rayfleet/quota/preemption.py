@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .fairshare import ShareCalc, below_lca
 from .runtime import Adm, QueueRt, Req, TreeRt
-from .tree import Node, add_usage, available, over_limit, remove_usage
+from .tree import Node, add_usage, available, fits_in_quota, over_limit, remove_usage, within_quota
 from .types import PreemptionPolicy, PreemptionReason, Workload
 
 Target = tuple[Adm, PreemptionReason]
@@ -49,13 +49,7 @@ def fits(req: Req, node: Node, allow_borrowing: bool) -> bool:
 
 
 def is_borrowing(q: QueueRt, idx: frozenset[int]) -> bool:
-    if not q.in_cohort:
-        return False
-    usage, sub = q.node.usage, q.node.subtree
-    for i in idx:
-        if usage[i] > sub[i]:
-            return True
-    return False
+    return q.in_cohort and not within_quota(q.node, idx)
 
 
 def _under_nominal(q: QueueRt, idx: frozenset[int]) -> bool:
@@ -154,47 +148,6 @@ class _Cand:
         self.adm, self.lca, self.variant = adm, lca, variant
 
 
-def _within_quota(node: Node, idx: frozenset[int]) -> bool:
-    """The node uses no more than its own (subtree) quota of any of ``idx``."""
-    usage, sub = node.usage, node.subtree
-    return all(usage[i] <= sub[i] for i in idx)
-
-
-def _local_available(node: Node, i: int) -> int:
-    """What the node holds of ``i`` without asking its parent (a root: all it has left)."""
-    if node.parent is None:
-        return max(0, node.subtree[i] - node.usage[i])
-    return max(0, node.guar[i] - node.usage[i])
-
-
-def _fits_in_quota(node: Node, need: dict[int, int]) -> tuple[bool, dict[int, int]]:
-    """Whether ``need`` fits within the node's quota as it is used now, and what of it is left
-    for the node's parent to give."""
-    ok = True
-    rest: dict[int, int] = {}
-    for i, v in need.items():
-        if node.usage[i] + v > node.subtree[i]:
-            ok = False
-        rest[i] = max(0, v - _local_available(node, i))
-    return ok, rest
-
-
-def may_reclaim_in_hierarchy(node: Node, i: int, v: int) -> bool:
-    """A queue that must borrow ``v`` of ``i`` may still preempt for it without borrowWithinCohort
-    when a cohort on its path, below the root, would hold the request within its own quota
-    (Kueue's lowest subtree that fits): it reclaims from the subtrees beside it."""
-    if node.parent is None:
-        return False
-    rest = v - _local_available(node, i)
-    anc: Node | None = node.parent
-    while anc is not None:
-        if anc.usage[i] + rest <= anc.subtree[i]:
-            return anc.parent is not None
-        rest -= _local_available(anc, i)
-        anc = anc.parent
-    return False
-
-
 def _priority_allows(wl: Workload, q: QueueRt, a: Adm) -> bool:
     """The preemptor's queue's policy (withinClusterQueue for its own workloads,
     reclaimWithinCohort for others') lets ``wl`` preempt ``a`` by priority."""
@@ -223,11 +176,11 @@ def _collect(wl: Workload, q: QueueRt, req: Req, idx: frozenset[int]) -> tuple[l
     hier: list[_Cand] = []
     prio: list[_Cand] = []
     if q.in_cohort and q.reclaim != PreemptionPolicy.NEVER:
-        queues = {id(o.node): o for o in q.tree.queues}
+        queues = q.tree.by_node
         need: dict[int, int] = {}
         for i, v in req:
             need[i] = need.get(i, 0) + v
-        advantage, rest = _fits_in_quota(q.node, need)
+        advantage, rest = fits_in_quota(q.node, need)
         below: Node = q.node
         level = q.node.parent
         while level is not None:
@@ -235,7 +188,7 @@ def _collect(wl: Workload, q: QueueRt, req: Req, idx: frozenset[int]) -> tuple[l
 
             def visit(cohort: Node, lca: Node = level, skip: Node = below, adv: bool = advantage, out: list[_Cand] = out) -> None:
                 for child in cohort.children:
-                    if child is skip or child is q.node or _within_quota(child, idx):
+                    if child is skip or child is q.node or within_quota(child, idx):
                         continue
                     if not child.is_queue:
                         visit(child)
@@ -246,7 +199,7 @@ def _collect(wl: Workload, q: QueueRt, req: Req, idx: frozenset[int]) -> tuple[l
                             out.append(_Cand(a, lca, _variant(wl, q, a, adv)))
 
             visit(level)
-            fits_here, rest = _fits_in_quota(level, rest)
+            fits_here, rest = fits_in_quota(level, rest)
             advantage = advantage or fits_here
             below, level = level, level.parent
     for lst in (hier, prio, same):
@@ -264,7 +217,7 @@ def _valid(c: _Cand, q: QueueRt, idx: frozenset[int], borrow: bool) -> bool:
         return False
     node: Node | None = a.queue.node
     while node is not None and node is not c.lca:
-        if _within_quota(node, idx):
+        if within_quota(node, idx):
             return False
         node = node.parent
     return True

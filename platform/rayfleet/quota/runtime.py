@@ -41,13 +41,14 @@ class Adm:
 class TreeRt:
     """One cohort tree (or a queue without a cohort): the unit within which quota is shared."""
 
-    __slots__ = ("name", "root", "nodes_bottom_up", "queues", "pending", "gen", "pgen", "cache", "parked", "releases")
+    __slots__ = ("name", "root", "nodes_bottom_up", "queues", "by_node", "pending", "gen", "pgen", "cache", "parked", "releases")
 
     def __init__(self, name: str, root: Node) -> None:
         self.name = name
         self.root = root
         self.nodes_bottom_up: list[Node] = []
         self.queues: list[QueueRt] = []
+        self.by_node: dict[int, QueueRt] = {}   # id(queue's tree node) -> the queue (a cohort's children are nodes)
         self.pending: dict[str, Workload] = {}
         self.gen = 0  # bumped on every usage change in the tree (admission, release, preemption, config)
         self.pgen = 0  # bumped on every change of the tree's pending set

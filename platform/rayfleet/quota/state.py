@@ -32,10 +32,18 @@ from typing import Any
 
 from ..api.base import format_quantity
 from .fairshare import ShareCalc, strategy_fn
-from .preemption import get_targets, may_reclaim_in_hierarchy, reclaim_over_limits
+from .preemption import get_targets, reclaim_over_limits
 from .runtime import Adm, QueueRt, Req, TreeRt
 from .schedule import effective_config
-from .tree import Node, add_usage, available, build_potential, build_quotas, remove_usage
+from .tree import (
+    Node,
+    add_usage,
+    available,
+    build_potential,
+    build_quotas,
+    may_reclaim_in_hierarchy,
+    remove_usage,
+)
 from .types import (
     Admit,
     AdmittedWorkload,
@@ -167,6 +175,7 @@ class QuotaState:
             if tree is None:
                 tree = trees[(root.name, root.is_queue)] = TreeRt(root.name, root)
             tree.queues.append(q)
+            tree.by_node[id(q.node)] = q
             q.tree = tree
         for tree in trees.values():
             ids = {id(n) for q in tree.queues for n in q.node.path()}

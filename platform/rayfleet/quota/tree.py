@@ -88,6 +88,47 @@ def available(node: Node, i: int) -> int:
     return (g - u if g > u else 0) + pa
 
 
+def within_quota(node: Node, idx: frozenset[int]) -> bool:
+    """The node uses no more than its own (subtree) quota of any of ``idx``."""
+    usage, sub = node.usage, node.subtree
+    return all(usage[i] <= sub[i] for i in idx)
+
+
+def local_available(node: Node, i: int) -> int:
+    """What the node holds of ``i`` without asking its parent (a root: all it has left)."""
+    if node.parent is None:
+        return max(0, node.subtree[i] - node.usage[i])
+    return max(0, node.guar[i] - node.usage[i])
+
+
+def fits_in_quota(node: Node, need: dict[int, int]) -> tuple[bool, dict[int, int]]:
+    """Whether ``need`` fits within the node's quota as it is used now, and what of it is left
+    for the node's parent to give."""
+    ok = True
+    rest: dict[int, int] = {}
+    for i, v in need.items():
+        if node.usage[i] + v > node.subtree[i]:
+            ok = False
+        rest[i] = max(0, v - local_available(node, i))
+    return ok, rest
+
+
+def may_reclaim_in_hierarchy(node: Node, i: int, v: int) -> bool:
+    """A queue that must borrow ``v`` of ``i`` may still preempt for it without borrowWithinCohort
+    when a cohort on its path, below the root, would hold the request within its own quota
+    (Kueue's lowest subtree that fits): it reclaims from the subtrees beside it."""
+    if node.parent is None:
+        return False
+    rest = v - local_available(node, i)
+    anc: Node | None = node.parent
+    while anc is not None:
+        if anc.usage[i] + rest <= anc.subtree[i]:
+            return anc.parent is not None
+        rest -= local_available(anc, i)
+        anc = anc.parent
+    return False
+
+
 def add_usage(node: Node, i: int, v: int) -> None:
     while True:
         g = node.guar[i]

@@ -43,7 +43,6 @@ KINDS = ("ClusterQueue", "Cohort", "ResourceFlavor", "WorkloadPriorityClass", "L
 #: Kueue objects rayfleet's export writes that the import reads no quota from (rayfleet derives them).
 DERIVED = ("AdmissionCheck", "ProvisioningRequestConfig")
 
-_POLICY = {"MayStopSearch": None, "TryNextFlavor": "TryNextFlavor", "Borrow": "Borrow", "Preempt": "Preempt"}
 
 
 @dataclass
@@ -84,9 +83,11 @@ def _groups(obj: dict[str, Any], notes: list[str]) -> list[dict[str, Any]]:
 
 
 def _fungibility(ff: dict[str, Any]) -> dict[str, Any]:
+    """Kueue's ``MayStopSearch`` (v1beta1: ``Borrow`` / ``Preempt``) is rayfleet's ``Borrow`` / ``Preempt``."""
     borrow = ff.get("whenCanBorrow", "MayStopSearch")
     preempt = ff.get("whenCanPreempt", "TryNextFlavor")
-    out = {"whenCanBorrow": _POLICY.get(borrow, borrow) or "Borrow", "whenCanPreempt": _POLICY.get(preempt, preempt) or "Preempt"}
+    out = {"whenCanBorrow": "Borrow" if borrow == "MayStopSearch" else borrow,
+           "whenCanPreempt": "Preempt" if preempt == "MayStopSearch" else preempt}
     if ff.get("preference"):
         out["preference"] = ff["preference"]
     return out
