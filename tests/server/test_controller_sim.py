@@ -63,7 +63,8 @@ class World:
             self.fleet.controller.run_once(self.clock.t)
 
     def submit(self, name: str, *, queue: str = "team-a", workers: int = 1, gpus: int = 1, priority: str | None = None,
-               max_restarts: int = 3, max_disruptions: int | None = None, max_run_duration: float | None = None) -> TrainJob:
+               max_restarts: int = 3, max_disruptions: int | None = None, max_run_duration: float | None = None,
+               train_app: dict | None = None) -> TrainJob:
         policy: dict = {"maxRestarts": max_restarts}
         if max_disruptions is not None:
             policy.update(maxDisruptions=max_disruptions, disruptionBackoff=1)
@@ -71,6 +72,9 @@ class World:
                 "gang": {"workers": workers, "resourcesPerWorker": {"cpu": 4, "memory": "16Gi", "nvidia.com/gpu": gpus}}}
         if max_run_duration is not None:
             spec["maxRunDuration"] = max_run_duration
+        if train_app is not None:
+            del spec["entrypoint"]
+            spec["trainApp"] = train_app
         if priority:
             spec["priorityClass"] = priority
         job = TrainJob.model_validate({"metadata": {"name": name}, "spec": spec})
@@ -386,7 +390,7 @@ def test_a_waiting_job_says_why_as_a_code_in_the_api_the_ray_jobs_view_and_the_m
     # the queue view lists the code beside the words; Ray's job views lead with it
     codes = {w["workload"]: w["code"] for w in world.fleet.queue_view("team-b")["status"]["waiting"]}
     assert codes == {"second": "WaitingForQuota", "too-big": "ExceedsQuota"}
-    assert ray_jobs_api.pending_message(second) == f"WaitingForQuota: {second.message}"
+    assert ray_jobs_api.pending_message(second).startswith(f"WaitingForQuota: {second.message}; ")   # (then its estimated start)
     text = metrics.render(world.fleet)[0].decode()
     assert 'rayfleet_queue_pending_workloads_by_reason{queue="team-b",reason="WaitingForQuota"} 1.0' in text
     assert 'rayfleet_queue_pending_workloads_by_reason{queue="team-b",reason="ExceedsQuota"} 1.0' in text

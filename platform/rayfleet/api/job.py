@@ -173,6 +173,11 @@ class TrainJobStatus(Model):
     pending_reason: PendingReason | None = Field(
         default=None, description="While QUEUED: why it is not admitted yet, as a code (Queued, WaitingForQuota, ExceedsQuota, NoMatchingFlavor, "
                                   "StrictFIFOBlocked, QueueNotFound, Displaced, WaitingForCalendarWindow, Backoff); None in other states.")
+    estimated_start: datetime | None = Field(
+        default=None, description="While QUEUED and once quota has looked at it: when it is expected to be admitted, from a projection of the quota "
+                                  "rules over the running jobs' expected ends (their kind's average run time, at most their maxRunDuration) "
+                                  "and the waiting jobs ahead of it; None when there is no estimate (see estimatedStartReason).")
+    estimated_start_reason: str = Field(default="", description="What the estimated start waits for (the jobs whose ends free the quota, a quota schedule's change, a calendar window), or why there is none.")
     submitted_at: datetime | None = Field(default=None, description="When the job was accepted.")
     started_at: datetime | None = Field(default=None, description="When the first attempt started running.")
     finished_at: datetime | None = Field(default=None, description="When the job ended.")

@@ -103,6 +103,10 @@ def _status_table(job: dict, queue_view: dict | None) -> Table:
     t.add_row("attempt", str(st.get("attempt", 0)))
     if st.get("pendingReason"):
         t.add_row("pending reason", st["pendingReason"])
+    if st.get("estimatedStart"):
+        t.add_row("estimated start", f"{st['estimatedStart']} ({st.get('estimatedStartReason', '')})")
+    elif st.get("estimatedStartReason"):
+        t.add_row("estimated start", f"none: {st['estimatedStartReason']}")
     if queue_view:
         for w in queue_view["status"]["waiting"]:
             if w["workload"] == job["metadata"]["name"]:

@@ -42,7 +42,8 @@ def show(name: str, as_json: bool = typer.Option(False, "--json"), url: str = Ur
     for label in ("nominal", "usage", "borrowed", "lent"):
         console.print(f"  {label}: {_fmt(st[label])}")
     console.print(f"  admitted: {', '.join(st['admittedWorkloads']) or '-'}")
-    t = Table("pos", "workload", "code", "reason", "could preempt")
+    t = Table("pos", "workload", "code", "reason", "could preempt", "estimated start")
     for w in st["waiting"]:
-        t.add_row(str(w["position"]), w["workload"], w["code"], w["reason"], ", ".join(w["couldPreempt"]))
+        when = w.get("estimatedStart") or ("-" if "estimatedStartReason" not in w else f"none: {w['estimatedStartReason']}")
+        t.add_row(str(w["position"]), w["workload"], w["code"], w["reason"], ", ".join(w["couldPreempt"]), when)
     console.print(t)

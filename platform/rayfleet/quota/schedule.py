@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from .types import (
@@ -74,3 +74,29 @@ def effective_config(config: QuotaConfig, now: float) -> QuotaConfig:
 
 def has_schedules(config: QuotaConfig) -> bool:
     return any(q.schedule for q in config.queues)
+
+
+def next_change(config: QuotaConfig, now: float, *, within_days: int = 8) -> float | None:
+    """The first moment after ``now`` at which a window of ``config`` starts or ends (epoch
+    seconds), looked for up to ``within_days`` ahead; None if no queue has a schedule."""
+    best: float | None = None
+    for q in config.queues:
+        for w in q.schedule:
+            t = _next_edge(w, now, within_days)
+            if t is not None and (best is None or t < best):
+                best = t
+    return best
+
+
+def _next_edge(window: QuotaWindow, now: float, within_days: int) -> float | None:
+    """The window's first start or end after ``now``: a candidate edge on a day the window does
+    not apply changes nothing and is passed over."""
+    zone = _zone(window.timezone)
+    day0 = datetime.fromtimestamp(now, tz=UTC).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    minutes = {parse_hhmm(window.start), parse_hhmm(window.end)}
+    candidates = sorted(t for d in range(-1, within_days + 1) for m in minutes
+                        if (t := (day0 + timedelta(days=d, minutes=m)).replace(tzinfo=zone).timestamp()) > now)
+    for t in candidates:
+        if window_active(window, t) != window_active(window, t - 1.0):
+            return t
+    return None

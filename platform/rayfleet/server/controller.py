@@ -55,7 +55,7 @@ from ..backends.base import (
 )
 from ..backends.cluster_set import ClusterSet, Cordon
 from ..backends.placement import gang_fit
-from ..capacity import calendar, clusters, fallback, health
+from ..capacity import calendar, clusters, fallback, health, provisioning
 from ..config import PlatformConfig
 from ..errors import NotLeader, SpecError
 from . import admission, run_release, transitions
@@ -66,6 +66,7 @@ from .queue_heads import HEADS_PER_QUEUE, QueueHeads
 from .quota_bridge import QuotaBridge
 from .services import ServiceManager
 from .shared_bytes import JobLogs
+from .start_estimates import StartEstimates
 from .store import Store
 from .transitions import Action, Transition
 
@@ -127,6 +128,7 @@ class Controller:
         self.cycles = 0
         self.last_error: str | None = None
         self.waiting: dict = {}  # workload id -> quota Wait of the last cycle
+        self.estimates = StartEstimates()   # estimated starts of the jobs quota told to wait
         policy = config.cluster.spec.host_health if config.cluster is not None else None
         self.health = health.HostHealth(policy or HostHealthPolicy())
         self._capacity: dict[str, PoolCapacity] | None = None   # the backend's capacity, read once a pass when needed
@@ -180,6 +182,7 @@ class Controller:
             self._placements.clear()
             self._settled.clear()
             self.waiting = {}
+            self.estimates.forget()
             self._capacity, self._idle_at, self._due_seen = None, None, None
             self._swept = False
             self._restore()
@@ -330,6 +333,7 @@ class Controller:
             self.quota.release(job.name)
         if t.status is not job.status:
             transitions.settle_pending_reason(job.status.state, t.status)
+            self.estimates.changed(job, t.status)
         if t.event is None and (t.status is job.status or t.status == job.status):
             return job
         write = _Write(job.model_copy(update={"status": t.status}), job.status.state, t, version, now)
@@ -625,9 +629,12 @@ class Controller:
             if flavors or not self._placement(job):
                 workloads.append(self.quota.workload(job, flavors))
                 continue
-            why = "; ".join(f"{f}: {calendar.why_not(self.config.pools[self.config.flavors[f].spec.pool].spec, job, now)}"
-                            for f in fallback.remaining(self._placement(job), job.status.capacity_skipped))
-            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}", PendingReason.WAITING_FOR_CALENDAR_WINDOW)))
+            steps = fallback.remaining(self._placement(job), job.status.capacity_skipped)
+            why = "; ".join(f"{f}: {calendar.why_not(self._pool_spec(f), job, now)}" for f in steps)
+            opens = [b[0] for f in steps if (b := provisioning.window_bounds(self._pool_spec(f))) is not None and b[0] > now]
+            estimate = (min(opens), "when its calendar window opens") if opens else (None, "no calendar window of its flavors opens later")
+            decisions.append((job, transitions.waiting(job, f"waiting for a calendar window: {why}", PendingReason.WAITING_FOR_CALENDAR_WINDOW,
+                                                       estimate, now)))
         workloads += self.services.pending(now)
         result = self.quota.schedule(workloads, now)
         # the quota layer's message names the preemptor only to a victim of its own queue
@@ -639,12 +646,20 @@ class Controller:
                 self.services.admitted(a, now)
                 continue
             decisions.append((got, transitions.admitted(got, a.flavor, self.config.flavors[a.flavor].spec.pool, dict(a.borrowed))))
+        offered = {wl.id: wl for wl in workloads}
+        told: list[tuple[TrainJob, Any]] = []
         for w in result.waiting:
             got = jobs.get(w.workload_id)
             if got is None:
                 self.services.waiting(w, now)
                 continue
-            decisions.append((got, transitions.waiting(got, w.reason, PendingReason(w.code))))
+            self.estimates.told_to_wait(got, offered[w.workload_id])
+            told.append((got, w))
+        if self.estimates.due(now):
+            self.estimates.refresh(self.quota.state, (r.doc for r in self.store.list("TrainJob", states=HOLDING_QUOTA, shared=True)), now)  # type: ignore[misc]
+        for got, w in told:
+            e = self.estimates.current.get(got.name)
+            decisions.append((got, transitions.waiting(got, w.reason, PendingReason(w.code), None if e is None else (e.at, e.reason), now)))
         self._write_decisions(decisions, now)
         admitted = {a.workload_id for a in result.admitted}
         self.heads.park(heads, admitted | {w.workload_id for w in result.waiting}, admitted)
@@ -711,6 +726,9 @@ class Controller:
         with self._batched():
             for job, t in launched:
                 self._apply(job, t, now)
+
+    def _pool_spec(self, flavor: str) -> Any:
+        return self.config.pools[self.config.flavors[flavor].spec.pool].spec
 
     def launch_request(self, job: TrainJob) -> LaunchRequest:
         pool = self.config.pools[job.status.pool or ""]

@@ -271,9 +271,17 @@ class Fleet:
             "pending": pending,
             "admitted": len(admitted),
             "admittedWorkloads": admitted,
-            "waiting": [w.to_dict() for w in waiting],
+            "waiting": [self._with_estimate(w.to_dict()) for w in waiting],
         }
         return d
+
+    def _with_estimate(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A waiting entry with the controller's estimated start for it (when it has one)."""
+        e = self.controller.estimates.current.get(entry["workload"])
+        if e is not None:
+            entry["estimatedStart"] = None if e.at is None else transitions.at(e.at).isoformat().replace("+00:00", "Z")
+            entry["estimatedStartReason"] = e.reason
+        return entry
 
     # ------------------------------------------------------------ services
 

@@ -90,9 +90,15 @@ def _exit_code(fleet: Fleet, job: TrainJob) -> int | None:
 
 def pending_message(st: TrainJobStatus) -> str:
     """A job's message for Ray's job views: a queued job's pending reason code first
-    (``WaitingForQuota: insufficient quota; ...``), as ``ray job status`` shows it."""
+    (``WaitingForQuota: insufficient quota; ...``), then its estimated start, as ``ray job status``
+    shows it."""
     if st.state == JobState.QUEUED and st.pending_reason is not None:
-        return f"{st.pending_reason.value}: {st.message}"
+        when = ""
+        if st.estimated_start is not None:
+            when = f"; estimated start {st.estimated_start.strftime('%Y-%m-%d %H:%M:%S UTC')} ({st.estimated_start_reason})"
+        elif st.estimated_start_reason:
+            when = f"; no estimated start: {st.estimated_start_reason}"
+        return f"{st.pending_reason.value}: {st.message}{when}"
     return st.message
 
 

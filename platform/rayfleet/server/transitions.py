@@ -413,13 +413,36 @@ def admitted(job: TrainJob, flavor: str, pool: str, borrowed: dict[str, int]) ->
     return Transition(st, "Admitted", st.message, {"flavor": flavor, "attempt": st.attempt, "borrowed": st.borrowed})
 
 
-def waiting(job: TrainJob, reason: str, code: PendingReason = PendingReason.WAITING_FOR_QUOTA) -> Transition | None:
-    """A queued job told to wait: ``reason`` in words, ``code`` as a :class:`PendingReason`."""
-    if job.status.message == reason and job.status.pending_reason == code:
+def waiting(job: TrainJob, reason: str, code: PendingReason = PendingReason.WAITING_FOR_QUOTA,
+            estimate: tuple[float | None, str] | None = None, now: float = 0.0) -> Transition | None:
+    """A queued job told to wait: ``reason`` in words, ``code`` as a :class:`PendingReason`;
+    ``estimate``: (expected admission or None, its reason), kept as it was when None or when it
+    moved less than :data:`ESTIMATE_SLACK` of the wait left (a projection each pass must not
+    rewrite every waiting job)."""
+    st0 = job.status
+    start, why = _settled_estimate(st0, estimate, now)
+    if st0.message == reason and st0.pending_reason == code and st0.estimated_start == start and st0.estimated_start_reason == why:
         return None
-    st = detached(job.status)
+    st = detached(st0)
     st.message, st.pending_reason = reason, code
+    st.estimated_start, st.estimated_start_reason = start, why
     return Transition(st)
+
+
+#: An estimated start is written again when it moves by more than this share of the wait left (or a minute).
+ESTIMATE_SLACK = 0.1
+
+
+def _settled_estimate(st: TrainJobStatus, estimate: tuple[float | None, str] | None, now: float) -> tuple[datetime | None, str]:
+    if estimate is None:
+        return st.estimated_start, st.estimated_start_reason
+    t, why = estimate
+    if t is None:
+        return None, why
+    old = st.estimated_start
+    if old is not None and abs(old.timestamp() - t) <= max(60.0, ESTIMATE_SLACK * (old.timestamp() - now)):
+        return old, st.estimated_start_reason
+    return at(t), why
 
 
 def settle_pending_reason(before: JobState, st: TrainJobStatus) -> None:
@@ -429,8 +452,8 @@ def settle_pending_reason(before: JobState, st: TrainJobStatus) -> None:
     if st.state == JobState.QUEUED:
         if before != JobState.QUEUED:
             st.pending_reason = PendingReason.BACKOFF if st.not_before is not None else PendingReason.QUEUED
-    elif st.pending_reason is not None:
-        st.pending_reason = None
+    elif st.pending_reason is not None or st.estimated_start is not None or st.estimated_start_reason:
+        st.pending_reason, st.estimated_start, st.estimated_start_reason = None, None, ""
 
 
 def launched(job: TrainJob, run_id: str, now: float, *, cluster: str | None = None) -> Transition:
