@@ -10,7 +10,9 @@ figures, and the target: the 7-day, 10,000-GPU simulation of one policy in under
 time, judged (``met``) only when that full size ran (``--full``, or ``--gpus 10000 --teams 100 --days 7``);
 a smaller run says ``met: null``. The default is a small trace (500 GPUs, 10 teams, 6 hours) so that
 ``make bench`` ends in minutes: the full size did not finish in 900 s here (docs/scale.md says what
-was measured and where the time goes).
+was measured and where the time goes). It also prints how good the estimated starts were on the
+rayfleet policy (``figures.startEstimates``, issue 16's goal: 80% of the judged admissions within
+25% of the first estimate), judged (``estimate_met``) when at least 20 admissions were judged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ from rayfleet.fleetsim.trace import generate, problems, render
 FULL = {"gpus": 10000, "teams": 100, "days": 7.0}
 SMALL = {"gpus": 500, "teams": 10, "days": 0.25}
 TARGET_WALL_S = 300.0
+#: issue 16's goal for the estimated starts: this share of the judged admissions within the tolerance
+ESTIMATE_GOAL_SHARE = 0.8
+#: fewer judged admissions than this say nothing about the share: not judged
+ESTIMATE_MIN_JUDGED = 20
+
+
+def _estimates(e: dict) -> str:
+    if not e["judged"]:
+        return f"no estimated start judged ({e['withoutTime']} reason only)"
+    return (f"estimated starts {_fmt(e['share'], True)} within (of {e['judged']}; error p50 {_fmt(e['errorSecondsP50'])} s, "
+            f"p90 {_fmt(e['errorSecondsP90'])} s; {e['withoutTime']} reason only, {e['notAdmitted']} not admitted)")
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
@@ -86,21 +99,28 @@ def main() -> None:
                   "waitSeconds": waits, "preemptions": f["preemptions"], "goodput": f["goodput"]["ratio"],
                   "usefulAcceleratorHours": f["goodput"]["usefulAcceleratorHours"], "heldAcceleratorHours": f["goodput"]["heldAcceleratorHours"],
                   "reservationIdleHostHours": f["reservationIdleHostHours"], "totalUsd": report["cost"]["totalUsd"],
-                  "costByTeam": f["costByTeam"]}
+                  "costByTeam": f["costByTeam"], "startEstimates": f["startEstimates"]}
         wait_text = ", ".join(f"{c} p50 {_fmt(w['p50'])} s / p99 {_fmt(w['p99'])} s" for c, w in waits.items())
         print(f"{p:>8}: {wall:7.1f}s wall for {report['seconds'] / 86400:g} simulated days ({report['controllerPasses']} passes), "
               f"jobs {report['summary']['byState']}; utilisation while backlog {_fmt(u['overall'], True)}; wait {wait_text}; "
               f"preemptions {f['preemptions']}; goodput {_fmt(f['goodput']['ratio'], True)}; reservation idle "
-              f"{f['reservationIdleHostHours']:.1f} host-h; cost ${report['cost']['totalUsd']:.2f} over {len(f['costByTeam'])} teams", flush=True)
+              f"{f['reservationIdleHostHours']:.1f} host-h; cost ${report['cost']['totalUsd']:.2f} over {len(f['costByTeam'])} teams; "
+              f"{_estimates(f['startEstimates'])}", flush=True)
     full = args.gpus == FULL["gpus"] and args.teams == FULL["teams"] and args.days == FULL["days"] and args.until is None
     worst = max((r["wall_s"] for r in out.values()), default=None)
     print(f"target: one policy's {FULL['days']:g}-day {FULL['gpus']}-GPU simulation in <= {TARGET_WALL_S:.0f}s wall; "
           + (f"slowest policy here {worst:.1f}s" if full and worst is not None else "not judged (a smaller trace ran)"))
+    est = out.get("rayfleet", {}).get("startEstimates")
+    est_met = None if est is None or est["judged"] < ESTIMATE_MIN_JUDGED else est["share"] >= ESTIMATE_GOAL_SHARE
+    print(f"estimated starts (rayfleet policy): goal >= {100 * ESTIMATE_GOAL_SHARE:.0f}% of admissions within "
+          f"+-{100 * (est or {}).get('tolerance', 0.25):.0f}% of the first estimate; "
+          + ("not judged (no rayfleet run or fewer than " + str(ESTIMATE_MIN_JUDGED) + " judged)" if est_met is None else f"{_fmt(est['share'], True)} here"))
     print(json.dumps({"benchmark": "fleet", "size": {"gpus": args.gpus, "teams": args.teams, "days": args.days, "seed": args.seed, "until_s": args.until,
                                                      "accelerators": s["accelerators"], "jobs": s["jobs"], "services": s["services"]},
                       "full_size": full, "trace_s": round(trace_s, 2), "policies": out,
                       "target_wall_s_per_policy": TARGET_WALL_S, "target_size": FULL,
-                      "met": (worst is not None and worst <= TARGET_WALL_S) if full else None}))
+                      "met": (worst is not None and worst <= TARGET_WALL_S) if full else None,
+                      "estimate_goal_share": ESTIMATE_GOAL_SHARE, "estimate_met": est_met}))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from rayfleet.api import JobState
 from rayfleet.cli import app
 from rayfleet.config import cross_check, load_config
 from rayfleet.fleetsim import POLICIES, apply_policy, load_fleet_scenario
-from rayfleet.fleetsim.figures import percentile
+from rayfleet.fleetsim.figures import percentile, start_estimates
 from rayfleet.fleetsim.trace import generate, render
 from rayfleet.server.queue_heads import HEADS_PER_QUEUE
 
@@ -104,6 +104,30 @@ def test_each_policy_keeps_the_invariants(trace, policy):
     assert set(figs["waitSeconds"]) <= {"production", "experiment"} and sum(w["jobs"] for w in figs["waitSeconds"].values()) == len(report["jobs"])
     assert figs["costByTeam"] == report["cost"]["byTeam"] and figs["reservationIdleHostHours"] >= 0
     assert figs["preemptions"] == sum(j["disruptionsByKind"].get("preempted", 0) for j in report["jobs"])
+    # the estimated starts' figure counts each job whose first wait got an estimate once
+    e = figs["startEstimates"]
+    first = [j["firstEstimate"] for j in report["jobs"] if j["firstEstimate"] is not None]
+    assert e["judged"] + e["withoutTime"] + e["notAdmitted"] == len(first) and 0 <= e["within"] <= e["judged"]
+    assert all(f["seen"] >= j["submitted"] for j in report["jobs"] if (f := j["firstEstimate"]) is not None)
+    assert all(j["firstAdmitted"] is None or j["firstAdmitted"] >= j["submitted"] for j in report["jobs"])
+
+
+def test_the_estimate_figure_judges_the_first_estimate_against_the_first_admission():
+    def job(submitted, start, admitted):
+        return {"submitted": submitted, "firstAdmitted": admitted,
+                "firstEstimate": None if start == "none" else {"seen": submitted, "start": start}}
+    report = {"jobs": [
+        job(0, 1000, 1200),      # waited 1,000 s as estimated, admitted 200 s late: within 25%
+        job(0, 1000, 1300),      # 300 s late: outside
+        job(100, 130, 180),      # a short wait: the 60 s floor holds it
+        job(0, 400, None),       # never admitted: not judged
+        job(0, None, 50),        # a reason, no time
+        job(0, "none", 10),      # never told to wait: not counted at all
+    ]}
+    e = start_estimates(report)
+    assert (e["judged"], e["within"], e["withoutTime"], e["notAdmitted"]) == (3, 2, 1, 1)
+    assert e["share"] == pytest.approx(2 / 3, abs=1e-4) and e["errorSecondsP50"] == 200 and e["errorSecondsP90"] == 300
+    assert start_estimates({"jobs": []})["share"] is None
 
 
 def test_policy_all_reports_each_policy_on_the_same_scenario_and_a_bad_policy_is_exit_2(trace):

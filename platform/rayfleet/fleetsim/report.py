@@ -52,6 +52,9 @@ class Recorder:
         self.failed: dict[str, int] = {}
         self._failed_requests = failed_requests
         self._last: dict[str, tuple] = {}
+        # job name -> (when its first estimate was seen, the estimated start or None): the first
+        # estimate of its first wait (never launched), the one the accuracy figure judges
+        self.first_estimates: dict[str, tuple[float, float | None]] = {}
 
     def observe(self, now: float, services: list[Service], jobs: list[TrainJob]) -> None:
         """``jobs``: the jobs not yet ended (the queued and launched ones a sample counts; the
@@ -68,6 +71,10 @@ class Recorder:
                 self.replicas.setdefault(svc.name, []).append(
                     {"t": _r(now - self.t0), "state": key[0], "wanted": key[1], "granted": key[2], "running": key[3], "flavor": key[4],
                      "failedRequests": key[5]})
+        for job in jobs:
+            st = job.status
+            if st.state == JobState.QUEUED and st.attempt == 0 and st.estimated_start_reason and job.name not in self.first_estimates:
+                self.first_estimates[job.name] = (now, st.estimated_start.timestamp() if st.estimated_start is not None else None)
         while self.next_sample <= now + 1e-9:
             self.sample(self.next_sample, jobs)
             self.next_sample += self.sample_every
@@ -153,6 +160,7 @@ def job_report(fleet: Fleet, team: str, job: TrainJob, events: list[Event], book
         "submitted": _r(submitted - t0), "firstRunning": _r(st.started_at.timestamp() - t0) if st.started_at else None,
         "finished": _r(st.finished_at.timestamp() - t0) if st.finished_at else None,
         "waitSeconds": _r(max(0.0, ended - submitted - run_s)), "runSeconds": _r(run_s),
+        "firstAdmitted": attempts[0]["admitted"] if attempts else None,
         "lastCheckpointStep": st.last_checkpoint_step,
         "costUsd": _r(sum(u.usd for u in usage.values()), 4),
     }
@@ -204,6 +212,9 @@ def build_report(fleet: Fleet, recorder: Recorder, now: float, *, stopped_by: st
     book = CostBook(fleet.config)
     jobs = [job_report(fleet, r.team or "", r.doc, fleet.store.all_events("TrainJob", r.name, uid=r.doc.metadata.uid), book, t0, now)  # type: ignore[arg-type, attr-defined]
             for r in records]
+    for j in jobs:
+        first = recorder.first_estimates.get(j["name"])
+        j["firstEstimate"] = None if first is None else {"seen": _r(first[0] - t0), "start": None if first[1] is None else _r(first[1] - t0)}
     svcs = [service_report(r.team or "", r.doc, fleet.store.all_events("Service", r.name, uid=r.doc.metadata.uid), book,  # type: ignore[arg-type, attr-defined]
                            recorder.replicas.get(r.name, []), now, recorder.failed.get(r.name)) for r in services]
     states = Counter(j["state"] for j in jobs)
