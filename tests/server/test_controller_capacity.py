@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rayfleet.api import JobState, TrainJob
+from rayfleet.api import JobState, PendingReason, TrainJob
 from rayfleet.backends.base import HostPhase
 from rayfleet.backends.sim import SimBackend, from_config
 from rayfleet.config import PlatformConfig, load_config
@@ -204,7 +204,11 @@ def test_a_calendar_window_opening_and_closing_with_work_on_it(world):
     world.start()
     world.submit("early", "calonly", storage="/ckpt")            # checkpoints: may run into the drain
     world.tick()
-    assert world.state("early") == JobState.QUEUED and "opens in 600s" in world.job("early").status.message
+    early = world.job("early").status
+    assert early.state == JobState.QUEUED and "opens in 600s" in early.message
+    assert early.pending_reason == PendingReason.WAITING_FOR_CALENDAR_WINDOW
+    # its estimated start: the window's opening
+    assert early.estimated_start.timestamp() == WINDOW[0] and early.estimated_start_reason == "when its calendar window opens"
     world.tick(590)
     assert world.state("early") == JobState.QUEUED and world.sim.launch_count("early") == 0
     world.tick(10)

@@ -4,10 +4,15 @@ shown in the queue view, ``rayfleet job status``'s fields and Ray's job message.
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 from test_controller_sim import World
 
 from rayfleet.api import JobState, PendingReason
+from rayfleet.cli import job_cmd
+from rayfleet.cli.output import estimated_start
 from rayfleet.server import ray_jobs_api, transitions
 
 
@@ -42,6 +47,12 @@ def test_a_waiting_job_is_told_when_it_will_start_and_the_estimate_learns_the_ru
     entry = next(w for w in world.fleet.queue_view("team-b")["status"]["waiting"] if w["workload"] == "second")
     assert entry["estimatedStart"].endswith("Z") and entry["estimatedStartReason"] == "when first ends"
     assert "; estimated start " in ray_jobs_api.pending_message(second.status) and "(when first ends)" in ray_jobs_api.pending_message(second.status)
+    # the CLI: `rayfleet queue show`'s column and `rayfleet job status`'s row, from the API's JSON
+    assert estimated_start(entry) == f"{entry['estimatedStart']} (when first ends)"
+    doc = second.model_dump(mode="json", by_alias=True)
+    shown = Console(width=200, file=io.StringIO())
+    shown.print(job_cmd._status_table(doc, None))
+    assert f"estimated start │ {doc['status']['estimatedStart']} (when first ends)" in shown.file.getvalue()
     # first ends after 1000 s: second is admitted, and its kind's run time is learned
     world.tick(1000)
     world.tick()
@@ -68,6 +79,8 @@ def test_a_job_behind_one_with_no_expected_end_has_no_time_but_a_reason(world):
     assert st.estimated_start is None
     assert "no expected end" in st.estimated_start_reason and "endless" in st.estimated_start_reason
     assert "no estimated start: " in ray_jobs_api.pending_message(st)
+    assert estimated_start(st.model_dump(mode="json", by_alias=True)) == f"none: {st.estimated_start_reason}"
+    assert estimated_start({"estimatedStart": None, "estimatedStartReason": ""}) is None
 
 
 def test_an_estimate_is_written_again_only_when_it_moves_by_more_than_its_slack():
@@ -121,10 +134,10 @@ def test_projections_come_less_often_as_the_fleet_they_replay_grows():
         return state, est
 
     state, small = waiting(10)
-    small.refresh(state, [], 0.0)
+    small.refresh(state, list, 0.0)
     assert not small.due(se.NEW_WAIT_S / 2) and not small.due(se.REFRESH_S - 1) and small.due(se.REFRESH_S)
     state, big = waiting(1000)
-    big.refresh(state, [], 0.0)
+    big.refresh(state, list, 0.0)
     gap = se.PER_WORKLOAD_S * 1000
     assert gap > se.REFRESH_S and not big.due(gap - 1) and big.due(gap)
     # a newly waiting job is not worth a projection sooner than the gap either
@@ -132,6 +145,38 @@ def test_projections_come_less_often_as_the_fleet_they_replay_grows():
     big.told_to_wait(TrainJob.model_validate({"metadata": {"name": "late"}, "spec": {"entrypoint": "x", "queue": "a"}}), wl)
     assert not big.due(gap - 1) and big.due(gap)
     state, small = waiting(10)
-    small.refresh(state, [], 0.0)
+    small.refresh(state, list, 0.0)
     small.told_to_wait(TrainJob.model_validate({"metadata": {"name": "late"}, "spec": {"entrypoint": "x", "queue": "a"}}), wl)
     assert not small.due(se.NEW_WAIT_S - 1) and small.due(se.NEW_WAIT_S)
+
+
+def test_a_projection_whose_inputs_have_not_moved_is_kept_until_a_moment_it_foresaw():
+    from rayfleet.api import TrainJob
+    from rayfleet.quota import PodSet, QueueConfig, QuotaConfig, QuotaState, ResourceQuota, Workload
+    from rayfleet.server import start_estimates as se
+
+    def job(name: str, **spec) -> TrainJob:
+        return TrainJob.model_validate({"metadata": {"name": name}, "spec": {"entrypoint": "x", "queue": "a", **spec}})
+
+    state = QuotaState(QuotaConfig(queues=(QueueConfig("a", ("default",), {("default", "cpu"): ResourceQuota(1)}),)), 0.0)
+    run = Workload("run", "a", (PodSet(1, {"cpu": 1}),))
+    state.schedule(0.0, [run])
+    waiting = Workload("w", "a", (PodSet(1, {"cpu": 1}),), created=1.0)
+    state.submit(waiting)
+    est = se.StartEstimates()
+    est.told_to_wait(job("w"), waiting)
+    reads: list[float] = []
+    running = job("run", maxRunDuration=600)
+    running.status.started_at = transitions.at(0.0)
+
+    def holding(now: float):
+        return lambda: reads.append(now) or [running]
+    assert est.refresh(state, holding(10.0), 10.0)["w"].at == 600.0
+    assert est.refresh(state, holding(100.0), 100.0)["w"].at == 600.0 and reads == [10.0]   # nothing moved: kept, not read
+    est.refresh(state, holding(600.0), 600.0)                                                # its foreseen end: projected again
+    assert reads == [10.0, 600.0] and est.current["w"].at == 600.0 + 0.25 * 600.0          # overdue: another quarter
+    other = Workload("w2", "a", (PodSet(1, {"cpu": 1}),), created=2.0)
+    state.submit(other)
+    est.told_to_wait(job("w2"), other)
+    est.refresh(state, holding(601.0), 601.0)                                                # a new waiting job: projected
+    assert reads[-1] == 601.0 and set(est.current) == {"w", "w2"}

@@ -16,7 +16,7 @@ from ..api import TrainJob
 from ..config import pydantic_problems
 from ..errors import SpecError
 from .common import TeamOpt, TokenOpt, UrlOpt, connect
-from .output import console, print_json
+from .output import console, estimated_start, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -103,10 +103,8 @@ def _status_table(job: dict, queue_view: dict | None) -> Table:
     t.add_row("attempt", str(st.get("attempt", 0)))
     if st.get("pendingReason"):
         t.add_row("pending reason", st["pendingReason"])
-    if st.get("estimatedStart"):
-        t.add_row("estimated start", f"{st['estimatedStart']} ({st.get('estimatedStartReason', '')})")
-    elif st.get("estimatedStartReason"):
-        t.add_row("estimated start", f"none: {st['estimatedStartReason']}")
+    if (when := estimated_start(st)) is not None:
+        t.add_row("estimated start", when)
     if queue_view:
         for w in queue_view["status"]["waiting"]:
             if w["workload"] == job["metadata"]["name"]:

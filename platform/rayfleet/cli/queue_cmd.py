@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from .common import TeamOpt, TokenOpt, UrlOpt, connect
-from .output import console, print_json
+from .output import console, estimated_start, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -44,6 +44,5 @@ def show(name: str, as_json: bool = typer.Option(False, "--json"), url: str = Ur
     console.print(f"  admitted: {', '.join(st['admittedWorkloads']) or '-'}")
     t = Table("pos", "workload", "code", "reason", "could preempt", "estimated start")
     for w in st["waiting"]:
-        when = w.get("estimatedStart") or ("-" if "estimatedStartReason" not in w else f"none: {w['estimatedStartReason']}")
-        t.add_row(str(w["position"]), w["workload"], w["code"], w["reason"], ", ".join(w["couldPreempt"]), when)
+        t.add_row(str(w["position"]), w["workload"], w["code"], w["reason"], ", ".join(w["couldPreempt"]), estimated_start(w) or "-")
     console.print(t)

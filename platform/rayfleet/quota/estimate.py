@@ -23,13 +23,14 @@ Pure: no I/O, no clock (``now`` is passed in).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from .schedule import next_change
+from .schedule import changes
 from .state import QuotaState
-from .types import Workload
+from .types import QuotaConfig, Workload
 
 #: The longest a projection looks ahead (seconds).
 HORIZON_S = 14 * 86400.0
@@ -38,6 +39,24 @@ MAX_CYCLES = 256
 #: Quota schedules repeat within a week (their windows name days of the week): once nothing is
 #: expected to end, a week of their changes with no admission means none will come.
 SCHEDULE_PERIOD_S = 7 * 86400.0
+
+
+#: The quota schedules' edges of the last configs projected: (config, from, to, edges) by id(config).
+#: A controller projects every few seconds with the same config; its edges are found once per horizon.
+_EDGES: dict[int, tuple[QuotaConfig, float, float, tuple[float, ...]]] = {}
+
+
+def _schedule_edges(config: QuotaConfig, start: float, end: float) -> tuple[float, ...]:
+    """The edges of ``config``'s quota schedules in (``start``, ``end``] (a superset is fine: the
+    caller looks for the first one after each moment)."""
+    got = _EDGES.get(id(config))
+    if got is not None and got[0] is config and got[1] <= start and end <= got[2]:
+        return got[3]
+    edges = changes(config, start, start + 2 * (end - start))
+    if len(_EDGES) >= 8:
+        _EDGES.pop(next(iter(_EDGES)))
+    _EDGES[id(config)] = (config, start, start + 2 * (end - start), edges)
+    return edges
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,9 @@ def estimate_starts(
     released: list[str] = []            # what the step just taken gave back
     changed = False                     # the step was a quota schedule's change
     t, cycles, limit = now, 0, now + horizon
-    window = next_change(scratch.config, now)   # the next quota-schedule edge after t, kept until t reaches it
+    edges = _schedule_edges(scratch.config, now, limit)
+    k = bisect.bisect_right(edges, now)
+    window = edges[k] if k < len(edges) else None   # the next quota-schedule edge after t
     moved = now                                 # the last cycle that admitted, or followed an end
     while scratch.pending and cycles < max_cycles:
         cycles += 1
@@ -120,7 +141,8 @@ def estimate_starts(
             break
         step = max(min_step, resolution * (t - now))
         if window is not None and window <= t:
-            window = next_change(scratch.config, t)
+            k = bisect.bisect_right(edges, t)
+            window = edges[k] if k < len(edges) else None
         while heap and end_of.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)      # an end no longer in force (its workload was preempted)
         nxt = heap[0][0] if heap else None

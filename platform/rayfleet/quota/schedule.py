@@ -78,25 +78,26 @@ def has_schedules(config: QuotaConfig) -> bool:
 
 def next_change(config: QuotaConfig, now: float, *, within_days: int = 8) -> float | None:
     """The first moment after ``now`` at which a window of ``config`` starts or ends (epoch
-    seconds), looked for up to ``within_days`` ahead; None if no queue has a schedule."""
-    best: float | None = None
+    seconds), looked for up to ``within_days`` ahead; None if there is none."""
+    found = changes(config, now, now + within_days * 86400.0)
+    return found[0] if found else None
+
+
+def changes(config: QuotaConfig, start: float, end: float) -> tuple[float, ...]:
+    """Every moment in (``start``, ``end``] at which a window of ``config`` starts or ends, in
+    order: a candidate edge on a day the window does not apply changes nothing and is left out."""
+    found: set[float] = set()
     for q in config.queues:
         for w in q.schedule:
-            t = _next_edge(w, now, within_days)
-            if t is not None and (best is None or t < best):
-                best = t
-    return best
+            found.update(_edges(w, start, end))
+    return tuple(sorted(found))
 
 
-def _next_edge(window: QuotaWindow, now: float, within_days: int) -> float | None:
-    """The window's first start or end after ``now``: a candidate edge on a day the window does
-    not apply changes nothing and is passed over."""
+def _edges(window: QuotaWindow, start: float, end: float) -> list[float]:
     zone = _zone(window.timezone)
-    day0 = datetime.fromtimestamp(now, tz=UTC).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    day0 = datetime.fromtimestamp(start, tz=UTC).astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    days = int((end - start) // 86400) + 2
     minutes = {parse_hhmm(window.start), parse_hhmm(window.end)}
-    candidates = sorted(t for d in range(-1, within_days + 1) for m in minutes
-                        if (t := (day0 + timedelta(days=d, minutes=m)).replace(tzinfo=zone).timestamp()) > now)
-    for t in candidates:
-        if window_active(window, t) != window_active(window, t - 1.0):
-            return t
-    return None
+    candidates = (t for d in range(-1, days + 1) for m in minutes
+                  if start < (t := (day0 + timedelta(days=d, minutes=m)).replace(tzinfo=zone).timestamp()) <= end)
+    return [t for t in candidates if window_active(window, t) != window_active(window, t - 1.0)]

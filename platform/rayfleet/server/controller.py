@@ -656,7 +656,7 @@ class Controller:
             self.estimates.told_to_wait(got, offered[w.workload_id])
             told.append((got, w))
         if self.estimates.due(now):
-            self.estimates.refresh(self.quota.state, (r.doc for r in self.store.list("TrainJob", states=HOLDING_QUOTA, shared=True)), now)  # type: ignore[misc]
+            self.estimates.refresh(self.quota.state, lambda: (r.doc for r in self.store.list("TrainJob", states=HOLDING_QUOTA, shared=True)), now)  # type: ignore[misc]
         for got, w in told:
             e = self.estimates.current.get(got.name)
             decisions.append((got, transitions.waiting(got, w.reason, PendingReason(w.code), None if e is None else (e.at, e.reason), now)))

@@ -17,7 +17,9 @@ gathered from the jobs, and when to run it.
   while jobs wait; never two closer than ``NEW_WAIT_S`` or ``PER_WORKLOAD_S`` for each workload the
   last one replayed (running and waiting), whichever is longer. A projection costs about in
   proportion to the workloads it replays, so the share of the controller's time it takes stays
-  bounded as the fleet grows; a large fleet's estimates are refreshed less often.
+  bounded as the fleet grows; a large fleet's estimates are refreshed less often. A projection
+  whose inputs have not moved (same workloads admitted and waiting, nothing it foresaw reached
+  yet) is kept rather than run again.
 
 Jobs deeper in their queue than the heads quota looked at have no estimate yet (``Queued``);
 services are expected to hold their quota until they are deleted.
@@ -26,12 +28,14 @@ services are expected to hold their quota until they are deleted.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..api import JobState, TrainJob, TrainJobStatus
 from ..quota import QuotaState, Workload
 from ..quota.estimate import Estimate, estimate_starts
+from ..quota.schedule import next_change
 
 #: The longest the estimates go without a projection while jobs wait (seconds of the clock).
 REFRESH_S = 30.0
@@ -59,6 +63,9 @@ class StartEstimates:
         self.current: dict[str, Estimate] = {}       # the last projection's estimates, by name
         self._last: float | None = None
         self._replayed = 0                            # workloads the last projection replayed
+        self._learned = 0                             # run times learned so far (a projection depends on them)
+        self._key: tuple[Any, ...] | None = None      # what the last projection depended on...
+        self._valid_until = math.inf                  # ...and the first moment it foresaw
 
     # ------------------------------------------------------------ what the controller tells it
 
@@ -75,6 +82,7 @@ class StartEstimates:
             key = kind_of(job)
             old = self.averages.get(key)
             self.averages[key] = run if old is None else old + ALPHA * (run - old)
+            self._learned += 1
 
     def told_to_wait(self, job: TrainJob, wl: Workload) -> None:
         self.waiting[job.name] = wl
@@ -86,6 +94,7 @@ class StartEstimates:
         self.current.clear()
         self._last = None
         self._replayed = 0
+        self._key = None
 
     # ------------------------------------------------------------ expectations
 
@@ -114,14 +123,29 @@ class StartEstimates:
         new = any(name not in self.current for name in self.waiting)
         return now - self._last >= (gap if new else max(REFRESH_S, gap))
 
-    def refresh(self, state: QuotaState, holding: Iterable[TrainJob], now: float, *, one_head_per_queue: bool = False) -> Mapping[str, Estimate]:
-        """Project from ``state`` (after this pass's cycle) with ``holding`` (the jobs that hold
-        quota) and the waiting set; the estimates replace the last ones."""
+    def refresh(self, state: QuotaState, holding: Callable[[], Iterable[TrainJob]], now: float, *,
+                one_head_per_queue: bool = False) -> Mapping[str, Estimate]:
+        """Project from ``state`` (after this pass's cycle) with ``holding()`` (the jobs that hold
+        quota) and the waiting set; the estimates replace the last ones.
+
+        The last projection is kept, and ``holding`` not read, while nothing it depended on moved:
+        the same workloads admitted (on the same flavors) and waiting, the same run times learned,
+        the same config, and no moment it foresaw reached yet (an expected end, an estimated start,
+        a quota schedule's change)."""
         self._last = now
-        ends = {job.name: self.expected_end(job, now) for job in holding}
         extra = [wl for name, wl in self.waiting.items() if name not in state.pending and not state.is_admitted(name)]
+        key = (id(state.config), frozenset((wid, a.flavor) for wid, a in state.admitted.items()), frozenset(state.pending),
+               frozenset(wl.id for wl in extra), self._learned)
+        if key == self._key and now < self._valid_until:
+            return self.current
+        ends = {job.name: self.expected_end(job, now) for job in holding()}
         self._replayed = len(ends) + len(state.pending) + len(extra)
         runtimes = self.runtimes
         self.current = estimate_starts(state, now, ends=ends, runtime=lambda wid: runtimes.get(wid), extra_pending=extra,
                                        one_head_per_queue=one_head_per_queue)
+        foreseen = [t for t in ends.values() if t is not None and t > now]
+        foreseen += [e.at for e in self.current.values() if e.at is not None and e.at > now]
+        if (edge := next_change(state.config, now)) is not None:
+            foreseen.append(edge)
+        self._key, self._valid_until = key, min(foreseen, default=math.inf)
         return self.current
