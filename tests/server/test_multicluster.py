@@ -232,6 +232,69 @@ def test_a_silent_cluster_drained_by_hand_moves_its_jobs_at_the_drain_grace_and_
         w.fleet.close()
 
 
+def test_a_cluster_silent_past_lost_after_is_drained_on_its_own_and_its_jobs_resume_elsewhere(tmp_path):
+    w = World(tmp_path, ["eu", "us"], failover="  failover: {unreachableAfter: 60, lostAfter: 300, drainGrace: 120, recoverAfter: 60}\n")
+    try:
+        for name in ("eu", "us"):
+            w.sim(name).script_run("long", runtime=2000, startup=1, step_time=1, checkpoint_every=100)
+        w.submit("long")
+        w.tick(passes=2)
+        first = w.where("long")
+        other = "us" if first == "eu" else "eu"
+        w.tick(250)   # checkpoints at 100 and 200
+        w.sim(first).outage(until=w.clock.t + 600)
+        w.tick(1)     # the first pass that finds it silent
+        w.tick(61)
+        assert not w.cordons.all()[first].drain and w.job("long").status.attempt == 1   # cordoned: it may still run
+        w.tick(200, passes=2)
+        assert w.job("long").status.attempt == 1 and not w.cordons.all()[first].drain  # 261 s silent: not lost yet
+        w.tick(40, passes=2)
+        cordon = w.cordons.all()[first]
+        assert cordon.auto and cordon.drain and cordon.reason.startswith("presumed lost: not answering for 301s")
+        w.tick(2, passes=3)    # the drain grace (120 s since the cordon) is long past: it moves now
+        w.tick(2, passes=3)
+        st = w.job("long").status
+        assert st.attempt == 2 and w.where("long") == other and st.restarts == 0, (st.state, st.message)
+        assert st.interruptions[-1].reason == "cluster-drained"
+        w.tick(2, passes=2)
+        assert w.job("long").status.interruptions[-1].resumed_from_step == 200   # its last checkpoint
+        old = w.sim(first).runs[run_id_for("long", 1, w.job("long").metadata.uid)]
+        assert old.state.value == "RUNNING"
+        w.tick(300)    # it answers again: the old run gets the stop it was owed ...
+        assert old.state.value == "STOPPED"
+        w.tick(61, passes=2)   # ... and, answering for recoverAfter, the rule's drain is lifted
+        assert first not in w.cordons.all()
+        assert [e.type for e in w.fleet.store.events("Cluster", first)] == ["ClusterCordoned", "ClusterDrained", "ClusterUncordoned"]
+        w.tick(2000, passes=2)
+        assert w.job("long").status.state == JobState.SUCCEEDED
+    finally:
+        w.fleet.close()
+
+
+def test_an_admin_s_cordon_is_not_drained_by_the_lost_rule_and_null_never_presumes_lost(tmp_path):
+    for failover, cordon_by_hand in (("  failover: {unreachableAfter: 60, lostAfter: 120}\n", True),
+                                     ("  failover: {unreachableAfter: 60, lostAfter: null}\n", False)):
+        (tmp_path / str(cordon_by_hand)).mkdir()
+        w = World(tmp_path / str(cordon_by_hand), ["eu", "us"], failover=failover)
+        try:
+            for name in ("eu", "us"):
+                w.sim(name).script_run("long", runtime=2000, startup=1)
+            w.submit("long")
+            w.tick(passes=2)
+            w.tick(2)     # running (a run still starting on a silent cluster is the capacity fallback's)
+            first = w.where("long")
+            if cordon_by_hand:
+                w.cordon(first)
+            w.sim(first).outage(until=w.clock.t + 1000)
+            w.tick(1)
+            w.tick(500, passes=2)
+            cordon = w.cordons.all()[first]
+            assert not cordon.drain and cordon.auto is not cordon_by_hand
+            assert w.job("long").status.attempt == 1 and w.where("long") == first
+        finally:
+            w.fleet.close()
+
+
 def test_a_service_on_a_drained_cluster_comes_up_on_another_before_it_goes(two):
     w = two
     svc = Service.model_validate({"metadata": {"name": "chat"}, "spec": {

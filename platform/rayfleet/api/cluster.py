@@ -68,6 +68,10 @@ class ClusterFailover(Model):
         "A cluster that has not answered the controller for this long is cordoned automatically (no new work; what runs there keeps its last known state)."))
     recover_after: Duration = Field(default=300.0, ge=0, le=limits.DURATION_MAX_S, description=(
         "A cluster cordoned automatically is uncordoned once it has answered again for this long (an admin's cordon stays until uncordoned by hand)."))
+    lost_after: Duration | None = Field(default=900.0, gt=0, le=limits.DURATION_MAX_S, description=(
+        "A cluster that has not answered for this long (Kueue MultiKueue's workerLostTimeout, 15 min by default) is presumed lost: unless an admin "
+        "cordoned it, its cordon becomes a drain, so its runs resume elsewhere from their last checkpoint once the drain grace since the cordon "
+        "has passed, and their old runs are stopped if it answers again; null: never (its runs wait for it, or for an admin's drain)."))
     drain_grace: Duration = Field(default=300.0, gt=0, le=limits.DURATION_MAX_S, description=(
         "A drained cluster's runs move once their checkpoint asked for at the drain is saved, or this long after the drain at the latest "
         "(a run that cannot checkpoint, or a cluster that does not answer, then resumes elsewhere from its last checkpoint)."))

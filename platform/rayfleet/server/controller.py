@@ -294,7 +294,8 @@ class Controller:
 
     def _clusters(self, now: float) -> None:
         """Several clusters: which answer (cordoning one silent for its ``failover.unreachableAfter``,
-        lifting that cordon once it has answered for ``recoverAfter``), and the cordons in force."""
+        draining it once silent for ``lostAfter``, lifting that cordon once it has answered for
+        ``recoverAfter``), and the cordons in force."""
         if not isinstance(self.backend, ClusterSet):
             return
         cordons = self.cordons.all()
@@ -302,11 +303,13 @@ class Controller:
             policy = self.config.clusters[st.name].spec.failover
             rec = cordons.get(st.name)
             decision = clusters.decide(st.failing_since, st.answering_since, None if rec is None else rec.auto,
-                                       unreachable_after=policy.unreachable_after, recover_after=policy.recover_after, now=now)
-            if decision == "cordon":
+                                       unreachable_after=policy.unreachable_after, recover_after=policy.recover_after, now=now,
+                                       lost_after=policy.lost_after, drained=rec is not None and rec.drain)
+            if decision in ("cordon", "drain"):
                 silent = now - (st.failing_since or now)
-                cordons[st.name] = self.cordons.set(st.name, drain=False, auto=True, now=now,
-                                                    reason=f"not answering for {silent:.0f}s: {st.error}")
+                lost = "presumed lost: " if decision == "drain" else ""
+                cordons[st.name] = self.cordons.set(st.name, drain=decision == "drain", auto=True, now=now,
+                                                    reason=f"{lost}not answering for {silent:.0f}s: {st.error}")
             elif decision == "uncordon":
                 self.cordons.remove(st.name, reason=f"answering again for {policy.recover_after:.0f}s", now=now)
                 del cordons[st.name]
