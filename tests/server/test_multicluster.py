@@ -200,30 +200,43 @@ def test_a_cluster_that_stops_answering_is_cordoned_automatically_and_comes_back
         w.fleet.close()
 
 
+def _long_job_then_silence(w: World, *, runtime: float, outage: float) -> tuple[str, str]:
+    """A checkpointing job running on one of two clusters for 250 s (checkpoints at 100 and 200),
+    then that cluster silent for ``outage`` seconds: (its cluster, the other)."""
+    for name in ("eu", "us"):
+        w.sim(name).script_run("long", runtime=runtime, startup=1, step_time=1, checkpoint_every=100)
+    w.submit("long")
+    w.tick(passes=2)
+    first = w.where("long")
+    w.tick(250)
+    w.sim(first).outage(until=w.clock.t + outage)
+    w.tick(1)     # the first pass that finds it silent
+    return first, "us" if first == "eu" else "eu"
+
+
+def _moved_from_its_last_checkpoint(w: World, first: str, other: str):
+    """The job resumed on ``other`` from step 200, a disruption; its old run on ``first`` still
+    runs (the silent cluster never heard of the move): returned."""
+    st = w.job("long").status
+    assert st.attempt == 2 and w.where("long") == other and st.restarts == 0, (st.state, st.message)
+    assert st.interruptions[-1].reason == "cluster-drained"
+    w.tick(2, passes=2)
+    assert w.job("long").status.interruptions[-1].resumed_from_step == 200
+    old = w.sim(first).runs[run_id_for("long", 1, w.job("long").metadata.uid)]
+    assert old.state.value == "RUNNING"
+    return old
+
+
 def test_a_silent_cluster_drained_by_hand_moves_its_jobs_at_the_drain_grace_and_stops_them_when_it_answers(tmp_path):
     w = World(tmp_path, ["eu", "us"], failover="  failover: {unreachableAfter: 600, drainGrace: 120}\n")
     try:
-        for name in ("eu", "us"):
-            w.sim(name).script_run("long", runtime=1000, startup=1, step_time=1, checkpoint_every=100)
-        w.submit("long")
-        w.tick(passes=2)
-        first = w.where("long")
-        other = "us" if first == "eu" else "eu"
-        w.tick(250)   # checkpoints at 100 and 200
-        w.sim(first).outage(until=w.clock.t + 200)
-        w.tick(1)
+        first, other = _long_job_then_silence(w, runtime=1000, outage=200)
         w.cordon(first, drain=True)   # the admin gives up on it
         w.tick(60, passes=2)
         assert w.job("long").status.attempt == 1   # no checkpoint can be asked for: it waits for the grace
         w.tick(60, passes=3)
         w.tick(2, passes=3)
-        st = w.job("long").status
-        assert st.attempt == 2 and w.where("long") == other and st.restarts == 0, (st.state, st.message)
-        assert st.interruptions[-1].reason == "cluster-drained"
-        w.tick(2, passes=2)
-        assert w.job("long").status.interruptions[-1].resumed_from_step == 200   # its last checkpoint
-        old = w.sim(first).runs[run_id_for("long", 1, w.job("long").metadata.uid)]
-        assert old.state.value == "RUNNING"   # (the cluster never heard of the move)
+        old = _moved_from_its_last_checkpoint(w, first, other)
         w.tick(80)   # the silent cluster answers again: the old run gets the stop it was owed
         assert old.state.value == "STOPPED"
         w.tick(1000, passes=2)
@@ -235,15 +248,7 @@ def test_a_silent_cluster_drained_by_hand_moves_its_jobs_at_the_drain_grace_and_
 def test_a_cluster_silent_past_lost_after_is_drained_on_its_own_and_its_jobs_resume_elsewhere(tmp_path):
     w = World(tmp_path, ["eu", "us"], failover="  failover: {unreachableAfter: 60, lostAfter: 300, drainGrace: 120, recoverAfter: 60}\n")
     try:
-        for name in ("eu", "us"):
-            w.sim(name).script_run("long", runtime=2000, startup=1, step_time=1, checkpoint_every=100)
-        w.submit("long")
-        w.tick(passes=2)
-        first = w.where("long")
-        other = "us" if first == "eu" else "eu"
-        w.tick(250)   # checkpoints at 100 and 200
-        w.sim(first).outage(until=w.clock.t + 600)
-        w.tick(1)     # the first pass that finds it silent
+        first, other = _long_job_then_silence(w, runtime=2000, outage=600)
         w.tick(61)
         assert not w.cordons.all()[first].drain and w.job("long").status.attempt == 1   # cordoned: it may still run
         w.tick(200, passes=2)
@@ -253,13 +258,7 @@ def test_a_cluster_silent_past_lost_after_is_drained_on_its_own_and_its_jobs_res
         assert cordon.auto and cordon.drain and cordon.reason.startswith("presumed lost: not answering for 301s")
         w.tick(2, passes=3)    # the drain grace (120 s since the cordon) is long past: it moves now
         w.tick(2, passes=3)
-        st = w.job("long").status
-        assert st.attempt == 2 and w.where("long") == other and st.restarts == 0, (st.state, st.message)
-        assert st.interruptions[-1].reason == "cluster-drained"
-        w.tick(2, passes=2)
-        assert w.job("long").status.interruptions[-1].resumed_from_step == 200   # its last checkpoint
-        old = w.sim(first).runs[run_id_for("long", 1, w.job("long").metadata.uid)]
-        assert old.state.value == "RUNNING"
+        old = _moved_from_its_last_checkpoint(w, first, other)
         w.tick(300)    # it answers again: the old run gets the stop it was owed ...
         assert old.state.value == "STOPPED"
         w.tick(61, passes=2)   # ... and, answering for recoverAfter, the rule's drain is lifted

@@ -7,21 +7,15 @@ from __future__ import annotations
 import io
 
 import pytest
+import test_controller_sim
 from rich.console import Console
-from test_controller_sim import World
 
 from rayfleet.api import JobState, PendingReason
 from rayfleet.cli import job_cmd
 from rayfleet.cli.output import estimated_start
 from rayfleet.server import ray_jobs_api, transitions
 
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path)
-    yield w
-    if w.fleet is not None:
-        w.fleet.close()
+world = test_controller_sim.world   # the controller tests' fixture: a World on the simulated backend
 
 
 def _ts(job) -> float:
