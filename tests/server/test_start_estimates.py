@@ -54,6 +54,7 @@ def test_a_waiting_job_is_told_when_it_will_start_and_the_estimate_learns_the_ru
     assert world.state("first") == JobState.SUCCEEDED and world.state("second") == JobState.RUNNING
     assert world.job("second").status.estimated_start is None   # not QUEUED any more: no estimate
     second_started = world.job("second").status.started_at.timestamp()
+    world.crash()   # a restarted control service learns the run times again from the store's successes
     world.submit("third", queue="team-b", workers=2, max_run_duration=3000)
     world.tick(10)
     third = world.job("third")

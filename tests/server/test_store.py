@@ -51,6 +51,8 @@ def test_list_filters_and_pages_in_submission_order(store_target):
     assert [r.name for r in page1 + page2 + page3] == [f"j{i}" for i in range(7)]
     assert cur3 is None
     assert s.count("TrainJob", states=["QUEUED"]) == 7
+    # the newest first, as many as asked (a starting controller's read of the last successes)
+    assert [r.name for r in s.list("TrainJob", states=["QUEUED"], limit=3, newest_first=True)] == ["j6", "j5", "j4"]
 
 
 def test_reopen_keeps_everything_and_schema_version(store_target):

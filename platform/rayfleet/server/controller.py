@@ -58,7 +58,7 @@ from ..backends.placement import gang_fit
 from ..capacity import calendar, clusters, fallback, health, provisioning
 from ..config import PlatformConfig
 from ..errors import NotLeader, SpecError
-from . import admission, run_release, transitions
+from . import admission, run_release, start_estimates, transitions
 from .admission import platform_backend
 from .cordons import Cordons
 from .layout import DataLayout
@@ -150,6 +150,8 @@ class Controller:
         """Rebuild quota usage from the store: every job that holds quota is re-admitted as it was."""
         self._restore_quota(self.quota)
         self._restore_host_failures(self.clock())
+        self.estimates.relearn(r.doc for r in self.store.list(  # type: ignore[misc]
+            "TrainJob", states=[JobState.SUCCEEDED.value], limit=start_estimates.RELEARN_RUNS, newest_first=True))
         # A quota cut made while the service was down: what is now over a limit is reclaimed by
         # the normal rules in the first pass.
         self._startup_reclaims = self.quota.state.reconcile(self.clock())

@@ -4,8 +4,8 @@ gathered from the jobs, and when to run it.
 - **Run times of a kind**: a job's kind is its queue, its program (train app or entrypoint) and its
   gang (workers, resources per worker, accelerator). Each job that succeeds adds its run time
   (first start to end, interruptions included) to its kind's running average (exponentially
-  weighted, so a kind whose runs change is followed). Kept in memory, so a restarted control
-  service learns them again from the jobs that end after it.
+  weighted, so a kind whose runs change is followed). Kept in memory and learnt again when a
+  controller starts leading, from the last ``RELEARN_RUNS`` successes in the store.
 - **Expected run time** of a job: its kind's average, at most its ``maxRunDuration``; its
   ``maxRunDuration`` when its kind has no average; unknown otherwise.
 - **Expected end** of a running job: its first start plus its expected run time; a job already
@@ -45,6 +45,9 @@ NEW_WAIT_S = 5.0
 PER_WORKLOAD_S = 0.05
 #: Weight of the latest run in its kind's running average.
 ALPHA = 0.3
+#: The successes a starting controller learns run times from (the newest; with ALPHA 0.3 a kind's
+#: average is all but its last ten runs').
+RELEARN_RUNS = 2000
 
 
 def kind_of(job: TrainJob) -> tuple[Any, ...]:
@@ -77,12 +80,24 @@ class StartEstimates:
         self.waiting.pop(job.name, None)
         self.runtimes.pop(job.name, None)
         self.current.pop(job.name, None)
-        if st.state == JobState.SUCCEEDED and st.started_at is not None and st.finished_at is not None:
-            run = (st.finished_at - st.started_at).total_seconds()
-            key = kind_of(job)
-            old = self.averages.get(key)
-            self.averages[key] = run if old is None else old + ALPHA * (run - old)
-            self._learned += 1
+        if st.state == JobState.SUCCEEDED:
+            self._learn(job, st)
+
+    def relearn(self, succeeded: Iterable[TrainJob]) -> None:
+        """Forget the run times learnt and learn them from ``succeeded`` (in the order they ended)."""
+        self.averages.clear()
+        self._learned += 1
+        for job in sorted(succeeded, key=lambda j: j.status.finished_at.timestamp() if j.status.finished_at else 0.0):
+            self._learn(job, job.status)
+
+    def _learn(self, job: TrainJob, st: TrainJobStatus) -> None:
+        if st.started_at is None or st.finished_at is None:
+            return
+        run = (st.finished_at - st.started_at).total_seconds()
+        key = kind_of(job)
+        old = self.averages.get(key)
+        self.averages[key] = run if old is None else old + ALPHA * (run - old)
+        self._learned += 1
 
     def told_to_wait(self, job: TrainJob, wl: Workload) -> None:
         self.waiting[job.name] = wl

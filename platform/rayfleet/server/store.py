@@ -367,7 +367,8 @@ class Store:
             if event:
                 self._event(db, now, kind, name, row[0], event, f"{kind} {name} deleted", {})
 
-    def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None) -> list[tuple]:
+    def _select(self, kind: str, team: str | None, states: list[str] | None, after: int, limit: int | None,
+                newest_first: bool = False) -> list[tuple]:
         # By state: the (kind, state, seq) index, named, since without it SQLite picks (kind, seq) for
         # the ORDER BY and reads every object of the kind, however many have finished.
         index = self.engine.indexed_by("objects_by_kind_state_seq") if states else ""
@@ -379,7 +380,7 @@ class Store:
         if states:
             q += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(states)
-        q += " ORDER BY seq"
+        q += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
         if limit is not None:
             q += " LIMIT ?"
             args.append(limit)
@@ -394,12 +395,13 @@ class Store:
         after: int = 0,
         limit: int | None = None,
         shared: bool = False,
+        newest_first: bool = False,
     ) -> builtins.list[Record]:
-        """Objects of a kind in submission order; ``after`` is the paging cursor (a seq). Records
-        that do not decode are quarantined and left out. ``shared``: the caller never changes the
-        documents in place, and gets the same document object for a record unchanged since an
-        earlier shared read (no decoding: see ``_decode``)."""
-        return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit)], shared=shared)
+        """Objects of a kind in submission order (``newest_first``: the other way); ``after`` is the
+        paging cursor (a seq). Records that do not decode are quarantined and left out. ``shared``:
+        the caller never changes the documents in place, and gets the same document object for a
+        record unchanged since an earlier shared read (no decoding: see ``_decode``)."""
+        return self._decode_all(kind, [r[1:] for r in self._select(kind, team, states, after, limit, newest_first)], shared=shared)
 
     def page(self, kind: str, *, team: str | None, states: builtins.list[str] | None, limit: int, cursor: int) -> tuple[builtins.list[Record], int | None]:
         """One page and the cursor of the next one (None at the end)."""
